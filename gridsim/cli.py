@@ -1,0 +1,191 @@
+"""The ``gridsim`` command line. Bad input exits with code 2 and a message, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from gridsim.scenario import ScenarioError, load_scenario
+
+app = typer.Typer(
+    name="gridsim",
+    help="Simulate a national computing grid: capacity, latency, cost, energy and carbon.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Wide tables stay readable in logs and pipes, where rich would otherwise assume 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True)
+
+T = TypeVar("T")
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a value: dotted.path=value (YAML), e.g. nodes[guian].pue=1.2"
+    ),
+]
+ScenarioOpt = Annotated[
+    str | None,
+    typer.Option("--scenario", help="Apply named overrides from the file, comma separated: A,B"),
+]
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run ``fn``; turn input problems into a clear message and exit code 2."""
+    try:
+        return fn()
+    except ScenarioError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _load(file: Path, scenario: str | None, sets: list[str] | None, seed: int | None = None) -> Any:
+    names = [n.strip() for n in scenario.split(",") if n.strip()] if scenario else []
+    return _guard(lambda: load_scenario(file, names, sets or [], seed=seed))
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Scenario files")]) -> None:
+    """Check scenario files; report every problem with file:line:column and dotted path."""
+    from gridsim.topology import check_reachability
+
+    failed = False
+    for file in files:
+        try:
+            scenario = load_scenario(file)
+            problems = check_reachability(scenario)
+            if problems:
+                raise ScenarioError(problems)
+        except ScenarioError as exc:
+            failed = True
+            err.print(f"{file}: invalid", markup=False)
+            err.print(str(exc), markup=False, highlight=False)
+            continue
+        out.print(
+            f"{file}: ok ({scenario.name}: {len(scenario.regions)} regions, "
+            f"{len(scenario.nodes)} nodes, {len(scenario.demand.classes)} classes)"
+        )
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write")] = None,
+) -> None:
+    """Write the JSON Schema of scenario files (for editor completion and checks)."""
+    from gridsim.scenario.schema import Scenario
+
+    doc = Scenario.model_json_schema(mode="validation")
+    doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    doc["title"] = "gridsim scenario"
+    text = json.dumps(doc, indent=2, sort_keys=False)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        out.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+def show(
+    file: Path,
+    scenario: ScenarioOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Print the fully resolved scenario (extends, overrides and --set applied) as YAML."""
+    from gridsim.scenario.resolved import dump_resolved
+
+    sys.stdout.write(dump_resolved(_load(file, scenario, set_)))
+
+
+@app.command()
+def catalog(
+    kind: Annotated[str, typer.Argument(help="accelerators | models | sites")] = "accelerators",
+    site_kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="sites only: province | cluster | supercomputer | ai_centre"),
+    ] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table")] = False,
+) -> None:
+    """Print a packaged catalogue as a table."""
+    from gridsim.catalog import CATALOG_KINDS, builtin_catalog
+
+    if kind not in CATALOG_KINDS:
+        err.print(f"error: unknown catalogue {kind!r}; choose from {', '.join(CATALOG_KINDS)}")
+        raise typer.Exit(2)
+    table = builtin_catalog().table(kind)
+    if site_kind and kind == "sites":
+        table = table[table["kind"] == site_kind].dropna(axis=1, how="all")
+    table = table.drop(columns=[c for c in ("source",) if c in table.columns])
+    if as_csv:
+        sys.stdout.write(table.to_csv())
+    else:
+        _print_frame(table, title=f"{kind} ({len(table)})")
+
+
+@app.command()
+def topology(
+    file: Path,
+    scenario: ScenarioOpt = None,
+    set_: SetOpt = None,
+    figure: Annotated[
+        Path | None, typer.Option("--figure", help="Where to save the map (PNG)")
+    ] = None,
+) -> None:
+    """Latency summary against the policy targets (5 ms, 20 ms), and a map figure."""
+    from gridsim.topology import build_topology, check_reachability, latency_summary, plot_topology
+
+    sc = _load(file, scenario, set_)
+    problems = check_reachability(sc)
+    if problems:
+        err.print(str(ScenarioError(problems)), markup=False, highlight=False)
+        raise typer.Exit(2)
+    topo = build_topology(sc)
+    summary = latency_summary(topo)
+    _print_frame(summary, title=f"{sc.name}: one-way latency from each region to compute")
+    path = figure or Path(f"{sc.name}-topology.png")
+    plot_topology(topo, path)
+    out.print(f"map saved to {path}")
+
+
+def _print_frame(frame: Any, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, header_style="bold")
+    index_name = frame.index.name
+    if index_name:
+        table.add_column(str(index_name))
+    for col in frame.columns:
+        table.add_column(str(col), overflow="fold")
+    for idx, row in frame.iterrows():
+        cells = [_fmt(v) for v in row.tolist()]
+        table.add_row(*([str(idx)] if index_name else []), *cells)
+    out.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
