@@ -1,0 +1,330 @@
+"""Mergeable log-bucketed histogram (DDSketch-style, fixed gamma) for latencies in seconds.
+
+Bucket ``k`` holds values in ``(g**(k-1), g**k]`` with ``g = (1+alpha)/(1-alpha)`` and reports
+``2*g**k/(g+1)``, so every quantile is within relative error ``alpha`` of a true sample. The index
+range is fixed by ``[min_value, max_value]``, so memory does not grow with the number of values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+# Scalar adds are buffered and binned in one vectorised pass per this many values: measured at
+# ~90 ns/add for 1e6 adds, against ~270 ns (Python-list counts) and ~460 ns (numpy counts[i] += 1)
+# for binning each value as it arrives.
+BUFFER_SIZE = 4096
+
+_TINY = 1e-300  # stands in for 0 before np.log; anything this small lands in the underflow bucket
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Bucket geometry shared by every histogram with the same parameters."""
+
+    gamma: float
+    inv_ln_gamma: float
+    offset: int  # array position j holds log-index k = j + offset; j = 0 is the underflow bucket
+    nbins: int
+    upper: float  # values above the top bucket's upper edge are clamped and counted as overflow
+    reps: FloatArray  # representative value per array position (read-only)
+
+
+@lru_cache(maxsize=16)
+def _layout(alpha: float, min_value: float, max_value: float) -> _Layout:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not 0.0 < min_value < max_value < math.inf:
+        raise ValueError(f"need 0 < min_value < max_value < inf, got {min_value}, {max_value}")
+    gamma = (1.0 + alpha) / (1.0 - alpha)
+    inv = 1.0 / math.log(gamma)
+    offset = math.ceil(math.log(min_value) * inv) - 1
+    k_max = math.ceil(math.log(max_value) * inv)
+    nbins = k_max - offset + 1
+    k = np.arange(offset, k_max + 1, dtype=np.float64)
+    reps = 2.0 * np.power(gamma, k) / (gamma + 1.0)
+    reps[0] = 0.0
+    reps.flags.writeable = False
+    return _Layout(gamma, inv, offset, nbins, float(gamma**k_max), reps)
+
+
+class LogHistogram:
+    """Histogram of non-negative values with quantiles accurate to relative error ``alpha``.
+
+    ``count``, ``sum``, ``min`` and ``max`` are exact; counts are float64 so the flow engine can
+    add fractional masses. Values at or below ``min_value/gamma`` (including 0) share an underflow
+    bucket that reports 0 (clamped to the exact ``min``); values above ``max_value`` are clamped
+    into the top bucket and tallied in ``overflow``.
+    """
+
+    __slots__ = ("_buf", "_count", "_counts", "_hi", "_key", "_layout", "_lo", "_overflow", "_sum")
+
+    def __init__(self, alpha: float = 0.005, min_value: float = 1e-6, max_value: float = 1e7):
+        self._key = (float(alpha), float(min_value), float(max_value))
+        self._layout = _layout(*self._key)
+        self._counts: FloatArray = np.zeros(self._layout.nbins, dtype=np.float64)
+        self._buf: list[float] = []
+        self._count = 0.0
+        self._sum = 0.0
+        self._lo = math.inf
+        self._hi = -math.inf
+        self._overflow = 0.0
+
+    # -- recording -------------------------------------------------------------------------
+
+    def add(self, value: float) -> None:
+        """Record one value (hot path: appended to a buffer, binned in bulk)."""
+        # Chained compare also rejects NaN, so bad values fail here rather than at flush time.
+        if 0.0 <= value <= 1.7976931348623157e308:
+            buf = self._buf
+            buf.append(value)
+            if len(buf) >= BUFFER_SIZE:
+                self._flush()
+        else:
+            raise ValueError(f"value must be finite and non-negative, got {value!r}")
+
+    def add_many(self, values: npt.ArrayLike, weights: npt.ArrayLike | None = None) -> None:
+        """Record an array of values, optionally with non-negative float weights (masses)."""
+        v = np.asarray(values, dtype=np.float64).ravel()
+        if weights is None:
+            if v.size:
+                self._ingest(v, None)
+            return
+        w = np.asarray(weights, dtype=np.float64).ravel()
+        if w.shape != v.shape:
+            raise ValueError(f"weights shape {w.shape} != values shape {v.shape}")
+        if not w.size:
+            return
+        if not float(w.min()) >= 0.0 or not float(w.max()) < math.inf:
+            raise ValueError("weights must be finite and non-negative")
+        keep = w > 0.0
+        if not keep.all():  # zero-mass entries must not move min/max
+            v, w = v[keep], w[keep]
+            if not v.size:
+                return
+        self._ingest(v, w)
+
+    def _flush(self) -> None:
+        buf = self._buf
+        if buf:
+            a = np.fromiter(buf, dtype=np.float64, count=len(buf))
+            buf.clear()
+            self._ingest(a, None)
+
+    def _ingest(self, v: FloatArray, w: FloatArray | None) -> None:
+        lo = float(v.min())
+        hi = float(v.max())
+        if not (lo >= 0.0 and hi < math.inf):
+            raise ValueError("values must be finite and non-negative")
+        lay = self._layout
+        last = lay.nbins - 1
+        idx = np.log(np.maximum(v, _TINY))
+        idx *= lay.inv_ln_gamma
+        np.ceil(idx, out=idx)
+        idx -= lay.offset
+        if hi > lay.upper:
+            over = idx > last
+            self._overflow += float(np.count_nonzero(over)) if w is None else float(w[over].sum())
+        # Clip in float space: casting inf/huge floats to int is undefined.
+        np.clip(idx, 0, last, out=idx)
+        self._counts += np.bincount(idx.astype(np.intp), weights=w, minlength=lay.nbins)
+        if w is None:
+            self._count += v.size
+            self._sum += float(v.sum())
+        else:
+            self._count += float(w.sum())
+            self._sum += float(v @ w)
+        self._lo = min(self._lo, lo)
+        self._hi = max(self._hi, hi)
+
+    # -- merging ---------------------------------------------------------------------------
+
+    def merge(self, other: LogHistogram) -> None:
+        """Add ``other``'s contents into this histogram (same parameters required)."""
+        if other._key != self._key:
+            raise ValueError(
+                f"cannot merge histograms with parameters {self._key} and {other._key}"
+            )
+        self._flush()
+        other._flush()
+        self._counts += other._counts
+        self._count += other._count
+        self._sum += other._sum
+        self._overflow += other._overflow
+        self._lo = min(self._lo, other._lo)
+        self._hi = max(self._hi, other._hi)
+
+    @classmethod
+    def merged(cls, hists: Iterable[LogHistogram]) -> LogHistogram:
+        """A new histogram holding the union of ``hists`` (default parameters if empty)."""
+        it = iter(hists)
+        first = next(it, None)
+        if first is None:
+            return cls()
+        out = first.copy()
+        for h in it:
+            out.merge(h)
+        return out
+
+    def copy(self) -> LogHistogram:
+        """An independent copy."""
+        self._flush()
+        out = LogHistogram(*self._key)
+        out._counts = self._counts.copy()
+        out._count, out._sum, out._overflow = self._count, self._sum, self._overflow
+        out._lo, out._hi = self._lo, self._hi
+        return out
+
+    def __add__(self, other: LogHistogram) -> LogHistogram:
+        out = self.copy()
+        out.merge(other)
+        return out
+
+    def __iadd__(self, other: LogHistogram) -> LogHistogram:
+        self.merge(other)
+        return self
+
+    # -- statistics ------------------------------------------------------------------------
+
+    @property
+    def count(self) -> float:
+        """Total recorded mass (number of values when unweighted)."""
+        return self._count + len(self._buf)
+
+    @property
+    def sum(self) -> float:
+        """Exact sum of recorded values (weighted)."""
+        self._flush()
+        return self._sum
+
+    @property
+    def mean(self) -> float:
+        """Exact mean, nan when empty."""
+        self._flush()
+        return self._sum / self._count if self._count > 0 else math.nan
+
+    @property
+    def min(self) -> float:
+        """Exact minimum, nan when empty."""
+        self._flush()
+        return self._lo if self._count > 0 else math.nan
+
+    @property
+    def max(self) -> float:
+        """Exact maximum, nan when empty."""
+        self._flush()
+        return self._hi if self._count > 0 else math.nan
+
+    @property
+    def overflow(self) -> float:
+        """Mass recorded above ``max_value`` (clamped into the top bucket)."""
+        self._flush()
+        return self._overflow
+
+    @property
+    def counts(self) -> FloatArray:
+        """Per-bucket mass (read-only view; fixed size whatever the number of values)."""
+        self._flush()
+        view = self._counts.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def alpha(self) -> float:
+        """Relative accuracy guaranteed for quantiles."""
+        return self._key[0]
+
+    def quantile(self, q: float) -> float:
+        """Value at quantile ``q`` in [0, 1] (inverted-CDF rule); nan when empty."""
+        return float(self.quantiles((q,))[0])
+
+    def quantiles(self, qs: Sequence[float] | npt.NDArray[np.float64]) -> FloatArray:
+        """Vectorised :meth:`quantile`; q=0 and q=1 give the exact min and max."""
+        q = np.asarray(qs, dtype=np.float64)
+        if q.size and not (float(q.min()) >= 0.0 and float(q.max()) <= 1.0):
+            raise ValueError("quantiles must be in [0, 1]")
+        self._flush()
+        if self._count <= 0:
+            return np.full(q.shape, math.nan)
+        cum = np.cumsum(self._counts)
+        # First bucket whose cumulative mass reaches q*total, as numpy's "inverted_cdf".
+        j = np.searchsorted(cum, q * cum[-1], side="left")
+        np.minimum(j, self._layout.nbins - 1, out=j)
+        out: FloatArray = np.clip(self._layout.reps[j], self._lo, self._hi)
+        out[q <= 0.0] = self._lo
+        out[q >= 1.0] = self._hi
+        return out
+
+    # -- serialisation and comparison ------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict with only the non-empty buckets."""
+        self._flush()
+        nz = np.flatnonzero(self._counts)
+        c = self._counts[nz]
+        integral = bool(np.all(c == np.floor(c))) and (c.size == 0 or float(c.max()) < 2.0**53)
+        empty = self._count <= 0
+        return {
+            "alpha": self._key[0],
+            "min_value": self._key[1],
+            "max_value": self._key[2],
+            "count": self._count,
+            "sum": self._sum,
+            "min": None if empty else self._lo,
+            "max": None if empty else self._hi,
+            "overflow": self._overflow,
+            "index": nz.tolist(),
+            "counts": c.astype(np.int64).tolist() if integral else c.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LogHistogram:
+        """Inverse of :meth:`to_dict`."""
+        h = cls(d["alpha"], d["min_value"], d["max_value"])
+        idx = np.asarray(d["index"], dtype=np.intp)
+        c = np.asarray(d["counts"], dtype=np.float64)
+        if idx.shape != c.shape or (idx.size and not 0 <= idx.min() <= idx.max() < h._counts.size):
+            raise ValueError("bucket index/counts mismatch or out of range")
+        h._counts[idx] = c
+        h._count = float(d["count"])
+        h._sum = float(d["sum"])
+        h._overflow = float(d["overflow"])
+        if h._count > 0:
+            h._lo, h._hi = float(d["min"]), float(d["max"])
+        return h
+
+    def __eq__(self, other: object) -> bool:
+        """Equal buckets, count, min, max and overflow; ``sum`` to 1e-9 relative because float
+        addition order differs between merging and adding the same values one by one."""
+        if not isinstance(other, LogHistogram):
+            return NotImplemented
+        self._flush()
+        other._flush()
+        return (
+            self._key == other._key
+            and self._count == other._count
+            and self._overflow == other._overflow
+            and self._lo == other._lo
+            and self._hi == other._hi
+            and math.isclose(self._sum, other._sum, rel_tol=1e-9)
+            and bool(np.array_equal(self._counts, other._counts))
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        if self.count <= 0:
+            return f"LogHistogram(alpha={self.alpha}, empty)"
+        p50, p99 = self.quantiles((0.5, 0.99))
+        return (
+            f"LogHistogram(count={self.count:g}, mean={self.mean:.4g}, p50={p50:.4g}, "
+            f"p99={p99:.4g}, max={self.max:.4g})"
+        )
