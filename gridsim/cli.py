@@ -160,6 +160,45 @@ def topology(
     out.print(f"map saved to {path}")
 
 
+@app.command()
+def serving(
+    model: Annotated[str, typer.Option("--model", help="Catalogue model id, e.g. deepseek-v3")],
+    accelerator: Annotated[str, typer.Option("--accelerator", help="Catalogue accelerator id")],
+    count: Annotated[int, typer.Option("--count", min=1, help="Accelerators deployed")],
+    tpot_ms: Annotated[
+        float | None, typer.Option("--tpot-ms", help="Time-per-output-token target (ms)")
+    ] = None,
+    price_cny_per_kwh: Annotated[float, typer.Option(help="Electricity price")] = 0.4,
+    pue: Annotated[float, typer.Option(help="Power usage effectiveness")] = 1.3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """What one deployment yields: replicas, slots, tokens/s, TTFT, energy and cost per 1M tokens."""
+    import pandas as pd
+
+    from gridsim.catalog import builtin_catalog
+    from gridsim.serving import ServingParams, serving_model
+
+    cat = builtin_catalog()
+
+    def build() -> dict[str, Any]:
+        if model not in cat.models:
+            raise ValueError(f"unknown model {model!r}; known: {', '.join(cat.models)}")
+        if accelerator not in cat.accelerators:
+            known = ", ".join(cat.accelerators)
+            raise ValueError(f"unknown accelerator {accelerator!r}; known: {known}")
+        params = ServingParams(tpot_target_s=tpot_ms / 1000) if tpot_ms else ServingParams()
+        sm = serving_model(cat.accelerators[accelerator], cat.models[model], params)
+        return sm.deployment(count, price_cny_per_kwh=price_cny_per_kwh, pue=pue)
+
+    result = _guard(build)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        frame = pd.DataFrame({"value": list(result.values())}, index=list(result.keys()))
+        frame.index.name = "figure"
+        _print_frame(frame, title=f"{count} x {accelerator} serving {model}")
+
+
 def _print_frame(frame: Any, title: str) -> None:
     from rich.table import Table
 
