@@ -45,7 +45,7 @@ def _guard(fn: Callable[[], T]) -> T:
     except ScenarioError as exc:
         err.print(str(exc), markup=False, highlight=False)
         raise typer.Exit(2) from None
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
 
@@ -53,6 +53,47 @@ def _guard(fn: Callable[[], T]) -> T:
 def _load(file: Path, scenario: str | None, sets: list[str] | None, seed: int | None = None) -> Any:
     names = [n.strip() for n in scenario.split(",") if n.strip()] if scenario else []
     return _guard(lambda: load_scenario(file, names, sets or [], seed=seed))
+
+
+@app.command()
+def run(
+    file: Path,
+    scenario: ScenarioOpt = None,
+    set_: SetOpt = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Override the scenario's seed")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Run folder (default results/<scenario>/...)")
+    ] = None,
+    fidelity: Annotated[
+        str | None, typer.Option("--fidelity", help="request | flow (default: the scenario's)")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder")] = False,
+) -> None:
+    """Run a scenario and write its results folder."""
+    from gridsim.output import default_out_dir, write_run
+    from gridsim.run import run as run_scenario
+
+    sc = _load(file, scenario, set_, seed)
+    result = _guard(lambda: run_scenario(sc, fidelity=fidelity, progress=sys.stderr.isatty()))
+    target = out_dir or default_out_dir(result)
+    _guard(lambda: write_run(result, target, overwrite=overwrite))
+    s = result.summary
+    req, lat = s["requests"], s["latency_s"]
+    util = s.get("utilization", {}).get("mean")
+    out.print(
+        f"{sc.name}: {req['arrived']:,} requests arrived, {req['served']:,} served, "
+        f"{req['dropped']:,} dropped, {req['in_flight']:,} in flight"
+    )
+    if lat["mean"] is not None:
+        out.print(
+            f"latency mean {lat['mean']:.3g} s, p95 {lat['p95']:.3g} s; "
+            f"SLA attainment {_pct(s['sla_attainment'])}; utilisation {_pct(util)}"
+        )
+    out.print(f"results in {target} ({result.manifest['wall_time_s']} s)")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
 @app.command()
@@ -172,7 +213,8 @@ def serving(
     pue: Annotated[float, typer.Option(help="Power usage effectiveness")] = 1.3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """What one deployment yields: replicas, slots, tokens/s, TTFT, energy and cost per 1M tokens."""
+    """What one deployment yields: replicas, slots, tokens/s, TTFT, energy and cost per 1M
+    tokens."""
     import pandas as pd
 
     from gridsim.catalog import builtin_catalog

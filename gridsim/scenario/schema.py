@@ -373,6 +373,9 @@ class Policy(Model):
 
     name: str = "nearest"
     params: dict[str, Any] = Field(default_factory=dict)
+    on_failure: Literal["retry", "drop"] = Field(
+        default="retry", description="requests at a failed node: route again, or count as lost"
+    )
 
     @field_validator("name")
     @classmethod
@@ -383,6 +386,28 @@ class Policy(Model):
         close = difflib.get_close_matches(v, sorted(names), n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(names))}"
         raise ValueError(f"unknown policy {v!r}; {hint} (or name a user policy as module:Class)")
+
+
+class NodeOutage(Model):
+    """A node down from ``at`` (after the horizon start) for ``duration`` (default: to the end)."""
+
+    kind: Literal["node_outage"]
+    node: str
+    at: Duration
+    duration: Duration | None = None
+
+
+class LinkOutage(Model):
+    """The link between two places (region, node or cluster ids) cut for a while."""
+
+    kind: Literal["link_outage"]
+    a: str
+    b: str
+    at: Duration
+    duration: Duration | None = None
+
+
+Event = Annotated[NodeOutage | LinkOutage, Field(discriminator="kind")]
 
 
 class Admission(Model):
@@ -421,6 +446,7 @@ class Scenario(Model):
     demand: Demand
     policy: Policy = Policy()
     admission: Admission = Admission()
+    events: list[Event] = Field(default_factory=list)
     outputs: Outputs = Outputs()
 
     @model_validator(mode="before")
@@ -453,6 +479,12 @@ class Scenario(Model):
                 raise ValueError(
                     f"no node can serve class {cls.name!r}: add {need} "
                     f"(or list {cls.name!r} under a pool's serves:)"
+                )
+        node_ids = {n.id for n in self.nodes}
+        for event in self.events:
+            if isinstance(event, NodeOutage) and event.node not in node_ids:
+                raise ValueError(
+                    f"event names unknown node {event.node!r}; nodes: {sorted(node_ids)}"
                 )
         total_share = sum(c.share for c in self.demand.classes)
         if total_share > 1 + 1e-9:

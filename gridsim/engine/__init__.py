@@ -1,0 +1,1 @@
+"""The engines: request fidelity (every request) and, later, flow fidelity (arrays per tick)."""

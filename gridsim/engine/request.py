@@ -1,0 +1,394 @@
+"""Request fidelity: every request simulated, in a SimPy environment.
+
+A request goes: arrival at its region -> routing (the policy) -> network delay -> admission
+(queue limit, maximum wait) -> a FCFS queue for a slot of the chosen pool -> prefill, decode
+-> completion. Outages are SimPy processes that change the pools at their instants.
+
+Few events per request. Under FCFS a request's start is fixed when it reaches its pool: it
+takes the earliest-free slot, ``start = max(reach, earliest free)`` (Kiefer-Wolfowitz), so the
+engine keeps each pool's slot free-times in a heap instead of a SimPy resource. Between two
+scheduled SimPy events (outages, the end) nothing can change a pool but requests, so the
+arrival process handles every arrival before the next event in one tight loop and then yields
+a single timeout. Arrivals at a pool (after network delay) and completions wait in heaps and
+are applied in time order, lazily, before anything at a later time. At equal times the order is
+fixed: scheduled events first, then pool arrivals and completions by time and sequence number,
+then new arrivals in the order the demand model sorted them.
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+import math
+import sys
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from gridsim.demand import DemandModel
+from gridsim.grid import Grid, with_topology
+from gridsim.metrics.recorder import FLUSH_ROWS, Layout, Recorder
+from gridsim.policies import make_policy
+from gridsim.topology import Topology
+
+INF = math.inf
+CHUNK_S = 600.0  # arrivals are drawn this many simulated seconds at a time (bounded memory)
+
+# A request in the engine, a list for speed: indices of its fields.
+CLS, REGION, T_ARR, IN_TOK, OUT_TOK, JOB_S, POOL, NET, REACH, START, END, SEQ, LIVE = range(13)
+
+
+@dataclass
+class RunOutput:
+    summary: dict[str, Any]
+    timeseries: pd.DataFrame
+    requests: pd.DataFrame
+
+
+class RequestEngine:
+    """One run over one Grid. ``run()`` returns the summary and tables."""
+
+    def __init__(self, grid: Grid, seed: int, progress: bool = False) -> None:
+        sc = grid.scenario
+        self.grid = grid
+        self.seed = seed
+        self.progress = progress
+        self.env = simpy.Environment()
+        self.horizon_s = sc.horizon.duration
+        self.policy = make_policy(sc.policy.name, grid, dict(sc.policy.params))
+        self.retry = sc.policy.on_failure == "retry"
+        self.demand = DemandModel(sc, grid.catalog)
+        classes = sc.demand.classes
+        pools = grid.pools
+        self.recorder = Recorder(
+            Layout(
+                class_names=grid.class_names,
+                region_ids=grid.region_ids,
+                node_ids=grid.node_ids,
+                pool_node=tuple(p.node_index for p in pools),
+                pool_slots=tuple(p.slots for p in pools),
+                ttft_slo_s=tuple(c.slo.ttft if c.slo.ttft is not None else INF for c in classes),
+                e2e_slo_s=tuple(c.slo.e2e if c.slo.e2e is not None else INF for c in classes),
+            ),
+            horizon_s=self.horizon_s,
+            warmup_s=sc.horizon.warmup,
+            interval_s=sc.outputs.timeseries_interval,
+            keep_requests=sc.outputs.requests,
+        )
+        n_pools = len(pools)
+        # Live pool state, read by policies through this object (the PoolView protocol).
+        self.alive = [p.slots > 0 for p in pools]
+        self.in_system = [0] * n_pools
+        self.free: list[list[float]] = [[0.0] * p.slots for p in pools]
+        self.waiting: list[list[float]] = [[] for _ in pools]  # start times, for queue_limit
+        self.up_since = [0.0] * n_pools
+        self.pending: list[tuple[float, int, list[Any]]] = []  # on the way to their pool
+        self.completions: list[tuple[float, int, list[Any]]] = []
+        self.seq = 0
+        self.queue_limit = sc.admission.queue_limit
+        self.max_wait = sc.admission.max_wait if sc.admission.max_wait is not None else INF
+        self.latency = grid.latency_s.tolist()  # nested lists: cheaper to index per request
+        self.occupancy = [p.occupancy_s_per_prompt_token for p in pools]
+        self.prefill = [p.prefill_s_per_prompt_token for p in pools]
+        self.tpot = [p.tpot_s for p in pools]
+        self.is_llm = [p.kind == "llm" for p in pools]
+        self.slots_per_job = [c.slots_per_job for c in classes]
+        self.prefill_arr = np.array(self.prefill)  # jobs have no prefill: 0
+        self.slots_per_job_arr = np.array(self.slots_per_job, dtype=np.float64)
+        self.done: list[list[Any]] = []  # finished, waiting to be recorded in bulk
+
+    # --- the PoolView protocol ---------------------------------------------------------------
+
+    def wait_s(self, pool: int, t: float) -> float:
+        if not self.alive[pool]:
+            return INF
+        earliest = self.free[pool][0]
+        return earliest - t if earliest > t else 0.0
+
+    # --- running -----------------------------------------------------------------------------
+
+    def run(self, events: list[tuple[float, Callable[[float], None]]] | None = None) -> RunOutput:
+        for t, action in sorted(events or [], key=lambda e: e[0]):
+            self.env.process(self._at(t, action))
+        self.env.process(self._arrivals())
+        # The engine's records hold no reference cycles; the cyclic collector would only rescan
+        # the (large) heaps of live requests again and again.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self.env.run(until=self.horizon_s)
+            return self._finish()
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _at(self, t: float, action: Callable[[float], None]) -> Generator[Any, Any, None]:
+        yield self.env.timeout(t)
+        self._advance(t)
+        action(t)
+
+    def _arrivals(self) -> Generator[Any, Any, None]:
+        env = self.env
+        bar = _Progress(self.horizon_s) if self.progress else None
+        t0 = 0.0
+        while t0 < self.horizon_s:
+            t1 = min(t0 + CHUNK_S, self.horizon_s)
+            arr = self.demand.arrivals(self.seed, t0, t1)
+            self.recorder.arrivals(
+                arr.class_idx, arr.region_idx, arr.input_tokens, arr.output_tokens
+            )
+            times = arr.time_s
+            rows = list(
+                zip(
+                    times.tolist(),
+                    arr.class_idx.tolist(),
+                    arr.region_idx.tolist(),
+                    arr.input_tokens.tolist(),
+                    arr.output_tokens.tolist(),
+                    arr.service_s.tolist(),
+                    strict=True,
+                )
+            )
+            i, n = 0, len(rows)
+            while i < n:
+                # Every arrival before the next scheduled event can be handled now.
+                j = int(np.searchsorted(times, env.peek(), side="left"))
+                if j > i:
+                    self._handle(rows, i, j)
+                    i = j
+                if i < n:
+                    yield env.timeout(max(rows[i][0] - env.now, 0.0))
+            if bar:
+                bar.update(t1)
+            if t1 > env.now:
+                yield env.timeout(t1 - env.now)
+            t0 = t1
+        if bar:
+            bar.close()
+
+    def _handle(self, rows: list[tuple[Any, ...]], i: int, j: int) -> None:
+        """Arrivals ``rows[i:j]``, all before the next scheduled event: route each one."""
+        choose = self.policy.choose
+        latency = self.latency
+        pending = self.pending
+        completions = self.completions
+        drop = self.recorder.drop
+        for k in range(i, j):
+            t, c, r, inp, out, job_s = rows[k]
+            if (pending and pending[0][0] <= t) or (completions and completions[0][0] <= t):
+                self._advance(t)
+            p = choose(self, c, r, t)
+            if p < 0:
+                drop(c, r, -1)
+                continue
+            net = latency[r][p]
+            self.seq += 1
+            req = [c, r, t, inp, out, job_s, p, net, 0.0, 0.0, 0.0, self.seq, True]
+            if net > 0:
+                heapq.heappush(pending, (t + net, self.seq, req))
+            else:
+                self._reach(req, t)
+
+    def _route(self, req: list[Any], t: float) -> None:
+        """Route a request again (after its pool failed), from its region at time ``t``."""
+        c, r = req[CLS], req[REGION]
+        p = self.policy.choose(self, c, r, t)
+        if p < 0:
+            self.recorder.drop(c, r, -1)
+            return
+        net = self.latency[r][p]
+        self.seq += 1
+        req[POOL], req[NET], req[SEQ], req[LIVE] = p, net, self.seq, True
+        heapq.heappush(self.pending, (t + net, self.seq, req))
+
+    def _reach(self, req: list[Any], t: float) -> None:
+        """The request reaches its pool at ``t``: admit it and fix its slot, or drop it."""
+        p = req[POOL]
+        req[REACH] = t
+        if not self.alive[p]:
+            self._reroute_or_lose(req, t)
+            return
+        if self.is_llm[p]:
+            service = req[IN_TOK] * self.occupancy[p] + req[OUT_TOK] * self.tpot[p]
+        else:
+            service = req[JOB_S]
+        free = self.free[p]
+        k = self.slots_per_job[req[CLS]]
+        earliest = free[0] if k == 1 else heapq.nsmallest(k, free)[-1]
+        start = earliest if earliest > t else t
+        if start - t > self.max_wait or (
+            self.queue_limit is not None and start > t and self._queued(p, t) >= self.queue_limit
+        ):
+            self.recorder.drop(req[CLS], req[REGION], p)
+            return
+        end = start + service
+        if k == 1:
+            heapq.heapreplace(free, end)
+        else:
+            for _ in range(k):
+                heapq.heappop(free)
+            for _ in range(k):
+                heapq.heappush(free, end)
+        req[START] = start
+        req[END] = end
+        self.in_system[p] += 1
+        if self.queue_limit is not None and start > t:
+            heapq.heappush(self.waiting[p], start)
+        heapq.heappush(self.completions, (end, req[SEQ], req))
+
+    def _queued(self, p: int, t: float) -> int:
+        waiting = self.waiting[p]
+        while waiting and waiting[0] <= t:
+            heapq.heappop(waiting)
+        return len(waiting)
+
+    def _advance(self, t: float) -> None:
+        """Apply, in time order, pool arrivals and completions up to and including ``t``."""
+        pending, completions = self.pending, self.completions
+        done, in_system = self.done, self.in_system
+        pop = heapq.heappop
+        while True:
+            if (
+                completions
+                and completions[0][0] <= t
+                and (not pending or completions[0][0] <= pending[0][0])
+            ):
+                req = pop(completions)[2]
+                if req[LIVE]:
+                    req[LIVE] = False  # bools are numbers: the record stays all-numeric
+                    in_system[req[POOL]] -= 1
+                    done.append(req)
+            elif pending and pending[0][0] <= t:
+                t_reach, _, req = pop(pending)
+                self._reach(req, t_reach)
+            else:
+                break
+        if len(done) >= FLUSH_ROWS:
+            self._flush_done()
+
+    def _flush_done(self) -> None:
+        """Hand finished requests to the recorder as columns (one vectorised pass)."""
+        if not self.done:
+            return
+        a = np.array(self.done, dtype=np.float64)
+        self.done = []
+        cls = a[:, CLS].astype(np.intp)
+        pool = a[:, POOL].astype(np.intp)
+        self.recorder.finished(
+            class_idx=cls,
+            region_idx=a[:, REGION].astype(np.intp),
+            pool_idx=pool,
+            arrival_s=a[:, T_ARR],
+            network_s=a[:, NET],
+            reach_s=a[:, REACH],
+            start_s=a[:, START],
+            first_token_s=a[:, START] + a[:, IN_TOK] * self.prefill_arr[pool],
+            end_s=a[:, END],
+            input_tokens=a[:, IN_TOK].astype(np.int64),
+            output_tokens=a[:, OUT_TOK].astype(np.int64),
+            slots=self.slots_per_job_arr[cls],
+        )
+
+    def _unfinished(self, pool: int | None = None) -> list[list[Any]]:
+        """Admitted requests not yet finished (of one pool), in admission order."""
+        reqs = [
+            req
+            for _, _, req in self.completions
+            if req[LIVE] and (pool is None or req[POOL] == pool)
+        ]
+        return sorted(reqs, key=lambda q: q[SEQ])
+
+    def _reroute_or_lose(self, req: list[Any], t: float) -> None:
+        if self.retry:
+            self.recorder.retried += 1
+            self._route(req, t)
+        else:
+            self.recorder.lost += 1
+            self.recorder.drop(req[CLS], req[REGION], req[POOL])
+
+    # --- outages (called at their instants) --------------------------------------------------
+
+    def fail_pool(self, p: int, t: float) -> None:
+        if not self.alive[p]:
+            return
+        rec = self.recorder
+        rec.add_span(rec.capacity, p, self.up_since[p], t, self.grid.pools[p].slots)
+        self.alive[p] = False
+        victims = self._unfinished(p)
+        self.waiting[p].clear()
+        self.in_system[p] = 0
+        self.free[p] = [INF] * len(self.free[p])
+        for req in victims:
+            req[LIVE] = False
+            k = self.slots_per_job[req[CLS]]
+            rec.add_span(rec.busy, p, req[START], min(req[END], t), k)
+            rec.add_span(rec.queued, p, req[REACH], min(req[START], t))
+            # A fresh record: the old one stays in the completion heap, marked dead.
+            self._reroute_or_lose([*req[:NET], 0.0, 0.0, 0.0, 0.0, 0, True], t)
+
+    def restore_pool(self, p: int, t: float) -> None:
+        if self.alive[p] or self.grid.pools[p].slots == 0:
+            return
+        self.alive[p] = True
+        self.up_since[p] = t
+        self.free[p] = [t] * len(self.free[p])
+
+    def set_topology(self, topology: Topology) -> None:
+        """After a link cut or repair: new routes for requests routed from now on.
+
+        Policies only decide, so a fresh one over the rerouted grid replaces the old; requests
+        already on their way keep the route they took.
+        """
+        rerouted = with_topology(self.grid, topology)
+        self.latency = rerouted.latency_s.tolist()
+        policy = self.grid.scenario.policy
+        self.policy = make_policy(policy.name, rerouted, dict(policy.params))
+
+    # --- the end -----------------------------------------------------------------------------
+
+    def _finish(self) -> RunOutput:
+        end = self.horizon_s
+        self._advance(end)
+        self._flush_done()
+        rec = self.recorder
+        grid = self.grid
+        n_c, n_r, n_p = len(grid.classes), len(grid.region_ids), len(grid.pools)
+        in_flight = np.zeros((n_c, n_r, n_p), dtype=np.int64)
+        for _, _, req in self.pending:
+            in_flight[req[CLS], req[REGION], req[POOL]] += 1
+        for p in range(n_p):
+            if self.alive[p]:
+                rec.add_span(rec.capacity, p, self.up_since[p], end, grid.pools[p].slots)
+        for req in self._unfinished():
+            p = req[POOL]
+            in_flight[req[CLS], req[REGION], p] += 1
+            k = self.slots_per_job[req[CLS]]
+            rec.add_span(rec.busy, p, req[START], min(req[END], end), k)
+            rec.add_span(rec.queued, p, req[REACH], min(req[START], end))
+        summary = rec.summary(in_flight)
+        return RunOutput(summary, rec.timeseries(), rec.requests())
+
+
+class _Progress:
+    """A progress bar on a terminal; nothing when the output is not one."""
+
+    def __init__(self, total_s: float) -> None:
+        from rich.progress import Progress
+
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("simulating", total=total_s)
+
+    def update(self, t: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=t)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

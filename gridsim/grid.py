@@ -1,0 +1,226 @@
+"""The Grid: a validated scenario made ready for the engines.
+
+It joins the topology (latency matrix), the pools flattened across nodes with their serving
+performance, which pools may serve which class, and the candidate pools for each class and
+region, nearest first. Both engines and every policy read the same Grid; nothing here changes
+during a run (the engines keep their own mutable state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import numpy as np
+import numpy.typing as npt
+
+from gridsim.catalog import Catalog
+from gridsim.scenario import Problem, Scenario, ScenarioError, scenario_catalog
+from gridsim.scenario.schema import DemandClass, Node, Pool, pool_serves
+from gridsim.serving import ServingModel, serving_model
+from gridsim.topology import Topology, build_topology, check_reachability
+
+# Used only where neither the node, its site nor its province gives a figure.
+DEFAULT_PRICE_CNY_PER_KWH = 0.45  # ASSUMPTION: between wholesale (~0.25-0.40) and C&I tariffs
+DEFAULT_CARBON_G_PER_KWH = 536.6  # national grid factor 2022, MEE/NBS (data/FACTS.md section 3)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One pool of one node, with what the engines need per request.
+
+    A replica of an LLM pool holds ``max_batch`` sequences; each is a slot (a server of the
+    queue). Prefill is compute-bound and stalls the whole replica, so one request occupies its
+    slot for ``max_batch x prefill(p) + o x TPOT``: at full load that gives the replica's
+    throughput ``1 / (prefill + o x TPOT / max_batch)``. Its first token comes ``prefill(p)``
+    after it starts.
+    """
+
+    index: int
+    node_index: int
+    node_id: str
+    pool_id: str
+    kind: str  # "llm" | "job"
+    model: str | None
+    accelerator: str | None
+    slots: int
+    replicas: int
+    occupancy_s_per_prompt_token: float
+    prefill_s_per_prompt_token: float
+    tpot_s: float
+    price_cny_per_kwh: float
+    carbon_g_per_kwh: float
+    pue: float
+    hub_role: str
+    serving: ServingModel | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.node_id}/{self.pool_id}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    scenario: Scenario
+    catalog: Catalog
+    topology: Topology
+    pools: tuple[PoolSpec, ...]
+    # regions x pools, one-way network latency (inf where unreachable)
+    latency_s: npt.NDArray[np.float64]
+    # classes x pools, whether the pool may serve the class
+    serves: npt.NDArray[np.bool_]
+    # candidates[c][r]: reachable pools for class c from region r, nearest first
+    candidates: tuple[tuple[tuple[int, ...], ...], ...]
+
+    @property
+    def region_ids(self) -> tuple[str, ...]:
+        return tuple(self.topology.region_ids)
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        return tuple(self.topology.node_ids)
+
+    @property
+    def classes(self) -> tuple[DemandClass, ...]:
+        return tuple(self.scenario.demand.classes)
+
+    @cached_property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.scenario.demand.classes)
+
+    def slots(self) -> npt.NDArray[np.int64]:
+        return np.array([p.slots for p in self.pools], dtype=np.int64)
+
+
+def build_grid(scenario: Scenario) -> Grid:
+    """Everything the engines need, or a ScenarioError naming what makes the grid unusable."""
+    catalog = scenario_catalog(scenario)
+    problems = check_reachability(scenario, catalog)
+    if problems:
+        raise ScenarioError(problems)
+    topology = build_topology(scenario, catalog)
+    pools: list[PoolSpec] = []
+    declared: list[Pool] = []  # the scenario's pool behind each PoolSpec
+    node_pos = {n: i for i, n in enumerate(topology.node_ids)}
+    for ni, node in enumerate(scenario.nodes):
+        for pool in node.pools:
+            spec = _pool(node, ni, node_pos[node.id], pool, len(pools), scenario, catalog, problems)
+            if spec is not None:
+                pools.append(spec)
+                declared.append(pool)
+    if problems:
+        raise ScenarioError(problems)
+    latency = topology.latency_s[:, [p.node_index for p in pools]]
+    classes = scenario.demand.classes
+    serves = np.array([[pool_serves(pl, c) for pl in declared] for c in classes], dtype=bool)
+    candidates = _candidates(serves, tuple(pools), latency)
+    for ci, cls in enumerate(classes):
+        for ri, region in enumerate(scenario.regions):
+            if not candidates[ci][ri]:
+                problems.append(
+                    Problem(
+                        ("demand", "classes", ci),
+                        f"class {cls.name!r} has no reachable pool with capacity from region "
+                        f"{region.id!r}; add capacity or a link",
+                    )
+                )
+    if problems:
+        raise ScenarioError(problems)
+    return Grid(scenario, catalog, topology, tuple(pools), latency, serves, candidates)
+
+
+def with_topology(grid: Grid, topology: Topology) -> Grid:
+    """The same grid over another topology (a link cut or repaired): new routes, nothing else."""
+    latency = topology.latency_s[:, [p.node_index for p in grid.pools]]
+    candidates = _candidates(grid.serves, grid.pools, latency)
+    return replace(grid, topology=topology, latency_s=latency, candidates=candidates)
+
+
+def _candidates(
+    serves: npt.NDArray[np.bool_], pools: tuple[PoolSpec, ...], latency: npt.NDArray[np.float64]
+) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """For each class and region, the reachable pools with capacity, nearest first."""
+    out = []
+    for ci in range(serves.shape[0]):
+        per_region = []
+        for ri in range(latency.shape[0]):
+            ok = [
+                p
+                for p in range(len(pools))
+                if serves[ci, p] and np.isfinite(latency[ri, p]) and pools[p].slots > 0
+            ]
+            ok.sort(key=lambda p: (latency[ri, p], p))
+            per_region.append(tuple(ok))
+        out.append(tuple(per_region))
+    return tuple(out)
+
+
+def _pool(
+    node: Node,
+    ni: int,
+    node_index: int,
+    pool: Pool,
+    index: int,
+    scenario: Scenario,
+    catalog: Catalog,
+    problems: list[Problem],
+) -> PoolSpec | None:
+    site = catalog.sites.get(node.site) if node.site else None
+    province = catalog.sites.get(site.province) if site and site.province else None
+    price = _first(
+        node.price_cny_per_kwh,
+        site.price_cny_per_kwh if site else None,
+        province.price_cny_per_kwh if province else None,
+        DEFAULT_PRICE_CNY_PER_KWH,
+    )
+    carbon = _first(
+        node.carbon_g_per_kwh,
+        site.carbon_g_per_kwh if site else None,
+        province.carbon_g_per_kwh if province else None,
+        DEFAULT_CARBON_G_PER_KWH,
+    )
+    share = (1.0 - pool.reserved_share) * scenario.demand.sample_fraction
+    serving = None
+    occupancy = prefill = tpot = 0.0
+    if pool.model is not None and pool.accelerator is not None:
+        try:
+            serving = serving_model(
+                catalog.accelerators[pool.accelerator], catalog.models[pool.model]
+            )
+        except ValueError as exc:
+            pi = node.pools.index(pool)
+            problems.append(Problem(("nodes", ni, "pools", pi), str(exc)))
+            return None
+        raw_slots = (pool.replicas or 0) * serving.max_batch
+        prefill = float(serving.prefill_time_s(1.0))
+        occupancy = prefill * serving.max_batch
+        tpot = serving.tpot_s
+    else:
+        raw_slots = pool.slots or 0
+    # Sampling a share of national demand samples the same share of capacity.
+    slots = round(raw_slots * share)
+    if raw_slots > 0 and share > 0:
+        slots = max(slots, 1)
+    return PoolSpec(
+        index=index,
+        node_index=node_index,
+        node_id=node.id,
+        pool_id=pool.id,
+        kind="llm" if pool.is_llm else "job",
+        model=pool.model,
+        accelerator=pool.accelerator,
+        slots=slots,
+        replicas=pool.replicas or 0,
+        occupancy_s_per_prompt_token=occupancy,
+        prefill_s_per_prompt_token=prefill,
+        tpot_s=tpot,
+        price_cny_per_kwh=price,
+        carbon_g_per_kwh=carbon,
+        pue=node.pue,
+        hub_role=site.hub_role if site else "",
+        serving=serving,
+    )
+
+
+def _first(*values: float | None) -> float:
+    return next(float(v) for v in values if v is not None)

@@ -1,0 +1,357 @@
+"""The Recorder: counters, latency histograms and interval time series for one run.
+
+Memory is bounded by the number of classes, regions, pools and intervals, never by the number
+of requests: engines hand over finished requests as columns, at most ``FLUSH_ROWS`` at a time,
+binned into histograms in one vectorised pass. Only the optional per-request table grows.
+
+Definitions (each metric once):
+
+- ``latency_s``: end to end, from the request leaving its region to the last token back there
+  (network both ways + wait + slot time);
+- ``wait_s``: from reaching the pool to starting service;
+- ``ttft_s``: from leaving the region to the first token back (network both ways + wait +
+  prefill);
+- ``sla_attainment``: requests that met every SLO of their class over requests that finished or
+  were dropped (a dropped request misses its SLO);
+- ``utilization``: busy slot-seconds over slot-seconds, time-weighted, after warm-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from gridsim.metrics.histogram import LogHistogram
+
+FLUSH_ROWS = 1 << 16
+# Columns of a finished request, in the order the engine appends them.
+COLUMNS = (
+    "class_idx",
+    "region_idx",
+    "pool_idx",
+    "arrival_s",
+    "network_s",
+    "reach_s",
+    "start_s",
+    "first_token_s",
+    "end_s",
+    "input_tokens",
+    "output_tokens",
+    "slots",
+)
+GROUPS = ("class", "region", "node")
+METRICS = ("latency_s", "wait_s", "ttft_s")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The entities a run reports on."""
+
+    class_names: tuple[str, ...]
+    region_ids: tuple[str, ...]
+    node_ids: tuple[str, ...]
+    pool_node: tuple[int, ...]  # node index of each pool
+    pool_slots: tuple[int, ...]
+    ttft_slo_s: tuple[float, ...]  # per class, inf when none
+    e2e_slo_s: tuple[float, ...]
+
+
+class Recorder:
+    def __init__(
+        self,
+        layout: Layout,
+        horizon_s: float,
+        warmup_s: float,
+        interval_s: float,
+        keep_requests: bool = False,
+    ) -> None:
+        self.layout = layout
+        self.horizon_s = horizon_s
+        self.warmup_s = warmup_s
+        self.interval_s = interval_s
+        self.keep_requests = keep_requests
+        n_c, n_r, n_n, n_p = (
+            len(layout.class_names),
+            len(layout.region_ids),
+            len(layout.node_ids),
+            len(layout.pool_node),
+        )
+        self.sizes = {"class": n_c, "region": n_r, "node": n_n}
+        self.hists = {
+            (g, m): [LogHistogram() for _ in range(self.sizes[g])] for g in GROUPS for m in METRICS
+        }
+        # counters by class x region (x pool where it is known)
+        self.arrived = np.zeros((n_c, n_r), dtype=np.int64)
+        self.input_demanded = np.zeros((n_c, n_r), dtype=np.int64)
+        self.output_demanded = np.zeros((n_c, n_r), dtype=np.int64)
+        self.served = np.zeros((n_c, n_r, n_p), dtype=np.int64)
+        self.met_slo = np.zeros((n_c, n_r, n_p), dtype=np.int64)
+        self.input_served = np.zeros((n_c, n_r, n_p), dtype=np.int64)
+        self.output_served = np.zeros((n_c, n_r, n_p), dtype=np.int64)
+        self.dropped = np.zeros((n_c, n_r, n_p + 1), dtype=np.int64)  # last: no pool
+        self.lost = 0
+        self.retried = 0
+        n_bins = max(1, int(np.ceil(horizon_s / interval_s)))
+        self.busy = np.zeros((n_p, n_bins))  # slot-seconds per interval
+        self.queued = np.zeros((n_p, n_bins))  # request-seconds waiting per interval
+        self.capacity = np.zeros((n_p, n_bins))  # slot-seconds available per interval
+        self._tables: list[pd.DataFrame] = []
+
+    # --- recording (hot path) --------------------------------------------------------------
+
+    def arrivals(
+        self,
+        cls: npt.NDArray[np.int32],
+        region: npt.NDArray[np.int32],
+        input_tokens: npt.NDArray[np.int64],
+        output_tokens: npt.NDArray[np.int64],
+    ) -> None:
+        """Count a chunk of arrivals at once."""
+        np.add.at(self.arrived, (cls, region), 1)
+        np.add.at(self.input_demanded, (cls, region), input_tokens)
+        np.add.at(self.output_demanded, (cls, region), output_tokens)
+
+    def drop(self, cls: int, region: int, pool: int) -> None:
+        """A request turned away (queue limit, maximum wait, or nowhere to go: pool -1)."""
+        self.dropped[cls, region, pool] += 1
+
+    def add_span(
+        self, table: npt.NDArray[np.float64], pool: int, t0: float, t1: float, weight: float = 1.0
+    ) -> None:
+        """Add ``weight`` x the interval [t0, t1) to a per-interval table (busy, queued, ...)."""
+        if t1 <= t0:
+            return
+        w = self.interval_s
+        b0, b1 = int(t0 // w), int(t1 // w)
+        last = table.shape[1] - 1
+        if b0 == b1:
+            if b0 <= last:
+                table[pool, b0] += (t1 - t0) * weight
+            return
+        if b0 <= last:
+            table[pool, b0] += ((b0 + 1) * w - t0) * weight
+        if b1 > b0 + 1:
+            table[pool, b0 + 1 : min(b1, last + 1)] += w * weight
+        if b1 <= last:
+            table[pool, b1] += (t1 - b1 * w) * weight
+
+    def _spans(
+        self,
+        table: npt.NDArray[np.float64],
+        pool: npt.NDArray[np.intp],
+        t0: npt.NDArray[np.float64],
+        t1: npt.NDArray[np.float64],
+        weight: npt.NDArray[np.float64],
+    ) -> None:
+        """``add_span`` for many spans at once (most lie within one interval)."""
+        w = self.interval_s
+        last = table.shape[1] - 1
+        b0 = (t0 // w).astype(np.intp)
+        b1 = (t1 // w).astype(np.intp)
+        one = (b0 == b1) & (b0 <= last)
+        np.add.at(table, (pool[one], b0[one]), (t1 - t0)[one] * weight[one])
+        for i in np.flatnonzero(b0 != b1):
+            self.add_span(table, int(pool[i]), float(t0[i]), float(t1[i]), float(weight[i]))
+
+    def finished(self, **col: npt.NDArray[Any]) -> None:
+        """Finished requests, as arrays named as in ``COLUMNS`` (times in pool time)."""
+        cls = col["class_idx"]
+        region = col["region_idx"]
+        pool = col["pool_idx"]
+        net = col["network_s"]
+        latency = col["end_s"] + net - col["arrival_s"]
+        ttft = col["first_token_s"] + net - col["arrival_s"]
+        wait = col["start_s"] - col["reach_s"]
+        ttft_slo = np.asarray(self.layout.ttft_slo_s)[cls]
+        e2e_slo = np.asarray(self.layout.e2e_slo_s)[cls]
+        met = (ttft <= ttft_slo) & (latency <= e2e_slo)
+        inp = col["input_tokens"]
+        out = col["output_tokens"]
+        self._spans(self.busy, pool, col["start_s"], col["end_s"], col["slots"])
+        self._spans(self.queued, pool, col["reach_s"], col["start_s"], np.ones(len(pool)))
+        np.add.at(self.served, (cls, region, pool), 1)
+        np.add.at(self.met_slo, (cls, region, pool), met)
+        np.add.at(self.input_served, (cls, region, pool), inp)
+        np.add.at(self.output_served, (cls, region, pool), out)
+        # Latency statistics leave out requests that arrived during warm-up.
+        keep = col["arrival_s"] >= self.warmup_s
+        node = np.asarray(self.layout.pool_node, dtype=np.intp)[pool]
+        keys = {"class": cls[keep], "region": region[keep], "node": node[keep]}
+        values = {"latency_s": latency[keep], "wait_s": wait[keep], "ttft_s": ttft[keep]}
+        for g, key in keys.items():
+            order = np.argsort(key, kind="stable")
+            bounds = np.searchsorted(key[order], np.arange(self.sizes[g] + 1))
+            for m, v in values.items():
+                sorted_v = v[order]
+                hists = self.hists[(g, m)]
+                for i in range(self.sizes[g]):
+                    lo, hi = bounds[i], bounds[i + 1]
+                    if hi > lo:
+                        hists[i].add_many(sorted_v[lo:hi])
+        if self.keep_requests:
+            frame = pd.DataFrame(
+                {
+                    "class": _labels(cls, self.layout.class_names),
+                    "region": _labels(region, self.layout.region_ids),
+                    "node": _labels(node, self.layout.node_ids),
+                    "pool_idx": pool.astype(np.int32),
+                    "arrival_s": col["arrival_s"],
+                    "reach_s": col["reach_s"],
+                    "start_s": col["start_s"],
+                    "service_end_s": col["end_s"],
+                    "first_token_s": col["first_token_s"] + net,
+                    "end_s": col["end_s"] + net,
+                    "network_s": net,
+                    "wait_s": wait,
+                    "ttft_s": ttft,
+                    "latency_s": latency,
+                    "input_tokens": inp,
+                    "output_tokens": out,
+                    "met_slo": met,
+                }
+            )
+            self._tables.append(frame)
+
+    # --- results ---------------------------------------------------------------------------
+
+    def requests(self) -> pd.DataFrame:
+        if not self._tables:
+            return pd.DataFrame()
+        table = pd.concat(self._tables, ignore_index=True)
+        return table.sort_values(["arrival_s", "end_s"], kind="stable").reset_index(drop=True)
+
+    def timeseries(self) -> pd.DataFrame:
+        """Tidy: time_s (interval start), entity_kind, entity_id, metric, value."""
+        n_bins = self.busy.shape[1]
+        times = np.arange(n_bins) * self.interval_s
+        widths = np.minimum(times + self.interval_s, self.horizon_s) - times
+        frames = []
+        by_node_busy = self._by_node(self.busy)
+        by_node_cap = self._by_node(self.capacity)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            util = np.where(by_node_cap > 0, by_node_busy / by_node_cap, np.nan)
+        queue = self._by_node(self.queued) / widths
+        for metric, table in (("utilization", util), ("queue_length", queue)):
+            for i, node in enumerate(self.layout.node_ids):
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "time_s": times,
+                            "entity_kind": "node",
+                            "entity_id": node,
+                            "metric": metric,
+                            "value": table[i],
+                        }
+                    )
+                )
+        return pd.concat(frames, ignore_index=True)
+
+    def _by_node(self, table: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        out = np.zeros((len(self.layout.node_ids), table.shape[1]))
+        np.add.at(out, np.asarray(self.layout.pool_node), table)
+        return out
+
+    def summary(self, in_flight: npt.NDArray[np.int64]) -> dict[str, Any]:
+        """``in_flight``: class x region x pool, requests unfinished at the end."""
+        lay = self.layout
+        node_of_pool = np.asarray(lay.pool_node)
+        out = self._block(slice(None), slice(None), slice(None), in_flight, None)
+        out["requests"]["lost"] = int(self.lost)
+        out["requests"]["retried"] = int(self.retried)
+        out["by_class"] = {
+            name: self._block(i, slice(None), slice(None), in_flight, ("class", i))
+            for i, name in enumerate(lay.class_names)
+        }
+        out["by_region"] = {
+            rid: self._block(slice(None), i, slice(None), in_flight, ("region", i))
+            for i, rid in enumerate(lay.region_ids)
+        }
+        out["by_node"] = {
+            nid: self._block(
+                slice(None), slice(None), np.flatnonzero(node_of_pool == i), in_flight, ("node", i)
+            )
+            for i, nid in enumerate(lay.node_ids)
+        }
+        return out
+
+    def _block(
+        self,
+        c: Any,
+        r: Any,
+        p: Any,
+        in_flight: npt.NDArray[np.int64],
+        hist_key: tuple[str, int] | None,
+    ) -> dict[str, Any]:
+        node_view = not isinstance(p, slice)
+        served = int(self.served[c, r][..., p].sum())
+        dropped_pools = self.dropped[c, r][..., p] if node_view else self.dropped[c, r]
+        dropped = int(dropped_pools.sum())
+        flight = int(in_flight[c, r][..., p].sum())
+        arrived = served + dropped + flight if node_view else int(self.arrived[c, r].sum())
+        met = int(self.met_slo[c, r][..., p].sum())
+        block: dict[str, Any] = {
+            "requests": {
+                "arrived": arrived,
+                "served": served,
+                "dropped": dropped,
+                "in_flight": flight,
+            },
+            "tokens": {
+                "input": {
+                    "demanded": None if node_view else int(self.input_demanded[c, r].sum()),
+                    "served": int(self.input_served[c, r][..., p].sum()),
+                },
+                "output": {
+                    "demanded": None if node_view else int(self.output_demanded[c, r].sum()),
+                    "served": int(self.output_served[c, r][..., p].sum()),
+                },
+            },
+            "sla_attainment": met / (served + dropped) if served + dropped else None,
+        }
+        for m in METRICS:
+            if hist_key is None:
+                hist = LogHistogram.merged(self.hists[("class", m)])
+            else:
+                hist = self.hists[(hist_key[0], m)][hist_key[1]]
+            block[m] = _stats(hist, m)
+        pools = np.arange(self.busy.shape[0])[p] if node_view or hist_key is None else None
+        if pools is not None:
+            block["utilization"] = self._utilization(np.atleast_1d(pools))
+        return block
+
+    def _utilization(self, pools: npt.NDArray[np.intp]) -> dict[str, float | None]:
+        first = int(self.warmup_s // self.interval_s)
+        busy = self.busy[pools, first:].sum(axis=0)
+        cap = self.capacity[pools, first:].sum(axis=0)
+        if cap.sum() <= 0:
+            return {"mean": None, "peak": None}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_bin = np.where(cap > 0, busy / cap, np.nan)
+        return {"mean": float(busy.sum() / cap.sum()), "peak": float(np.nanmax(per_bin))}
+
+
+def _labels(codes: npt.NDArray[Any], names: tuple[str, ...]) -> pd.Categorical[str]:
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(names))
+
+
+def _stats(hist: LogHistogram, metric: str) -> dict[str, float | None]:
+    """Mean and percentiles after warm-up; for waits also the share that waited at all (more
+    than the histogram's underflow, 1 microsecond)."""
+    keys = ("mean", "p95") if metric == "ttft_s" else ("mean", "p50", "p95", "p99")
+    out: dict[str, float | None] = dict.fromkeys(keys, None)
+    out["count"] = hist.count
+    if metric == "wait_s":
+        out["share_waited"] = None
+    if hist.count == 0:
+        return out
+    out["mean"] = hist.mean
+    levels = [float(k[1:]) / 100 for k in keys[1:]]  # "p95" -> 0.95
+    for key, value in zip(keys[1:], hist.quantiles(levels), strict=True):
+        out[key] = float(value)
+    if metric == "wait_s":
+        out["share_waited"] = 1.0 - float(hist.counts[0]) / hist.count
+    return out

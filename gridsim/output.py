@@ -1,0 +1,52 @@
+"""Writing a run's folder, atomically: a temporary folder renamed into place at the end.
+
+Contents: summary.json, timeseries.parquet (tidy), requests.parquet (when asked for),
+scenario.resolved.yaml (re-runnable as is) and manifest.json. Nothing is left half-written:
+on any error the temporary folder is removed and an existing run folder is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gridsim.run import Result
+from gridsim.scenario.resolved import dump_resolved
+
+
+def default_out_dir(result: Result, root: Path = Path("results")) -> Path:
+    """``results/<scenario>/seed<seed>-<hash of the resolved scenario>``: stable per input."""
+    digest = result.manifest.get("inputs_sha256", {}).get("scenario.resolved.yaml", "")[:10]
+    return root / result.scenario.name / f"seed{result.summary['seed']}-{digest}"
+
+
+def write_run(result: Result, out_dir: Path, overwrite: bool = False) -> Path:
+    """Write ``result`` to ``out_dir``; refuse to replace an earlier run unless ``overwrite``."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds a run; pass --overwrite to replace it, or choose --out"
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        _dump_json(tmp / "summary.json", result.summary)
+        result.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
+        if result.scenario.outputs.requests:
+            result.requests.to_parquet(tmp / "requests.parquet", index=False)
+        (tmp / "scenario.resolved.yaml").write_text(dump_resolved(result.scenario), "utf-8")
+        _dump_json(tmp / "manifest.json", result.manifest)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _dump_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n", "utf-8")

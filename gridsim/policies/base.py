@@ -1,0 +1,159 @@
+"""The policy protocol: where demand goes. A policy decides; it never advances time.
+
+Two decisions over one Grid:
+
+- ``choose``: for one request of class ``c`` from region ``r`` at time ``t``, a pool index (or
+  -1 when no pool can take it), reading the request engine's live ``PoolView``;
+- ``allocate``: for the flow engine, the shares of each region's and class's demand sent to each
+  pool, as an array regions x classes x pools, from the current utilisation.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from gridsim.grid import Grid
+
+FloatArray = npt.NDArray[np.float64]
+Route = tuple[int, float, float, float]
+INF = float("inf")
+
+
+class PoolView(Protocol):
+    """What the request engine exposes of its pools to a policy (read-only by convention)."""
+
+    alive: list[bool]
+    in_system: list[int]  # requests admitted to the pool and not finished (queued or served)
+    # Slot free-time heaps: free[p][0] is when pool p's earliest slot frees (inf while down).
+    free: list[list[float]]
+
+    def wait_s(self, pool: int, t: float) -> float:
+        """The FCFS wait a request reaching ``pool`` at time ``t`` would see."""
+        ...
+
+
+@runtime_checkable
+class Policy(Protocol):
+    name: str
+
+    def choose(self, view: PoolView, cls: int, region: int, t: float) -> int: ...
+
+    def allocate(self, utilisation: FloatArray, alive: npt.NDArray[np.bool_]) -> FloatArray: ...
+
+
+class PolicyBase:
+    """Shared set-up: the Grid, the SLO budgets and the mean service time per class and pool."""
+
+    name = "base"
+
+    def __init__(self, grid: Grid, **params: object) -> None:
+        if params:
+            raise ValueError(f"policy {self.name!r} takes no parameters; got {sorted(params)}")
+        self.grid = grid
+        self.candidates = grid.candidates
+        self.latency_s = grid.latency_s
+        self.slots = [max(p.slots, 1) for p in grid.pools]
+        classes = grid.scenario.demand.classes
+        n_pools = len(grid.pools)
+        self.ttft_budget_s = [c.slo.ttft if c.slo.ttft is not None else np.inf for c in classes]
+        self.e2e_budget_s = [c.slo.e2e if c.slo.e2e is not None else np.inf for c in classes]
+        # Mean prefill and slot time per (class, pool): the policy's forecast of a request.
+        self.prefill_s = np.zeros((len(classes), n_pools))
+        self.service_s = np.zeros((len(classes), n_pools))
+        for ci, cls in enumerate(classes):
+            mean_in, mean_out, mean_job = _class_means(cls)
+            for pi, pool in enumerate(grid.pools):
+                if pool.kind == "llm":
+                    self.prefill_s[ci, pi] = mean_in * pool.prefill_s_per_prompt_token
+                    self.service_s[ci, pi] = (
+                        mean_in * pool.occupancy_s_per_prompt_token + mean_out * pool.tpot_s
+                    )
+                else:
+                    self.service_s[ci, pi] = mean_job
+        self.routes = tuple(
+            tuple(self.route_list(ci, cands, ri) for ri, cands in enumerate(per_region))
+            for ci, per_region in enumerate(grid.candidates)
+        )
+
+    def route_list(self, cls: int, pools: tuple[int, ...], region: int) -> tuple[Route, ...]:
+        """Per candidate: (pool, one-way network s, SLO slack s, forecast e2e without waiting).
+
+        The slack is the longest wait at the pool that still meets both SLO budgets, so the
+        per-request test is one comparison.
+        """
+        out = []
+        for p in pools:
+            net = float(self.latency_s[region, p])
+            ttft_slack = self.ttft_budget_s[cls] - 2 * net - self.prefill_s[cls, p]
+            e2e_base = 2 * net + self.service_s[cls, p]
+            slack = min(ttft_slack, self.e2e_budget_s[cls] - e2e_base)
+            out.append((p, net, float(slack), float(e2e_base)))
+        return tuple(out)
+
+    # --- per request ---------------------------------------------------------------------
+
+    def choose(self, view: PoolView, cls: int, region: int, t: float) -> int:
+        alive = view.alive
+        for p in self.candidates[cls][region]:
+            if alive[p]:
+                return p
+        return -1
+
+    @staticmethod
+    def first_within_slo(view: PoolView, routes: tuple[Route, ...], t: float) -> int:
+        """The first route whose forecast wait fits its SLO slack; failing that (spill), the
+        route with the least forecast end-to-end latency; -1 when every pool is down."""
+        free = view.free
+        best, best_s = -1, INF
+        for p, net, slack, base in routes:
+            wait = free[p][0] - t - net
+            if wait <= slack:
+                return p
+            e2e = base + wait if wait > 0 else base
+            if e2e < best_s:
+                best, best_s = p, e2e
+        return best
+
+    @staticmethod
+    def least_e2e(view: PoolView, routes: tuple[Route, ...], t: float) -> int:
+        free = view.free
+        best, best_s = -1, INF
+        for p, net, _slack, base in routes:
+            wait = free[p][0] - t - net
+            e2e = base + wait if wait > 0 else base
+            if e2e < best_s:
+                best, best_s = p, e2e
+        return best
+
+    # --- per tick (flow engine) --------------------------------------------------------------
+
+    def allocate(self, utilisation: FloatArray, alive: npt.NDArray[np.bool_]) -> FloatArray:
+        """Shares regions x classes x pools; this default sends all to the nearest alive pool."""
+        shares = self._empty()
+        for c, per_region in enumerate(self.candidates):
+            for r, cands in enumerate(per_region):
+                live = [p for p in cands if alive[p]]
+                if live:
+                    shares[r, c, live[0]] = 1.0
+        return shares
+
+    def _empty(self) -> FloatArray:
+        g = self.grid
+        return np.zeros((len(g.region_ids), len(g.classes), len(g.pools)))
+
+
+def _class_means(cls: object) -> tuple[float, float, float]:
+    """Mean input tokens, output tokens and job service time of a class (0 where n/a)."""
+    from gridsim.demand import LengthSampler
+
+    def mean(dist: object, tokens: bool) -> float:
+        return 0.0 if dist is None else float(LengthSampler(dist, tokens=tokens).mean)  # type: ignore[arg-type]
+
+    return (
+        mean(getattr(cls, "input_tokens", None), True),
+        mean(getattr(cls, "output_tokens", None), True),
+        mean(getattr(cls, "service", None), False),
+    )
