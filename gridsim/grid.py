@@ -17,7 +17,7 @@ import numpy.typing as npt
 from gridsim.catalog import Catalog
 from gridsim.scenario import Problem, Scenario, ScenarioError, scenario_catalog
 from gridsim.scenario.schema import DemandClass, Node, Pool, pool_serves
-from gridsim.serving import ServingModel, serving_model
+from gridsim.serving import ServingModel, loaded_replica, serving_model
 from gridsim.topology import Topology, build_topology, check_reachability
 
 # Used only where neither the node, its site nor its province gives a figure.
@@ -29,11 +29,10 @@ DEFAULT_CARBON_G_PER_KWH = 536.6  # national grid factor 2022, MEE/NBS (data/FAC
 class PoolSpec:
     """One pool of one node, with what the engines need per request.
 
-    A replica of an LLM pool holds ``max_batch`` sequences; each is a slot (a server of the
-    queue). Prefill is compute-bound and stalls the whole replica, so one request occupies its
-    slot for ``max_batch x prefill(p) + o x TPOT``: at full load that gives the replica's
-    throughput ``1 / (prefill + o x TPOT / max_batch)``. Its first token comes ``prefill(p)``
-    after it starts.
+    A replica of an LLM pool holds ``slots / replicas`` sequences, each a server of the queue,
+    sized for the pool's workload (``serving.loaded_replica``): a request holds its slot for
+    ``p x prefill_s_per_prompt_token + o x tpot_s`` (effective TPOT, other sequences' prefill
+    stalls included); its first token comes ``p x prefill_s_per_prompt_token`` after it starts.
     """
 
     index: int
@@ -45,7 +44,6 @@ class PoolSpec:
     accelerator: str | None
     slots: int
     replicas: int
-    occupancy_s_per_prompt_token: float
     prefill_s_per_prompt_token: float
     tpot_s: float
     price_cny_per_kwh: float
@@ -181,7 +179,7 @@ def _pool(
     )
     share = (1.0 - pool.reserved_share) * scenario.demand.sample_fraction
     serving = None
-    occupancy = prefill = tpot = 0.0
+    prefill = tpot = 0.0
     if pool.model is not None and pool.accelerator is not None:
         try:
             serving = serving_model(
@@ -191,10 +189,11 @@ def _pool(
             pi = node.pools.index(pool)
             problems.append(Problem(("nodes", ni, "pools", pi), str(exc)))
             return None
-        raw_slots = (pool.replicas or 0) * serving.max_batch
-        prefill = float(serving.prefill_time_s(1.0))
-        occupancy = prefill * serving.max_batch
-        tpot = serving.tpot_s
+        mean_in, mean_out = _workload(pool, scenario)
+        loaded = loaded_replica(serving, mean_in, mean_out)
+        raw_slots = (pool.replicas or 0) * loaded.slots
+        prefill = loaded.prefill_s_per_token
+        tpot = loaded.tpot_s
     else:
         raw_slots = pool.slots or 0
     # Sampling a share of national demand samples the same share of capacity.
@@ -211,7 +210,6 @@ def _pool(
         accelerator=pool.accelerator,
         slots=slots,
         replicas=pool.replicas or 0,
-        occupancy_s_per_prompt_token=occupancy,
         prefill_s_per_prompt_token=prefill,
         tpot_s=tpot,
         price_cny_per_kwh=price,
@@ -220,6 +218,24 @@ def _pool(
         hub_role=site.hub_role if site else "",
         serving=serving,
     )
+
+
+def _workload(pool: Pool, scenario: Scenario) -> tuple[float, float]:
+    """Mean prompt and output tokens of the LLM classes this pool may serve, by token share
+    (equal weights when no class has a share)."""
+    from gridsim.demand import LengthSampler
+
+    classes = [
+        c
+        for c in scenario.demand.classes
+        if c.kind == "llm" and pool_serves(pool, c) and c.input_tokens and c.output_tokens
+    ]
+    if not classes:
+        return 0.0, 0.0
+    weights = np.array([c.share for c in classes]) if any(c.share for c in classes) else None
+    ins = [LengthSampler(c.input_tokens).mean for c in classes]  # type: ignore[arg-type]
+    outs = [LengthSampler(c.output_tokens).mean for c in classes]  # type: ignore[arg-type]
+    return float(np.average(ins, weights=weights)), float(np.average(outs, weights=weights))
 
 
 def _first(*values: float | None) -> float:

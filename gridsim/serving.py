@@ -346,3 +346,48 @@ def serving_model(
     return next(
         o for o in options if o.decode_tokens_per_s_per_accelerator * p.replica_growth_gain >= best
     )
+
+
+@dataclass(frozen=True)
+class LoadedReplica:
+    """A replica serving a given workload with prefill and decode on the same cards.
+
+    Prefill is compute-bound and stalls every sequence's decode while it runs. With ``slots``
+    sequences, each a mean prompt ``P`` (seconds of prefill) and mean output ``O`` tokens, a
+    sequence holds its slot for ``s = P + O x tpot_eff`` and the replica spends the share
+    ``f = slots x P / s`` of its time prefilling, so decode advances at
+    ``tpot_eff = tpot(slots) / (1 - f)``. ``slots`` is the largest count (up to the KV and TPOT
+    limit of ``max_batch``) whose ``tpot_eff`` meets the TPOT target: a prefill-heavy workload
+    (long agent prompts) gets fewer slots at the same throughput, instead of slow decoding.
+    """
+
+    slots: int
+    tpot_s: float  # effective time per output token, prefill stalls included
+    prefill_s_per_token: float
+
+    def service_time_s(self, prompt_tokens: float, output_tokens: float) -> float:
+        return prompt_tokens * self.prefill_s_per_token + output_tokens * self.tpot_s
+
+
+def loaded_replica(sm: ServingModel, mean_prompt: float, mean_output: float) -> LoadedReplica:
+    """Slots and effective TPOT of one replica of ``sm`` for a workload's mean lengths."""
+    per_token = float(sm.prefill_time_s(1.0))
+    prefill = mean_prompt * per_token
+    context = mean_prompt + mean_output / 2
+    target = sm.params.tpot_target_s
+
+    def tpot_eff(b: int) -> float:
+        tpot = sm.decode_step_time_s(float(b), context) / sm.params.decode_tokens_per_step
+        if prefill <= 0 or mean_output <= 0:
+            return tpot
+        # s solves (s - P)(s - bP) = O tpot s (from s = P + O tpot / (1 - bP/s)); larger root.
+        total = prefill * (1 + b) + mean_output * tpot
+        s = (total + math.sqrt(max(total * total - 4 * b * prefill * prefill, 0.0))) / 2
+        return (s - prefill) / mean_output
+
+    kv_cap = max(1, int(sm.kv_budget_bytes // max(context * sm.model.kv_bytes_per_token, 1.0)))
+    lo, hi = 1, max(1, min(sm.max_batch, kv_cap))
+    while lo < hi:  # tpot_eff grows with the batch: bisect the largest that meets the target
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if tpot_eff(mid) <= target else (lo, mid - 1)
+    return LoadedReplica(slots=lo, tpot_s=tpot_eff(lo), prefill_s_per_token=per_token)

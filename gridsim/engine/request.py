@@ -92,7 +92,6 @@ class RequestEngine:
         self.queue_limit = sc.admission.queue_limit
         self.max_wait = sc.admission.max_wait if sc.admission.max_wait is not None else INF
         self.latency = grid.latency_s.tolist()  # nested lists: cheaper to index per request
-        self.occupancy = [p.occupancy_s_per_prompt_token for p in pools]
         self.prefill = [p.prefill_s_per_prompt_token for p in pools]
         self.tpot = [p.tpot_s for p in pools]
         self.is_llm = [p.kind == "llm" for p in pools]
@@ -213,7 +212,7 @@ class RequestEngine:
             self._reroute_or_lose(req, t)
             return
         if self.is_llm[p]:
-            service = req[IN_TOK] * self.occupancy[p] + req[OUT_TOK] * self.tpot[p]
+            service = req[IN_TOK] * self.prefill[p] + req[OUT_TOK] * self.tpot[p]
         else:
             service = req[JOB_S]
         free = self.free[p]

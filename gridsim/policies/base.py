@@ -69,7 +69,7 @@ class PolicyBase:
                 if pool.kind == "llm":
                     self.prefill_s[ci, pi] = mean_in * pool.prefill_s_per_prompt_token
                     self.service_s[ci, pi] = (
-                        mean_in * pool.occupancy_s_per_prompt_token + mean_out * pool.tpot_s
+                        mean_in * pool.prefill_s_per_prompt_token + mean_out * pool.tpot_s
                     )
                 else:
                     self.service_s[ci, pi] = mean_job
