@@ -69,6 +69,10 @@ class Grid:
     serves: npt.NDArray[np.bool_]
     # candidates[c][r]: reachable pools for class c from region r, nearest first
     candidates: tuple[tuple[tuple[int, ...], ...], ...]
+    # per class: mean input and output tokens (LLM) and mean service time (jobs)
+    mean_input_tokens: tuple[float, ...]
+    mean_output_tokens: tuple[float, ...]
+    mean_job_s: tuple[float, ...]
 
     @property
     def region_ids(self) -> tuple[str, ...]:
@@ -93,6 +97,7 @@ class Grid:
 def build_grid(scenario: Scenario) -> Grid:
     """Everything the engines need, or a ScenarioError naming what makes the grid unusable."""
     catalog = scenario_catalog(scenario)
+    means = _class_means(scenario, catalog)
     problems = check_reachability(scenario, catalog)
     if problems:
         raise ScenarioError(problems)
@@ -102,7 +107,9 @@ def build_grid(scenario: Scenario) -> Grid:
     node_pos = {n: i for i, n in enumerate(topology.node_ids)}
     for ni, node in enumerate(scenario.nodes):
         for pool in node.pools:
-            spec = _pool(node, ni, node_pos[node.id], pool, len(pools), scenario, catalog, problems)
+            spec = _pool(
+                node, ni, node_pos[node.id], pool, len(pools), scenario, catalog, means, problems
+            )
             if spec is not None:
                 pools.append(spec)
                 declared.append(pool)
@@ -124,7 +131,7 @@ def build_grid(scenario: Scenario) -> Grid:
                 )
     if problems:
         raise ScenarioError(problems)
-    return Grid(scenario, catalog, topology, tuple(pools), latency, serves, candidates)
+    return Grid(scenario, catalog, topology, tuple(pools), latency, serves, candidates, *means)
 
 
 def with_topology(grid: Grid, topology: Topology) -> Grid:
@@ -161,6 +168,7 @@ def _pool(
     index: int,
     scenario: Scenario,
     catalog: Catalog,
+    means: ClassMeans,
     problems: list[Problem],
 ) -> PoolSpec | None:
     site = catalog.sites.get(node.site) if node.site else None
@@ -189,7 +197,7 @@ def _pool(
             pi = node.pools.index(pool)
             problems.append(Problem(("nodes", ni, "pools", pi), str(exc)))
             return None
-        mean_in, mean_out = _workload(pool, scenario)
+        mean_in, mean_out = _workload(pool, scenario, means)
         loaded = loaded_replica(serving, mean_in, mean_out)
         raw_slots = (pool.replicas or 0) * loaded.slots
         prefill = loaded.prefill_s_per_token
@@ -220,21 +228,34 @@ def _pool(
     )
 
 
-def _workload(pool: Pool, scenario: Scenario) -> tuple[float, float]:
+ClassMeans = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
+
+
+def _class_means(scenario: Scenario, catalog: Catalog) -> ClassMeans:
+    """Mean input tokens, output tokens (LLM classes; from traces where replayed) and service
+    time (job classes) per class, as the demand model draws them."""
+    from gridsim.demand import DemandModel, LengthSampler
+
+    demand = DemandModel(scenario, catalog)
+    jobs = tuple(
+        float(LengthSampler(c.service, tokens=False).mean) if c.service is not None else 0.0
+        for c in scenario.demand.classes
+    )
+    return tuple(demand.mean_input_tokens.tolist()), tuple(demand.mean_output_tokens.tolist()), jobs
+
+
+def _workload(pool: Pool, scenario: Scenario, means: ClassMeans) -> tuple[float, float]:
     """Mean prompt and output tokens of the LLM classes this pool may serve, by token share
     (equal weights when no class has a share)."""
-    from gridsim.demand import LengthSampler
-
-    classes = [
-        c
-        for c in scenario.demand.classes
-        if c.kind == "llm" and pool_serves(pool, c) and c.input_tokens and c.output_tokens
+    idx = [
+        i for i, c in enumerate(scenario.demand.classes) if c.kind == "llm" and pool_serves(pool, c)
     ]
-    if not classes:
+    if not idx:
         return 0.0, 0.0
-    weights = np.array([c.share for c in classes]) if any(c.share for c in classes) else None
-    ins = [LengthSampler(c.input_tokens).mean for c in classes]  # type: ignore[arg-type]
-    outs = [LengthSampler(c.output_tokens).mean for c in classes]  # type: ignore[arg-type]
+    shares = [scenario.demand.classes[i].share for i in idx]
+    weights = shares if any(shares) else None
+    ins = [means[0][i] for i in idx]
+    outs = [means[1][i] for i in idx]
     return float(np.average(ins, weights=weights)), float(np.average(outs, weights=weights))
 
 

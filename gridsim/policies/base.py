@@ -63,8 +63,10 @@ class PolicyBase:
         # Mean prefill and slot time per (class, pool): the policy's forecast of a request.
         self.prefill_s = np.zeros((len(classes), n_pools))
         self.service_s = np.zeros((len(classes), n_pools))
-        for ci, cls in enumerate(classes):
-            mean_in, mean_out, mean_job = _class_means(cls)
+        for ci in range(len(classes)):
+            mean_in = grid.mean_input_tokens[ci]
+            mean_out = grid.mean_output_tokens[ci]
+            mean_job = grid.mean_job_s[ci]
             for pi, pool in enumerate(grid.pools):
                 if pool.kind == "llm":
                     self.prefill_s[ci, pi] = mean_in * pool.prefill_s_per_prompt_token
@@ -143,17 +145,3 @@ class PolicyBase:
     def _empty(self) -> FloatArray:
         g = self.grid
         return np.zeros((len(g.region_ids), len(g.classes), len(g.pools)))
-
-
-def _class_means(cls: object) -> tuple[float, float, float]:
-    """Mean input tokens, output tokens and job service time of a class (0 where n/a)."""
-    from gridsim.demand import LengthSampler
-
-    def mean(dist: object, tokens: bool) -> float:
-        return 0.0 if dist is None else float(LengthSampler(dist, tokens=tokens).mean)  # type: ignore[arg-type]
-
-    return (
-        mean(getattr(cls, "input_tokens", None), True),
-        mean(getattr(cls, "output_tokens", None), True),
-        mean(getattr(cls, "service", None), False),
-    )

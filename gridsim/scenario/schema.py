@@ -311,8 +311,9 @@ class DemandClass(Model):
 
     @model_validator(mode="after")
     def _complete(self) -> DemandClass:
+        replayed = isinstance(self.arrival, TraceArrivals)  # lengths come from the trace
         if self.kind == "llm":
-            if self.input_tokens is None or self.output_tokens is None:
+            if not replayed and (self.input_tokens is None or self.output_tokens is None):
                 raise ValueError("an llm class needs input_tokens and output_tokens")
         elif self.service is None:
             raise ValueError("a job class needs a service time distribution (service:)")
