@@ -1,11 +1,13 @@
 """gridsim: a discrete-event simulator of a national computing grid.
 
-The public API: ``load_scenario`` and the ``Scenario`` model; ``ScenarioError`` carries every
+The public API: ``load_scenario`` (a validated ``Scenario``), ``run`` (a ``Result`` with
+``.summary``, ``.timeseries`` and ``.requests``), and ``ScenarioError``, which carries every
 problem found in a scenario.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from gridsim.run import Result, run
 from gridsim.scenario import Scenario, ScenarioError, load_scenario, load_scenario_text
 
 try:
@@ -13,4 +15,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Scenario", "ScenarioError", "__version__", "load_scenario", "load_scenario_text"]
+__all__ = [
+    "Result",
+    "Scenario",
+    "ScenarioError",
+    "__version__",
+    "load_scenario",
+    "load_scenario_text",
+    "run",
+]

@@ -196,8 +196,12 @@ def topology(
     topo = build_topology(sc)
     summary = latency_summary(topo)
     _print_frame(summary, title=f"{sc.name}: one-way latency from each region to compute")
+    from gridsim.demand import region_weights
+    from gridsim.scenario import scenario_catalog
+
     path = figure or Path(f"{sc.name}-topology.png")
-    plot_topology(topo, path)
+    weights = region_weights(sc, scenario_catalog(sc))
+    plot_topology(topo, path, region_shares=dict(zip(topo.region_ids, weights, strict=True)))
     out.print(f"map saved to {path}")
 
 
