@@ -266,7 +266,7 @@ def test_memory_does_not_grow_with_requests_when_table_off() -> None:
     rec = engine.recorder
     assert rec.requests().empty
     assert not engine.done  # all handed to the recorder's histograms
-    assert len(engine.completions) < 200  # only requests still in flight are held
+    assert len(engine.agenda) < 200  # only requests still in flight are held
 
 
 def test_bad_policy_module_is_a_clear_error() -> None:

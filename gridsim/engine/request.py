@@ -9,16 +9,17 @@ takes the earliest-free slot, ``start = max(reach, earliest free)`` (Kiefer-Wolf
 engine keeps each pool's slot free-times in a heap instead of a SimPy resource. Between two
 scheduled SimPy events (outages, the end) nothing can change a pool but requests, so the
 arrival process handles every arrival before the next event in one tight loop and then yields
-a single timeout. Arrivals at a pool (after network delay) and completions wait in heaps and
-are applied in time order, lazily, before anything at a later time. At equal times the order is
-fixed: scheduled events first, then pool arrivals and completions by time and sequence number,
-then new arrivals in the order the demand model sorted them.
+a single timeout. Arrivals at a pool (after network delay) and completions wait in one agenda
+heap and are applied in time order, lazily, before anything at a later time. At equal times the
+order is fixed: scheduled events first, then agenda entries by time and push order, then new
+arrivals in the order the demand model sorted them.
 """
 
 from __future__ import annotations
 
 import gc
 import heapq
+import itertools
 import math
 import sys
 from collections.abc import Callable, Generator
@@ -39,7 +40,9 @@ INF = math.inf
 CHUNK_S = 600.0  # arrivals are drawn this many simulated seconds at a time (bounded memory)
 
 # A request in the engine, a list for speed: indices of its fields.
-CLS, REGION, T_ARR, IN_TOK, OUT_TOK, JOB_S, POOL, NET, REACH, START, END, SEQ, LIVE = range(13)
+CLS, REGION, T_ARR, IN_TOK, OUT_TOK, JOB_S, POOL, NET, REACH, START, END, SEQ, STATE = range(13)
+# Its STATE: on its way to a pool, holding (or queued for) a slot, or no longer tracked.
+TRAVEL, ADMITTED, GONE = 0, 1, 2
 
 
 @dataclass
@@ -86,8 +89,10 @@ class RequestEngine:
         self.free: list[list[float]] = [[0.0] * p.slots for p in pools]
         self.waiting: list[list[float]] = [[] for _ in pools]  # start times, for queue_limit
         self.up_since = [0.0] * n_pools
-        self.pending: list[tuple[float, int, list[Any]]] = []  # on the way to their pool
-        self.completions: list[tuple[float, int, list[Any]]] = []
+        # (time, push number, request): a TRAVEL request reaches its pool then, an ADMITTED one
+        # finishes; entries of GONE requests are skipped.
+        self.agenda: list[tuple[float, int, list[Any]]] = []
+        self.pushes = 0
         self.seq = 0
         self.queue_limit = sc.admission.queue_limit
         self.max_wait = sc.admission.max_wait if sc.admission.max_wait is not None else INF
@@ -173,12 +178,12 @@ class RequestEngine:
         """Arrivals ``rows[i:j]``, all before the next scheduled event: route each one."""
         choose = self.policy.choose
         latency = self.latency
-        pending = self.pending
-        completions = self.completions
+        agenda = self.agenda
         drop = self.recorder.drop
+        push = heapq.heappush
         for k in range(i, j):
             t, c, r, inp, out, job_s = rows[k]
-            if (pending and pending[0][0] <= t) or (completions and completions[0][0] <= t):
+            if agenda and agenda[0][0] <= t:
                 self._advance(t)
             p = choose(self, c, r, t)
             if p < 0:
@@ -186,9 +191,10 @@ class RequestEngine:
                 continue
             net = latency[r][p]
             self.seq += 1
-            req = [c, r, t, inp, out, job_s, p, net, 0.0, 0.0, 0.0, self.seq, True]
+            req = [c, r, t, inp, out, job_s, p, net, 0.0, 0.0, 0.0, self.seq, TRAVEL]
             if net > 0:
-                heapq.heappush(pending, (t + net, self.seq, req))
+                self.pushes += 1
+                push(agenda, (t + net, self.pushes, req))
             else:
                 self._reach(req, t)
 
@@ -201,15 +207,17 @@ class RequestEngine:
             return
         net = self.latency[r][p]
         self.seq += 1
-        req[POOL], req[NET], req[SEQ], req[LIVE] = p, net, self.seq, True
-        heapq.heappush(self.pending, (t + net, self.seq, req))
+        self.pushes += 1
+        req[POOL], req[NET], req[SEQ], req[STATE] = p, net, self.seq, TRAVEL
+        heapq.heappush(self.agenda, (t + net, self.pushes, req))
 
     def _reach(self, req: list[Any], t: float) -> None:
         """The request reaches its pool at ``t``: admit it and fix its slot, or drop it."""
         p = req[POOL]
         req[REACH] = t
         if not self.alive[p]:
-            self._reroute_or_lose(req, t)
+            req[STATE] = GONE
+            self._reroute_or_lose([*req[:NET], 0.0, 0.0, 0.0, 0.0, 0, TRAVEL], t)
             return
         if self.is_llm[p]:
             service = req[IN_TOK] * self.prefill[p] + req[OUT_TOK] * self.tpot[p]
@@ -222,6 +230,7 @@ class RequestEngine:
         if start - t > self.max_wait or (
             self.queue_limit is not None and start > t and self._queued(p, t) >= self.queue_limit
         ):
+            req[STATE] = GONE
             self.recorder.drop(req[CLS], req[REGION], p)
             return
         end = start + service
@@ -234,10 +243,12 @@ class RequestEngine:
                 heapq.heappush(free, end)
         req[START] = start
         req[END] = end
+        req[STATE] = ADMITTED
         self.in_system[p] += 1
         if self.queue_limit is not None and start > t:
             heapq.heappush(self.waiting[p], start)
-        heapq.heappush(self.completions, (end, req[SEQ], req))
+        self.pushes += 1
+        heapq.heappush(self.agenda, (end, self.pushes, req))
 
     def _queued(self, p: int, t: float) -> int:
         waiting = self.waiting[p]
@@ -247,25 +258,17 @@ class RequestEngine:
 
     def _advance(self, t: float) -> None:
         """Apply, in time order, pool arrivals and completions up to and including ``t``."""
-        pending, completions = self.pending, self.completions
-        done, in_system = self.done, self.in_system
+        agenda, done, in_system = self.agenda, self.done, self.in_system
         pop = heapq.heappop
-        while True:
-            if (
-                completions
-                and completions[0][0] <= t
-                and (not pending or completions[0][0] <= pending[0][0])
-            ):
-                req = pop(completions)[2]
-                if req[LIVE]:
-                    req[LIVE] = False  # bools are numbers: the record stays all-numeric
-                    in_system[req[POOL]] -= 1
-                    done.append(req)
-            elif pending and pending[0][0] <= t:
-                t_reach, _, req = pop(pending)
-                self._reach(req, t_reach)
-            else:
-                break
+        while agenda and agenda[0][0] <= t:
+            t_event, _, req = pop(agenda)
+            state = req[STATE]
+            if state == ADMITTED:
+                req[STATE] = GONE
+                in_system[req[POOL]] -= 1
+                done.append(req)
+            elif state == TRAVEL:
+                self._reach(req, t_event)
         if len(done) >= FLUSH_ROWS:
             self._flush_done()
 
@@ -273,7 +276,10 @@ class RequestEngine:
         """Hand finished requests to the recorder as columns (one vectorised pass)."""
         if not self.done:
             return
-        a = np.array(self.done, dtype=np.float64)
+        n = len(self.done)
+        # one C pass over the numeric records (fromiter is much cheaper than np.array here)
+        flat = np.fromiter(itertools.chain.from_iterable(self.done), np.float64, n * (STATE + 1))
+        a = flat.reshape(n, STATE + 1)
         self.done = []
         cls = a[:, CLS].astype(np.intp)
         pool = a[:, POOL].astype(np.intp)
@@ -296,8 +302,8 @@ class RequestEngine:
         """Admitted requests not yet finished (of one pool), in admission order."""
         reqs = [
             req
-            for _, _, req in self.completions
-            if req[LIVE] and (pool is None or req[POOL] == pool)
+            for _, _, req in self.agenda
+            if req[STATE] == ADMITTED and (pool is None or req[POOL] == pool)
         ]
         return sorted(reqs, key=lambda q: q[SEQ])
 
@@ -322,12 +328,12 @@ class RequestEngine:
         self.in_system[p] = 0
         self.free[p] = [INF] * len(self.free[p])
         for req in victims:
-            req[LIVE] = False
+            req[STATE] = GONE
             k = self.slots_per_job[req[CLS]]
             rec.add_span(rec.busy, p, req[START], min(req[END], t), k)
             rec.add_span(rec.queued, p, req[REACH], min(req[START], t))
             # A fresh record: the old one stays in the completion heap, marked dead.
-            self._reroute_or_lose([*req[:NET], 0.0, 0.0, 0.0, 0.0, 0, True], t)
+            self._reroute_or_lose([*req[:NET], 0.0, 0.0, 0.0, 0.0, 0, TRAVEL], t)
 
     def restore_pool(self, p: int, t: float) -> None:
         if self.alive[p] or self.grid.pools[p].slots == 0:
@@ -357,8 +363,9 @@ class RequestEngine:
         grid = self.grid
         n_c, n_r, n_p = len(grid.classes), len(grid.region_ids), len(grid.pools)
         in_flight = np.zeros((n_c, n_r, n_p), dtype=np.int64)
-        for _, _, req in self.pending:
-            in_flight[req[CLS], req[REGION], req[POOL]] += 1
+        for _, _, req in self.agenda:
+            if req[STATE] == TRAVEL:
+                in_flight[req[CLS], req[REGION], req[POOL]] += 1
         for p in range(n_p):
             if self.alive[p]:
                 rec.add_span(rec.capacity, p, self.up_since[p], end, grid.pools[p].slots)
