@@ -7,6 +7,7 @@ on any error the temporary folder is removed and an existing run folder is untou
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import tempfile
@@ -18,9 +19,16 @@ from gridsim.scenario.resolved import dump_resolved
 
 
 def default_out_dir(result: Result, root: Path = Path("results")) -> Path:
-    """``results/<scenario>/seed<seed>-<hash of the resolved scenario>``: stable per input."""
-    digest = result.manifest.get("inputs_sha256", {}).get("scenario.resolved.yaml", "")[:10]
-    return root / result.scenario.name / f"seed{result.summary['seed']}-{digest}"
+    """A new ``results/<scenario>/<run-id>``: UTC time, seed and a hash of the resolved
+    scenario, so runs never collide and the folder name says what produced it."""
+    digest = result.manifest.get("inputs_sha256", {}).get("scenario.resolved.yaml", "")[:8]
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    base = root / result.scenario.name / f"{stamp}-seed{result.summary['seed']}-{digest}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def write_run(result: Result, out_dir: Path, overwrite: bool = False) -> Path:

@@ -53,7 +53,7 @@ demand:
 """
 
 
-def scenario(**kw: object) -> object:
+def scenario_text(**kw: object) -> str:
     values: dict[str, object] = {
         "seed": 1,
         "duration": "300s",
@@ -68,7 +68,11 @@ def scenario(**kw: object) -> object:
         "arrival": "{process: poisson}",
     }
     values.update(kw)
-    return load_scenario_text(TWO_NODES.format(**values))
+    return TWO_NODES.format(**values)
+
+
+def scenario(**kw: object) -> object:
+    return load_scenario_text(scenario_text(**kw))
 
 
 def check_invariants(result: object) -> None:
@@ -247,19 +251,8 @@ def test_memory_does_not_grow_with_requests_when_table_off() -> None:
     from gridsim.engine.request import RequestEngine
     from gridsim.grid import build_grid
 
-    text = TWO_NODES.format(
-        seed=1,
-        duration="400s",
-        slots_a=80,
-        slots_b=80,
-        admission="{}",
-        policy="nearest",
-        on_failure="retry",
-        events="[]",
-        rate=50.0,
-        service=1.0,
-        arrival="{process: poisson}",
-    ).replace("requests: true", "requests: false")
+    text = scenario_text(slots_a=80, slots_b=80, policy="nearest", rate=50.0, duration="400s")
+    text = text.replace("requests: true", "requests: false")
     sc = load_scenario_text(text)
     engine = RequestEngine(build_grid(sc), seed=1)
     engine.run()
@@ -270,19 +263,7 @@ def test_memory_does_not_grow_with_requests_when_table_off() -> None:
 
 
 def test_bad_policy_module_is_a_clear_error() -> None:
-    text = TWO_NODES.format(
-        seed=1,
-        duration="10s",
-        slots_a=1,
-        slots_b=1,
-        admission="{}",
-        policy="'nosuch:Policy'",
-        on_failure="retry",
-        events="[]",
-        rate=1,
-        service=1,
-        arrival="{process: poisson}",
-    )
+    text = scenario_text(policy="'nosuch:Policy'", duration="10s")
     with pytest.raises(ValueError, match="cannot be loaded"):
         run(load_scenario_text(text))
 
@@ -320,3 +301,29 @@ demand:
     assert s["tokens"]["input"]["demanded"] == int(raw["ContextTokens"].sum())
     assert s["tokens"]["output"]["demanded"] == int(raw["GeneratedTokens"].sum())
     assert s["requests"]["served"] + s["requests"]["in_flight"] == len(raw)
+
+
+def test_user_policy_named_module_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy from the scenario's own code, opted into as module:Class."""
+    (tmp_path / "my_policies.py").write_text(
+        "from gridsim.policies.base import PolicyBase\n"
+        "class Farthest(PolicyBase):\n"
+        "    name = 'farthest'\n"
+        "    def choose(self, view, cls, region, t):\n"
+        "        return self.candidates[cls][region][-1]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = run(scenario(policy="'my_policies:Farthest'"))
+    table = result.requests
+    assert set(table.loc[table["region"] == "east", "node"]) == {"far"}
+    assert set(table.loc[table["region"] == "west", "node"]) == {"near"}
+
+
+def test_default_run_folders_never_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    mmc = str(Path(__file__).resolve().parents[1] / "scenarios" / "validation" / "mmc.yaml")
+    for _ in range(2):
+        result = runner.invoke(app, ["run", mmc, "--set", "horizon.duration=1min"])
+        assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "results" / "mmc").iterdir())) == 2
