@@ -13,12 +13,13 @@ from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from gridsim.catalog import Catalog
 from gridsim.scenario import Problem, Scenario, ScenarioError, scenario_catalog
 from gridsim.scenario.schema import DemandClass, Node, Pool, pool_serves
 from gridsim.serving import ServingModel, loaded_replica, serving_model
-from gridsim.topology import Topology, build_topology, check_reachability
+from gridsim.topology import Topology, build_topology, check_reachability, vertex
 
 # Used only where neither the node, its site nor its province gives a figure.
 DEFAULT_PRICE_CNY_PER_KWH = 0.45  # ASSUMPTION: between wholesale (~0.25-0.40) and C&I tariffs
@@ -46,6 +47,7 @@ class PoolSpec:
     replicas: int
     prefill_s_per_prompt_token: float
     tpot_s: float
+    simulated_replicas: float  # replicas x (1 - reserved_share) x sample_fraction
     price_cny_per_kwh: float
     carbon_g_per_kwh: float
     pue: float
@@ -92,6 +94,44 @@ class Grid:
 
     def slots(self) -> npt.NDArray[np.int64]:
         return np.array([p.slots for p in self.pools], dtype=np.int64)
+
+    def pools_table(self) -> pd.DataFrame:
+        """One row per pool with what economics and reports need (units in column names).
+
+        ``accelerators`` counts the cards behind the simulated slots (after sample_fraction and
+        reserved_share), so energy from this table matches the simulated load.
+        """
+        nodes = {n.id: n for n in self.scenario.nodes}
+        rows = []
+        for p in self.pools:
+            node = nodes[p.node_id]
+            sm = p.serving
+            place = self.topology.graph.nodes[vertex("node", p.node_id)]
+            slots_per_replica = (p.slots / p.simulated_replicas) if p.simulated_replicas else 0.0
+            rows.append(
+                {
+                    "pool": p.name,
+                    "node": p.node_id,
+                    "node_kind": node.kind,
+                    "kind": p.kind,
+                    "model": p.model,
+                    "accelerator": p.accelerator,
+                    "slots": p.slots,
+                    "slots_per_replica": slots_per_replica,
+                    "replicas": p.simulated_replicas,
+                    "accelerators": p.simulated_replicas * sm.accelerators_per_replica if sm else 0,
+                    "accelerator_tdp_w": sm.accelerator.tdp_w if sm else 0.0,
+                    "accelerator_idle_fraction": sm.accelerator.idle_power_fraction if sm else 0.0,
+                    "accelerator_price_cny": sm.accelerator.price_cny if sm else 0.0,
+                    "pue": p.pue,
+                    "price_cny_per_kwh": p.price_cny_per_kwh,
+                    "carbon_g_per_kwh": p.carbon_g_per_kwh,
+                    "hub_role": p.hub_role,
+                    "lat": place["lat"],
+                    "lon": place["lon"],
+                }
+            )
+        return pd.DataFrame(rows)
 
 
 def build_grid(scenario: Scenario) -> Grid:
@@ -220,6 +260,7 @@ def _pool(
         replicas=pool.replicas or 0,
         prefill_s_per_prompt_token=prefill,
         tpot_s=tpot,
+        simulated_replicas=(pool.replicas or 0) * share,
         price_cny_per_kwh=price,
         carbon_g_per_kwh=carbon,
         pue=node.pue,

@@ -1,6 +1,7 @@
 """Writing a run's folder, atomically: a temporary folder renamed into place at the end.
 
-Contents: summary.json, timeseries.parquet (tidy), requests.parquet (when asked for),
+Contents: summary.json, timeseries.parquet (tidy), flows.parquet (served by class, region and
+pool), pools.parquet (pool attributes), requests.parquet (when asked for),
 scenario.resolved.yaml (re-runnable as is) and manifest.json. Nothing is left half-written:
 on any error the temporary folder is removed and an existing run folder is untouched.
 """
@@ -13,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from gridsim.run import Result
 from gridsim.scenario.resolved import dump_resolved
@@ -43,6 +46,8 @@ def write_run(result: Result, out_dir: Path, overwrite: bool = False) -> Path:
     try:
         _dump_json(tmp / "summary.json", result.summary)
         result.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
+        result.flows.to_parquet(tmp / "flows.parquet", index=False)
+        result.pools.to_parquet(tmp / "pools.parquet", index=False)
         if result.scenario.outputs.requests:
             result.requests.to_parquet(tmp / "requests.parquet", index=False)
         (tmp / "scenario.resolved.yaml").write_text(dump_resolved(result.scenario), "utf-8")
@@ -54,6 +59,25 @@ def write_run(result: Result, out_dir: Path, overwrite: bool = False) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def read_run(run_dir: Path) -> Result:
+    """A run folder back as a Result (for reports and comparisons)."""
+    from gridsim.scenario import load_scenario
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a gridsim run folder (no summary.json)")
+    requests = run_dir / "requests.parquet"
+    return Result(
+        scenario=load_scenario(run_dir / "scenario.resolved.yaml"),
+        summary=json.loads((run_dir / "summary.json").read_text("utf-8")),
+        timeseries=pd.read_parquet(run_dir / "timeseries.parquet"),
+        requests=pd.read_parquet(requests) if requests.exists() else pd.DataFrame(),
+        flows=pd.read_parquet(run_dir / "flows.parquet"),
+        pools=pd.read_parquet(run_dir / "pools.parquet"),
+        manifest=json.loads((run_dir / "manifest.json").read_text("utf-8")),
+    )
 
 
 def _dump_json(path: Path, data: Any) -> None:

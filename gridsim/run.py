@@ -25,6 +25,8 @@ class Result:
     summary: dict[str, Any]
     timeseries: pd.DataFrame
     requests: pd.DataFrame
+    flows: pd.DataFrame = field(default_factory=pd.DataFrame)  # class x region x pool served
+    pools: pd.DataFrame = field(default_factory=pd.DataFrame)  # static pool attributes
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -79,6 +81,8 @@ def run(
         summary=summary,
         timeseries=output.timeseries,
         requests=output.requests,
+        flows=output.flows,
+        pools=grid.pools_table(),
         manifest=manifest(scenario, seed, chosen, wall_s),
     )
 

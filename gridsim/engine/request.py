@@ -50,6 +50,7 @@ class RunOutput:
     summary: dict[str, Any]
     timeseries: pd.DataFrame
     requests: pd.DataFrame
+    flows: pd.DataFrame
 
 
 class RequestEngine:
@@ -73,6 +74,7 @@ class RequestEngine:
                 region_ids=grid.region_ids,
                 node_ids=grid.node_ids,
                 pool_node=tuple(p.node_index for p in pools),
+                pool_names=tuple(p.name for p in pools),
                 pool_slots=tuple(p.slots for p in pools),
                 ttft_slo_s=tuple(c.slo.ttft if c.slo.ttft is not None else INF for c in classes),
                 e2e_slo_s=tuple(c.slo.e2e if c.slo.e2e is not None else INF for c in classes),
@@ -376,7 +378,7 @@ class RequestEngine:
             rec.add_span(rec.busy, p, req[START], min(req[END], end), k)
             rec.add_span(rec.queued, p, req[REACH], min(req[START], end))
         summary = rec.summary(in_flight)
-        return RunOutput(summary, rec.timeseries(), rec.requests())
+        return RunOutput(summary, rec.timeseries(), rec.requests(), rec.flows())
 
 
 class _Progress:

@@ -55,6 +55,7 @@ class Layout:
     region_ids: tuple[str, ...]
     node_ids: tuple[str, ...]
     pool_node: tuple[int, ...]  # node index of each pool
+    pool_names: tuple[str, ...]  # "node/pool"
     pool_slots: tuple[int, ...]
     ttft_slo_s: tuple[float, ...]  # per class, inf when none
     e2e_slo_s: tuple[float, ...]
@@ -235,20 +236,44 @@ class Recorder:
         with np.errstate(invalid="ignore", divide="ignore"):
             util = np.where(by_node_cap > 0, by_node_busy / by_node_cap, np.nan)
         queue = self._by_node(self.queued) / widths
-        for metric, table in (("utilization", util), ("queue_length", queue)):
-            for i, node in enumerate(self.layout.node_ids):
+        series = [
+            ("node", self.layout.node_ids, "utilization", util),
+            ("node", self.layout.node_ids, "queue_length", queue),
+            ("pool", self.layout.pool_names, "busy_slot_s", self.busy),
+            ("pool", self.layout.pool_names, "capacity_slot_s", self.capacity),
+        ]
+        for kind, ids, metric, table in series:
+            for i, entity in enumerate(ids):
                 frames.append(
                     pd.DataFrame(
                         {
                             "time_s": times,
-                            "entity_kind": "node",
-                            "entity_id": node,
+                            "entity_kind": kind,
+                            "entity_id": entity,
                             "metric": metric,
                             "value": table[i],
                         }
                     )
                 )
         return pd.concat(frames, ignore_index=True)
+
+    def flows(self) -> pd.DataFrame:
+        """Tidy, one row per (class, region, pool) that served anything: requests, tokens and
+        requests that met their SLO (what moved from where to where)."""
+        c, r, p = np.nonzero(self.served)
+        lay = self.layout
+        return pd.DataFrame(
+            {
+                "class": [lay.class_names[i] for i in c],
+                "region": [lay.region_ids[i] for i in r],
+                "node": [lay.node_ids[lay.pool_node[i]] for i in p],
+                "pool": [lay.pool_names[i] for i in p],
+                "requests": self.served[c, r, p],
+                "met_slo": self.met_slo[c, r, p],
+                "input_tokens": self.input_served[c, r, p],
+                "output_tokens": self.output_served[c, r, p],
+            }
+        )
 
     def _by_node(self, table: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         out = np.zeros((len(self.layout.node_ids), table.shape[1]))
