@@ -48,6 +48,8 @@ class PoolSpec:
     prefill_s_per_prompt_token: float
     tpot_s: float
     simulated_replicas: float  # replicas x (1 - reserved_share) x sample_fraction
+    share: float  # (1 - reserved_share) x sample_fraction: simulated part of the pool
+    slots_per_replica: int  # LLM pools: sequences per replica for the pool's workload
     price_cny_per_kwh: float
     carbon_g_per_kwh: float
     pue: float
@@ -94,6 +96,15 @@ class Grid:
 
     def slots(self) -> npt.NDArray[np.int64]:
         return np.array([p.slots for p in self.pools], dtype=np.int64)
+
+    def pool_index(self, node_id: str, pool_id: str) -> int:
+        return next(p.index for p in self.pools if p.node_id == node_id and p.pool_id == pool_id)
+
+    def slots_for(self, pool: int, replicas: int | None, slots: int | None) -> int:
+        """Simulated slots that ``replicas`` (LLM) or ``slots`` (jobs) of a pool amount to."""
+        spec = self.pools[pool]
+        raw = (replicas or 0) * spec.slots_per_replica if spec.kind == "llm" else (slots or 0)
+        return round(raw * spec.share)
 
     def pools_table(self) -> pd.DataFrame:
         """One row per pool with what economics and reports need (units in column names).
@@ -227,6 +238,7 @@ def _pool(
     )
     share = (1.0 - pool.reserved_share) * scenario.demand.sample_fraction
     serving = None
+    loaded = None
     prefill = tpot = 0.0
     if pool.model is not None and pool.accelerator is not None:
         try:
@@ -261,6 +273,8 @@ def _pool(
         prefill_s_per_prompt_token=prefill,
         tpot_s=tpot,
         simulated_replicas=(pool.replicas or 0) * share,
+        share=share,
+        slots_per_replica=loaded.slots if loaded is not None else 1,
         price_cny_per_kwh=price,
         carbon_g_per_kwh=carbon,
         pue=node.pue,

@@ -54,19 +54,26 @@ def run(
 ) -> Result:
     """Simulate ``scenario``; same scenario and seed give identical results."""
     from gridsim.engine.events import schedule
+    from gridsim.engine.flow import FlowEngine
     from gridsim.engine.request import RequestEngine
     from gridsim.grid import build_grid
 
     seed = scenario.seed if seed is None else seed
     chosen = fidelity_of(scenario, fidelity)
-    if chosen != "request":
+    if chosen not in ("request", "flow"):
+        raise ValueError(f"unknown fidelity {chosen!r}; use request or flow")
+    if chosen == "request" and any(e.kind == "demand_shock" for e in scenario.events):
         raise ValueError(
-            f"fidelity {chosen!r} is not available yet in this version; "
-            "run with --fidelity request (and a demand.sample_fraction that keeps it small)"
+            "demand_shock events are simulated at flow fidelity only; "
+            "run with --fidelity flow or remove the shock"
         )
     started = time.perf_counter()
     grid = build_grid(scenario)
-    engine = RequestEngine(grid, seed=seed, progress=progress)
+    engine: RequestEngine | FlowEngine
+    if chosen == "request":
+        engine = RequestEngine(grid, seed=seed, progress=progress)
+    else:
+        engine = FlowEngine(grid, seed=seed, progress=progress)
     output = engine.run(schedule(engine))
     wall_s = time.perf_counter() - started
     summary = {

@@ -99,6 +99,13 @@ class DemandModel:
             return cls
         return self.class_names.index(cls if isinstance(cls, str) else cls.name)
 
+    def trace_lengths(self, cls: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Input and output token lengths of a replayed trace class (as recorded)."""
+        replay = self._replays[cls]
+        if replay is None:
+            raise ValueError(f"class {self.class_names[cls]!r} is not replayed from a trace")
+        return replay.input_tokens, replay.output_tokens
+
     def mean_tokens_per_request(self, cls: DemandClass | str | int) -> float:
         """Mean input + output tokens per request (0 for jobs; the trace's mean for traces)."""
         i = self.class_index(cls)

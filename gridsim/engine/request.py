@@ -323,7 +323,7 @@ class RequestEngine:
         if not self.alive[p]:
             return
         rec = self.recorder
-        rec.add_span(rec.capacity, p, self.up_since[p], t, self.grid.pools[p].slots)
+        rec.add_span(rec.capacity, p, self.up_since[p], t, len(self.free[p]))
         self.alive[p] = False
         victims = self._unfinished(p)
         self.waiting[p].clear()
@@ -342,7 +342,39 @@ class RequestEngine:
             return
         self.alive[p] = True
         self.up_since[p] = t
-        self.free[p] = [t] * len(self.free[p])
+        self.free[p] = [t] * len(self.free[p])  # the slots it had when it failed
+
+    def add_slots(self, p: int, n: int, t: float) -> None:
+        """Build-out (n > 0): new slots free from ``t``. Retirement (n < 0): the slots that
+        free first are removed as they free; work in progress finishes."""
+        free = self.free[p]
+        if not self.alive[p] and self.grid.pools[p].slots == 0 and n > 0:
+            self.alive[p] = True  # a pool built from nothing
+            self.up_since[p] = t
+            free.clear()
+        rec = self.recorder
+        if self.alive[p]:
+            rec.add_span(rec.capacity, p, self.up_since[p], t, len(free))
+            self.up_since[p] = t
+        if n > 0:
+            for _ in range(n):
+                heapq.heappush(free, t if self.alive[p] else INF)  # a down pool stays down
+        elif n < 0:
+            free.sort()
+            del free[: min(-n, len(free))]
+            heapq.heapify(free)
+            if not free:  # retired completely
+                self.alive[p] = False
+                free.append(INF)
+
+    def set_policy(self, name: str, params: dict[str, Any]) -> None:
+        self.policy = make_policy(name, self.grid, params)
+
+    def set_demand_factor(self, factor: np.ndarray) -> None:
+        raise ValueError("demand_shock events are simulated at flow fidelity only")
+
+    def set_price(self, node_id: str, price_cny_per_kwh: float, t: float) -> None:
+        self.recorder.prices.append((t, node_id, price_cny_per_kwh))
 
     def set_topology(self, topology: Topology) -> None:
         """After a link cut or repair: new routes for requests routed from now on.
@@ -370,7 +402,7 @@ class RequestEngine:
                 in_flight[req[CLS], req[REGION], req[POOL]] += 1
         for p in range(n_p):
             if self.alive[p]:
-                rec.add_span(rec.capacity, p, self.up_since[p], end, grid.pools[p].slots)
+                rec.add_span(rec.capacity, p, self.up_since[p], end, len(self.free[p]))
         for req in self._unfinished():
             p = req[POOL]
             in_flight[req[CLS], req[REGION], p] += 1

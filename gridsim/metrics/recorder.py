@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from gridsim.metrics.histogram import LogHistogram
+from gridsim.metrics.histogram import LogHistogram, add_grouped, add_mixture
 
 FLUSH_ROWS = 1 << 16
 # Columns of a finished request, in the order the engine appends them.
@@ -69,12 +69,16 @@ class Recorder:
         warmup_s: float,
         interval_s: float,
         keep_requests: bool = False,
+        fluid: bool = False,
     ) -> None:
         self.layout = layout
         self.horizon_s = horizon_s
         self.warmup_s = warmup_s
         self.interval_s = interval_s
         self.keep_requests = keep_requests
+        # The flow engine records expected (fractional) counts; the request engine whole ones.
+        self.fluid = fluid
+        count = np.float64 if fluid else np.int64
         n_c, n_r, n_n, n_p = (
             len(layout.class_names),
             len(layout.region_ids),
@@ -86,16 +90,19 @@ class Recorder:
             (g, m): [LogHistogram() for _ in range(self.sizes[g])] for g in GROUPS for m in METRICS
         }
         # counters by class x region (x pool where it is known)
-        self.arrived = np.zeros((n_c, n_r), dtype=np.int64)
-        self.input_demanded = np.zeros((n_c, n_r), dtype=np.int64)
-        self.output_demanded = np.zeros((n_c, n_r), dtype=np.int64)
-        self.served = np.zeros((n_c, n_r, n_p), dtype=np.int64)
-        self.met_slo = np.zeros((n_c, n_r, n_p), dtype=np.int64)
-        self.input_served = np.zeros((n_c, n_r, n_p), dtype=np.int64)
-        self.output_served = np.zeros((n_c, n_r, n_p), dtype=np.int64)
-        self.dropped = np.zeros((n_c, n_r, n_p + 1), dtype=np.int64)  # last: no pool
-        self.lost = 0
-        self.retried = 0
+        self.arrived: npt.NDArray[Any] = np.zeros((n_c, n_r), dtype=count)
+        self.input_demanded: npt.NDArray[Any] = np.zeros((n_c, n_r), dtype=count)
+        self.output_demanded: npt.NDArray[Any] = np.zeros((n_c, n_r), dtype=count)
+        self.served: npt.NDArray[Any] = np.zeros((n_c, n_r, n_p), dtype=count)
+        self.met_slo: npt.NDArray[Any] = np.zeros((n_c, n_r, n_p), dtype=count)
+        self.input_served: npt.NDArray[Any] = np.zeros((n_c, n_r, n_p), dtype=count)
+        self.output_served: npt.NDArray[Any] = np.zeros((n_c, n_r, n_p), dtype=count)
+        self.dropped: npt.NDArray[Any] = np.zeros((n_c, n_r, n_p + 1), dtype=count)  # +no pool
+        self.extra_series: list[pd.DataFrame] = []  # engine-specific series (tidy)
+        self.prices: list[tuple[float, str, float]] = []  # (time, node, CNY/kWh) from events
+        self.capacity_kpis: dict[str, Any] | None = None
+        self.lost: float = 0
+        self.retried: float = 0
         n_bins = max(1, int(np.ceil(horizon_s / interval_s)))
         self.busy = np.zeros((n_p, n_bins))  # slot-seconds per interval
         self.queued = np.zeros((n_p, n_bins))  # request-seconds waiting per interval
@@ -140,6 +147,67 @@ class Recorder:
         if b1 <= last:
             table[pool, b1] += (t1 - b1 * w) * weight
 
+    def record_flow(
+        self,
+        served: npt.NDArray[np.float64],
+        wait_points: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+        service_points: npt.NDArray[np.float64],
+        prefill_mean: npt.NDArray[np.float64],
+        network_s: npt.NDArray[np.float64],
+        keep: bool,
+        tokens: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    ) -> None:
+        """Requests served over a block of ticks, as distributions (the flow engine).
+
+        ``served`` is (regions, classes, pools); ``wait_points`` values and weights are
+        (classes, pools, J) and sum to what each (class, pool) served; ``service_points`` are
+        K equally likely quantile points of the slot time per (class, pool). Latency points
+        are ``2 x network + wait_j + service_k`` (network: the served-weighted mean over
+        regions), the first token ``2 x network + wait_j + mean prefill``.
+        """
+        served_cp = served.sum(axis=0)  # (C, P)
+        if served_cp.sum() <= 0:
+            return
+        wait_v, wait_w = wait_points
+        k = service_points.shape[2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            net = np.nan_to_num((served * network_s[:, None, :]).sum(axis=0) / served_cp)
+        lat = (2 * net)[:, :, None, None] + wait_v[:, :, :, None] + service_points[:, :, None, :]
+        ttft = (2 * net + prefill_mean)[:, :, None] + wait_v  # (C, P, J)
+        w = np.repeat(wait_w[:, :, :, None] / k, k, axis=3)  # (C, P, J, K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm = np.nan_to_num(w / served_cp[:, :, None, None])  # mass per (c, p) sums to 1
+        ttft_ok = ttft[:, :, :, None] <= np.asarray(self.layout.ttft_slo_s)[:, None, None, None]
+        e2e_ok = lat <= np.asarray(self.layout.e2e_slo_s)[:, None, None, None]
+        met_share = (norm * (ttft_ok & e2e_ok)).sum(axis=(2, 3))  # (C, P)
+        served_crp = np.transpose(served, (1, 0, 2))
+        self.served += served_crp
+        self.met_slo += served_crp * met_share[:, None, :]
+        self.input_served += served_crp * tokens[0][:, None, None]
+        self.output_served += served_crp * tokens[1][:, None, None]
+        if not keep:
+            return
+        # Each (class, pool) is one mixture component of J x K latency points; classes, nodes
+        # and regions are mixtures of them (regions: by their share of what the pool served).
+        n_c, n_p = served_cp.shape
+        comps = n_c * n_p
+        node = np.asarray(self.layout.pool_node)
+        by_class = np.kron(np.eye(n_c), np.ones(n_p))  # (C, C*P)
+        by_node = np.tile((node[None, :] == np.arange(self.sizes["node"])[:, None]), n_c)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.nan_to_num(served / served_cp[None])  # (R, C, P)
+        by_region = share.reshape(share.shape[0], comps)
+        flat_w = w.reshape(comps, -1)
+        for m, v in (
+            ("latency_s", lat),
+            ("wait_s", np.broadcast_to(wait_v[:, :, :, None], lat.shape)),
+            ("ttft_s", np.broadcast_to(ttft[:, :, :, None], lat.shape)),
+        ):
+            flat_v = np.asarray(v).reshape(comps, -1)
+            add_mixture(self.hists[("class", m)], flat_v, flat_w, by_class)
+            add_mixture(self.hists[("node", m)], flat_v, flat_w, by_node.astype(float))
+            add_mixture(self.hists[("region", m)], flat_v, flat_w, by_region)
+
     def _spans(
         self,
         table: npt.NDArray[np.float64],
@@ -183,16 +251,10 @@ class Recorder:
         node = np.asarray(self.layout.pool_node, dtype=np.intp)[pool]
         keys = {"class": cls[keep], "region": region[keep], "node": node[keep]}
         values = {"latency_s": latency[keep], "wait_s": wait[keep], "ttft_s": ttft[keep]}
+        ones = np.ones(int(keep.sum()))
         for g, key in keys.items():
-            order = np.argsort(key, kind="stable")
-            bounds = np.searchsorted(key[order], np.arange(self.sizes[g] + 1))
             for m, v in values.items():
-                sorted_v = v[order]
-                hists = self.hists[(g, m)]
-                for i in range(self.sizes[g]):
-                    lo, hi = bounds[i], bounds[i + 1]
-                    if hi > lo:
-                        hists[i].add_many(sorted_v[lo:hi])
+                add_grouped(self.hists[(g, m)], v, ones, key)
         if self.keep_requests:
             frame = pd.DataFrame(
                 {
@@ -255,7 +317,20 @@ class Recorder:
                         }
                     )
                 )
-        return pd.concat(frames, ignore_index=True)
+        if self.prices:
+            t, node, price = zip(*self.prices, strict=True)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "time_s": t,
+                        "entity_kind": "node",
+                        "entity_id": node,
+                        "metric": "price_cny_per_kwh",
+                        "value": price,
+                    }
+                )
+            )
+        return pd.concat([*frames, *self.extra_series], ignore_index=True)
 
     def flows(self) -> pd.DataFrame:
         """Tidy, one row per (class, region, pool) that served anything: requests, tokens and
@@ -280,13 +355,15 @@ class Recorder:
         np.add.at(out, np.asarray(self.layout.pool_node), table)
         return out
 
-    def summary(self, in_flight: npt.NDArray[np.int64]) -> dict[str, Any]:
+    def summary(self, in_flight: npt.NDArray[Any]) -> dict[str, Any]:
         """``in_flight``: class x region x pool, requests unfinished at the end."""
         lay = self.layout
         node_of_pool = np.asarray(lay.pool_node)
         out = self._block(slice(None), slice(None), slice(None), in_flight, None)
-        out["requests"]["lost"] = int(self.lost)
-        out["requests"]["retried"] = int(self.retried)
+        out["requests"]["lost"] = _count(self.lost)
+        out["requests"]["retried"] = _count(self.retried)
+        if self.capacity_kpis is not None:
+            out["capacity"] = self.capacity_kpis
         out["by_class"] = {
             name: self._block(i, slice(None), slice(None), in_flight, ("class", i))
             for i, name in enumerate(lay.class_names)
@@ -308,16 +385,18 @@ class Recorder:
         c: Any,
         r: Any,
         p: Any,
-        in_flight: npt.NDArray[np.int64],
+        in_flight: npt.NDArray[Any],
         hist_key: tuple[str, int] | None,
     ) -> dict[str, Any]:
         node_view = not isinstance(p, slice)
-        served = int(self.served[c, r][..., p].sum())
+        served = _count(self.served[c, r][..., p].sum())
         dropped_pools = self.dropped[c, r][..., p] if node_view else self.dropped[c, r]
-        dropped = int(dropped_pools.sum())
-        flight = int(in_flight[c, r][..., p].sum())
-        arrived = served + dropped + flight if node_view else int(self.arrived[c, r].sum())
-        met = int(self.met_slo[c, r][..., p].sum())
+        dropped = _count(dropped_pools.sum())
+        flight = _count(in_flight[c, r][..., p].sum())
+        arrived = served + dropped + flight if node_view else _count(self.arrived[c, r].sum())
+        if self.fluid and not node_view:
+            flight = arrived - served - dropped  # expected counts, rounded: keep the identity
+        met = _count(self.met_slo[c, r][..., p].sum())
         block: dict[str, Any] = {
             "requests": {
                 "arrived": arrived,
@@ -327,12 +406,12 @@ class Recorder:
             },
             "tokens": {
                 "input": {
-                    "demanded": None if node_view else int(self.input_demanded[c, r].sum()),
-                    "served": int(self.input_served[c, r][..., p].sum()),
+                    "demanded": None if node_view else _count(self.input_demanded[c, r].sum()),
+                    "served": _count(self.input_served[c, r][..., p].sum()),
                 },
                 "output": {
-                    "demanded": None if node_view else int(self.output_demanded[c, r].sum()),
-                    "served": int(self.output_served[c, r][..., p].sum()),
+                    "demanded": None if node_view else _count(self.output_demanded[c, r].sum()),
+                    "served": _count(self.output_served[c, r][..., p].sum()),
                 },
             },
             "sla_attainment": met / (served + dropped) if served + dropped else None,
@@ -357,6 +436,10 @@ class Recorder:
         with np.errstate(invalid="ignore", divide="ignore"):
             per_bin = np.where(cap > 0, busy / cap, np.nan)
         return {"mean": float(busy.sum() / cap.sum()), "peak": float(np.nanmax(per_bin))}
+
+
+def _count(value: Any) -> int:
+    return round(float(value))
 
 
 def _labels(codes: npt.NDArray[Any], names: tuple[str, ...]) -> pd.Categorical[str]:

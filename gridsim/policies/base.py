@@ -5,11 +5,13 @@ Two decisions over one Grid:
 - ``choose``: for one request of class ``c`` from region ``r`` at time ``t``, a pool index (or
   -1 when no pool can take it), reading the request engine's live ``PoolView``;
 - ``allocate``: for the flow engine, the shares of each region's and class's demand sent to each
-  pool, as an array regions x classes x pools, from the current utilisation.
+  pool, as an array regions x classes x pools, from the tick's ``FlowState`` (demand, slots up,
+  work carried over).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -20,6 +22,7 @@ from gridsim.grid import Grid
 FloatArray = npt.NDArray[np.float64]
 Route = tuple[int, float, float, float]
 INF = float("inf")
+FILL_UTILISATION = 0.95  # fluid stand-in for "a slot is free / the SLO holds": fill to here
 
 
 class PoolView(Protocol):
@@ -41,13 +44,16 @@ class Policy(Protocol):
 
     def choose(self, view: PoolView, cls: int, region: int, t: float) -> int: ...
 
-    def allocate(self, utilisation: FloatArray, alive: npt.NDArray[np.bool_]) -> FloatArray: ...
+    def allocate(self, state: FlowState) -> FloatArray: ...
 
 
 class PolicyBase:
     """Shared set-up: the Grid, the SLO budgets and the mean service time per class and pool."""
 
     name = "base"
+    # Whether ``allocate`` reads the tick's demand; if not, the flow engine reuses one split
+    # for every tick in which nothing is queued and nothing changes.
+    demand_dependent = False
 
     def __init__(self, grid: Grid, **params: object) -> None:
         if params:
@@ -79,6 +85,15 @@ class PolicyBase:
             tuple(self.route_list(ci, cands, ri) for ri, cands in enumerate(per_region))
             for ci, per_region in enumerate(grid.candidates)
         )
+        # For the flow engine: candidates as a mask and their nearest-first rank.
+        n_r = len(grid.region_ids)
+        self.candidate_mask = np.zeros((n_r, len(classes), n_pools), dtype=bool)
+        self.rank = np.full((n_r, len(classes), n_pools), np.inf)
+        for ci, per_region in enumerate(grid.candidates):
+            for ri, cands in enumerate(per_region):
+                for order, p in enumerate(cands):
+                    self.candidate_mask[ri, ci, p] = True
+                    self.rank[ri, ci, p] = order
 
     def route_list(self, cls: int, pools: tuple[int, ...], region: int) -> tuple[Route, ...]:
         """Per candidate: (pool, one-way network s, SLO slack s, forecast e2e without waiting).
@@ -132,16 +147,65 @@ class PolicyBase:
 
     # --- per tick (flow engine) --------------------------------------------------------------
 
-    def allocate(self, utilisation: FloatArray, alive: npt.NDArray[np.bool_]) -> FloatArray:
-        """Shares regions x classes x pools; this default sends all to the nearest alive pool."""
-        shares = self._empty()
-        for c, per_region in enumerate(self.candidates):
-            for r, cands in enumerate(per_region):
-                live = [p for p in cands if alive[p]]
-                if live:
-                    shares[r, c, live[0]] = 1.0
+    def allocate(self, state: FlowState) -> FloatArray:
+        """Shares regions x classes x pools; this default sends all to the nearest pool up."""
+        return self.one_hot_first(self.candidate_mask & state.alive[None, None, :])
+
+    def one_hot_first(self, mask: npt.NDArray[np.bool_]) -> FloatArray:
+        """1 at the nearest pool allowed by ``mask`` (regions x classes x pools), else 0."""
+        rank = np.where(mask, self.rank, np.inf)
+        best = rank.argmin(axis=2)
+        shares = np.zeros(mask.shape)
+        np.put_along_axis(shares, best[:, :, None], 1.0, axis=2)
+        return shares * mask.any(axis=2, keepdims=True)
+
+    def fill(  # a policy that calls this must set demand_dependent = True
+        self,
+        state: FlowState,
+        order: tuple[tuple[tuple[int, ...], ...], ...],
+        fits: npt.NDArray[np.bool_],
+        limit: float = FILL_UTILISATION,
+    ) -> FloatArray:
+        """Water-filling: each class's demand from each region goes to its pools in ``order``
+        (classes x regions -> pools) where ``fits`` (regions x classes x pools) allows, each
+        pool up to ``limit`` of its slots (what is queued there counts as used); what does not
+        fit is spread over the allowed pools up, in proportion to their slots."""
+        room = state.slots * limit - state.queued_work_rate  # slot-seconds/s still free
+        work = state.demand_rps[:, :, None] * state.service_s[None, :, :]  # (R, C, P)
+        shares = np.zeros(work.shape)
+        alive = state.alive
+        for c, per_region in enumerate(order):
+            for r, pools in enumerate(per_region):
+                if state.demand_rps[r, c] <= 0:
+                    continue
+                left = 1.0
+                for p in pools:
+                    if not (alive[p] and fits[r, c, p]) or room[p] <= 0:
+                        continue
+                    take = min(left, room[p] / work[r, c, p])
+                    shares[r, c, p] += take
+                    room[p] -= take * work[r, c, p]
+                    left -= take
+                    if left <= 1e-12:
+                        break
+                if left > 1e-12:
+                    up = [p for p in pools if alive[p]]
+                    if up:
+                        weights = state.slots[up] / max(state.slots[up].sum(), 1e-12)
+                        shares[r, c, up] += left * weights
         return shares
 
     def _empty(self) -> FloatArray:
         g = self.grid
         return np.zeros((len(g.region_ids), len(g.classes), len(g.pools)))
+
+
+@dataclass(frozen=True)
+class FlowState:
+    """What the flow engine tells a policy each tick (arrays; read-only by convention)."""
+
+    demand_rps: FloatArray  # (regions, classes) requests/s arriving this tick
+    service_s: FloatArray  # (classes, pools) mean slot time of a request
+    slots: FloatArray  # (pools,) slots up (0 while down)
+    queued_work_rate: FloatArray  # (pools,) carried-over work, slot-seconds per second of tick
+    alive: npt.NDArray[np.bool_]  # (pools,)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import numpy.typing as npt
 
 from gridsim.grid import Grid
-from gridsim.policies.base import FloatArray, PolicyBase, PoolView
+from gridsim.policies.base import FloatArray, FlowState, PolicyBase, PoolView
 
 
 class Nearest(PolicyBase):
@@ -30,24 +32,22 @@ class LeastLoaded(PolicyBase):
                     best, best_load = p, load
         return best
 
-    def allocate(self, utilisation: FloatArray, alive: npt.NDArray[np.bool_]) -> FloatArray:
-        """In proportion to each candidate's spare slots (all slots when none is spare)."""
-        slots = np.asarray(self.slots, dtype=float)
-        spare = np.where(alive, slots * np.clip(1.0 - utilisation, 0.0, None), 0.0)
-        fallback = np.where(alive, slots, 0.0)
-        shares = self._empty()
-        for c, per_region in enumerate(self.candidates):
-            for r, cands in enumerate(per_region):
-                idx = list(cands)
-                w = spare[idx] if spare[idx].sum() > 0 else fallback[idx]
-                total = w.sum()
-                if total > 0:
-                    shares[r, c, idx] = w / total
-        return shares
+    def allocate(self, state: FlowState) -> FloatArray:
+        """In proportion to each candidate's slots, less the work already queued there: the
+        split that evens utilisation out, as joining the least-loaded pool does per request."""
+        free = np.where(state.alive, state.slots, 0.0) / (
+            1.0 + state.queued_work_rate / np.maximum(state.slots, 1e-12)
+        )
+        weights = self.candidate_mask * free[None, None, :]
+        total = weights.sum(axis=2, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, weights / total, 0.0)
 
 
 class _Ranked(PolicyBase):
     """Fill pools in the order of a per-pool score while they have a free slot."""
+
+    demand_dependent = True
 
     def score(self, grid: Grid) -> list[float]:
         raise NotImplementedError
@@ -72,17 +72,9 @@ class _Ranked(PolicyBase):
                 return p
         return self.least_e2e(view, routes, t)
 
-    def allocate(self, utilisation: FloatArray, alive: npt.NDArray[np.bool_]) -> FloatArray:
-        """All to the best-ranked alive pool that is not full; else to the best-ranked alive."""
-        shares = self._empty()
-        for c, per_region in enumerate(self.ranked):
-            for r, cands in enumerate(per_region):
-                live = [p for p in cands if alive[p]]
-                free = [p for p in live if utilisation[p] < 1.0]
-                pick = free or live
-                if pick:
-                    shares[r, c, pick[0]] = 1.0
-        return shares
+    def allocate(self, state: FlowState) -> FloatArray:
+        """Fill pools in score order while they have free slots; spill the rest."""
+        return self.fill(state, self.ranked, self.candidate_mask)
 
 
 class Cheapest(_Ranked):
@@ -108,24 +100,20 @@ class LatencySlo(PolicyBase):
     when none does, the pool with the least forecast end-to-end latency (spill)."""
 
     name = "latency_slo"
+    demand_dependent = True
 
     def choose(self, view: PoolView, cls: int, region: int, t: float) -> int:
         return self.first_within_slo(view, self.routes[cls][region], t)
 
-    def allocate(self, utilisation: FloatArray, alive: npt.NDArray[np.bool_]) -> FloatArray:
-        """Nearest pool under 90 % utilisation whose network round trip fits the TTFT budget."""
-        shares = self._empty()
-        for c, per_region in enumerate(self.candidates):
-            budget = self.ttft_budget_s[c]
-            for r, cands in enumerate(per_region):
-                live = [p for p in cands if alive[p]]
-                fits = [
-                    p for p in live if utilisation[p] < 0.9 and 2 * self.latency_s[r, p] <= budget
-                ]
-                pick = fits or sorted(live, key=lambda p: (utilisation[p], p))
-                if pick:
-                    shares[r, c, pick[0]] = 1.0
-        return shares
+    def allocate(self, state: FlowState) -> FloatArray:
+        """Fill the nearest pools whose network round trip fits the class's TTFT budget, each
+        up to the utilisation where queues stay short; spill the rest."""
+        return self.fill(state, self.candidates, self.network_fits)
+
+    @cached_property
+    def network_fits(self) -> npt.NDArray[np.bool_]:
+        budget = np.asarray(self.ttft_budget_s)[None, :, None]
+        return self.candidate_mask & (2 * self.latency_s[:, None, :] <= budget)
 
 
 class EastWest(LatencySlo):
@@ -142,6 +130,15 @@ class EastWest(LatencySlo):
             tuple(tuple(p for p in cands if p in west) for cands in per_region)
             for per_region in grid.candidates
         )
+        self.west_first = tuple(
+            tuple(
+                (*self.west[c][r], *(p for p in cands if p not in self.west[c][r]))
+                if self.tolerant[c]
+                else cands
+                for r, cands in enumerate(per_region)
+            )
+            for c, per_region in enumerate(grid.candidates)
+        )
         self.west_routes = tuple(
             tuple(self.route_list(c, cands, r) for r, cands in enumerate(per_region))
             for c, per_region in enumerate(self.west)
@@ -155,17 +152,10 @@ class EastWest(LatencySlo):
                     return p
         return self.first_within_slo(view, self.routes[cls][region], t)
 
-    def allocate(self, utilisation: FloatArray, alive: npt.NDArray[np.bool_]) -> FloatArray:
-        shares = super().allocate(utilisation, alive)
-        for c, per_region in enumerate(self.west):
-            if not self.tolerant[c]:
-                continue
-            for r, cands in enumerate(per_region):
-                free = [p for p in cands if alive[p] and utilisation[p] < 0.9]
-                if free:
-                    shares[r, c, :] = 0.0
-                    shares[r, c, free[0]] = 1.0
-        return shares
+    def allocate(self, state: FlowState) -> FloatArray:
+        """Tolerant classes fill western pools first (within the network budget), then the
+        rest as latency_slo would."""
+        return self.fill(state, self.west_first, self.network_fits)
 
 
 BUILTIN: dict[str, type[PolicyBase]] = {
