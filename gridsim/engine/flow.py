@@ -89,6 +89,8 @@ class FlowEngine:
         ages = min(self.max_age, MAX_AGES) if self.max_age is not None else MAX_AGES
         self.backlog = np.zeros((ages, n_c, n_p))  # requests waiting, by age in ticks
         self.backlog_any = False
+        self.max_conservation_gap = 0.0  # largest relative gap in arrived = served + dropped + ...
+        self.max_load = 0.0  # largest busy / capacity of any pool in any tick
         ca2 = [c.arrival.dispersion if isinstance(c.arrival, Bursty) else 1.0 for c in classes]
         self.ca2 = np.asarray(ca2)
         self.capacity = CapacityTracker(sc, self.demand, self.dt)
@@ -219,6 +221,21 @@ class FlowEngine:
         self.capacity.add(t0, widths, acc.work_rate, arrivals, acc.impacted, self.slots_up)
         self.recorder.dropped[:, :, : self.shape[2]] += _spread(acc.dropped, acc.routed)
         self._record_latency(t0, acc, widths)
+        self._check(acc, widths)
+
+    def _check(self, acc: _Block, widths: FloatArray) -> None:
+        """Invariants, kept as figures the tests read: requests are conserved (arrived =
+        served + dropped + waiting) and no pool serves more than its slots in any tick."""
+        rec = self.recorder
+        arrived = float(rec.arrived.sum())
+        accounted = float(rec.served.sum() + rec.dropped.sum() + self.backlog.sum())
+        self.max_conservation_gap = max(
+            self.max_conservation_gap, abs(arrived - accounted) / max(arrived, 1.0)
+        )
+        cap = self.slots_up[None, :] * widths[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            over = np.where(cap > 0, acc.busy / cap, np.where(acc.busy > 0, np.inf, 0.0))
+        self.max_load = max(self.max_load, float(over.max(initial=0.0)))
 
     @property
     def slots_up(self) -> FloatArray:
@@ -490,13 +507,16 @@ def _wait_points(
 
 def _spread(per_cp: FloatArray, routed: FloatArray) -> FloatArray:
     """A (C, P) quantity as (C, R, P), split over regions in proportion to what they routed."""
+    total = routed.sum(axis=0, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.nan_to_num(routed / routed.sum(axis=0, keepdims=True))  # (R, C, P)
+        # where nothing was routed this block (e.g. old queue at a pool now avoided): evenly
+        share = np.where(total > 0, routed / total, 1.0 / routed.shape[0])  # (R, C, P)
     return np.transpose(share * per_cp[None], (1, 0, 2))
 
 
 def _spread_cr(per_cp: FloatArray, served: npt.NDArray[Any]) -> FloatArray:
     """(C, P) in flight at the end as (C, R, P), by each region's share of what was served."""
+    total = served.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.nan_to_num(served / served.sum(axis=1, keepdims=True))
+        share = np.where(total > 0, served / total, 1.0 / served.shape[1])
     return share * per_cp[:, None, :]
