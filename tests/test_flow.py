@@ -87,8 +87,9 @@ def test_outage_moves_demand_and_the_failed_node_serves_nothing() -> None:
     after = busy[busy["time_s"] >= 7 * 3600 + 300]
     assert after["value"].sum() > 0  # back after repair
     shaoguan = "shaoguan"
-    assert hit.summary["by_node"][shaoguan]["requests"]["served"] > (
-        calm.summary["by_node"][shaoguan]["requests"]["served"]
+    assert (
+        hit.summary["by_node"][shaoguan]["requests"]["served"]
+        > (calm.summary["by_node"][shaoguan]["requests"]["served"])
     )
     chat_calm = calm.summary["by_class"]["chat"]["latency_s"]["mean"]
     chat_hit = hit.summary["by_class"]["chat"]["latency_s"]["mean"]
@@ -156,9 +157,10 @@ def test_demand_shock_only_at_flow_fidelity() -> None:
     scenario = load_scenario(CROSS, sets=["horizon.duration=6h", shock])
     flow = gs.run(scenario, fidelity="flow").summary
     calm = gs.run(load_scenario(CROSS, sets=["horizon.duration=6h"]), fidelity="flow").summary
-    extra = flow["by_class"]["chat"]["requests"]["arrived"] / calm["by_class"]["chat"]["requests"][
-        "arrived"
-    ]
+    extra = (
+        flow["by_class"]["chat"]["requests"]["arrived"]
+        / calm["by_class"]["chat"]["requests"]["arrived"]
+    )
     assert 1.2 < extra < 1.6  # two of six hours doubled (a daytime-light profile at night)
     with pytest.raises(ValueError, match="flow fidelity only"):
         gs.run(scenario, fidelity="request")

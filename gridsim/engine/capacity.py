@@ -41,6 +41,9 @@ class _Stretch:
     def feed(self, starts: FloatArray, widths: FloatArray, flags: npt.NDArray[np.bool_]) -> None:
         if self.found is not None:
             return
+        if not flags.any():  # the usual case: no stretch starts or goes on
+            self.run_start, self.run_s = None, 0.0
+            return
         for t, w, flag in zip(starts.tolist(), widths.tolist(), flags.tolist(), strict=True):
             if not flag:
                 self.run_start, self.run_s = None, 0.0

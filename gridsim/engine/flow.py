@@ -86,8 +86,9 @@ class FlowEngine:
         self._service_templates(seed)
         max_wait = sc.admission.max_wait
         self.max_age = math.ceil(max_wait / self.dt) if max_wait is not None else None
-        ages = min(self.max_age, MAX_AGES) if self.max_age is not None else MAX_AGES
-        self.backlog = np.zeros((ages, n_c, n_p))  # requests waiting, by age in ticks
+        # Requests waiting, by age in ticks: as many ages as the maximum wait needs, else one.
+        ages = min(self.max_age, MAX_AGES) if self.max_age is not None else 1
+        self.backlog = np.zeros((ages, n_c, n_p))
         self.backlog_any = False
         self.max_conservation_gap = 0.0  # largest relative gap in arrived = served + dropped + ...
         self.max_load = 0.0  # largest busy / capacity of any pool in any tick
@@ -249,7 +250,8 @@ class FlowEngine:
     def _steady(self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block) -> int:
         """Ticks from ``i`` on with one split and room for all; returns how many."""
         shares = self.policy.allocate(self._state(arrivals[i] / widths[i], widths[i]))
-        new = np.einsum("trc,rcp->tcp", arrivals[i:], shares)
+        # per class, (ticks x regions) @ (regions x pools): plain matrix products
+        new = np.stack([arrivals[i:, :, c] @ shares[:, c, :] for c in range(shares.shape[1])], 1)
         work = np.einsum("tcp,cp->tp", new, self.svc_mean)
         cap = self.slots_up[None, :] * widths[i:, None]
         over = np.flatnonzero((work > cap * (1 + 1e-12)).any(axis=1))
@@ -287,27 +289,29 @@ class FlowEngine:
         acc.queue_s[i] = waiting * dt
         full = waiting > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            acc.impacted[i] = np.nan_to_num(
-                flow[:, :, full].sum(axis=(1, 2)) / flow.sum(axis=(1, 2))
-            )
+            total = flow.sum(axis=(1, 2))
+            acc.impacted[i] = np.where(total > 0, flow[:, :, full].sum(axis=(1, 2)) / total, 0.0)
 
     def _fifo(
         self, i: int, new: FloatArray, new_work: FloatArray, cap: FloatArray, acc: _Block, dt: float
     ) -> FloatArray:
         """Serve carried-over cohorts oldest first, then this tick's arrivals; carry the rest."""
         backlog = self.backlog  # (ages, C, P)
-        svc = self.svc_mean
-        cohort_work = (backlog * svc[None]).sum(axis=1)  # (ages, P)
-        order = np.vstack([cohort_work[::-1], new_work[None]])  # oldest first, then new
+        cohort_work = np.einsum("acp,cp->ap", backlog, self.svc_mean)  # (ages, P)
+        order = np.concatenate([cohort_work[::-1], new_work[None]])  # oldest first, then new
         before = np.cumsum(order, axis=0) - order
         with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.clip((cap[None] - before) / order, 0.0, 1.0)
-        frac = np.nan_to_num(frac, nan=1.0)
-        frac_old = frac[:-1][::-1]  # back to age order
-        served = backlog * frac_old[:, None, :]
-        ages = np.arange(backlog.shape[0], dtype=np.float64)
+            frac = np.where(order > 0, np.clip((cap[None] - before) / order, 0.0, 1.0), 1.0)
+        served = backlog * frac[-2::-1][:, None, :]  # cohorts back in age order
         acc.served_old += served.sum(axis=0)
-        acc.old_wait += ((ages[:, None, None] + 0.5) * dt * served).sum(axis=0)
+        if self.max_age is None:
+            # one carried cohort: its wait is the time to drain what was queued, FIFO
+            with np.errstate(invalid="ignore", divide="ignore"):
+                drain = np.where(cap > 0, cohort_work[0] / cap * dt, 0.0)
+            acc.old_wait += served[0] * (drain + 0.5 * dt)[None, :]
+        else:
+            ages = np.arange(backlog.shape[0], dtype=np.float64)
+            acc.old_wait += np.einsum("a,acp->cp", (ages + 0.5) * dt, served)
         acc.served_new[i] = new * frac[-1][None]
         self.backlog = backlog - served
         self.backlog[0] += new - acc.served_new[i]  # the unserved part of this tick waits
@@ -316,12 +320,14 @@ class FlowEngine:
     def _age(self) -> FloatArray:
         """Move cohorts one tick older; drop those past the maximum wait. Returns drops (C, P)."""
         b = self.backlog
+        if self.max_age is None:
+            return np.zeros(b.shape[1:])  # one cohort, no limit: nothing ages out
         last = b[-1].copy()
         aged = np.empty_like(b)
         aged[1:] = b[:-1]
         aged[0] = 0.0
         dropped = np.zeros(b.shape[1:])
-        if self.max_age is not None and b.shape[0] >= self.max_age:
+        if b.shape[0] >= self.max_age:
             dropped = last  # the oldest cohort has waited its maximum
         else:
             aged[-1] += last  # cohorts beyond MAX_AGES share the last one
@@ -405,7 +411,11 @@ class FlowEngine:
         slots = np.maximum(self.slots, 1e-9)
         a = acc.work_rate  # offered load in slots (Erlang), (ticks, P)
         mu = np.where(lam > 0, lam / np.maximum(a, 1e-12), 0.0)  # service rate per slot
-        c_wait = erlang_c(slots[None, :], a)
+        # Demand is constant within each clock hour, so ticks mostly repeat the row before:
+        # solve each run of equal rows once.
+        changed = np.concatenate([[True], (a[1:] != a[:-1]).any(axis=1)])
+        segment = np.cumsum(changed) - 1
+        c_wait = erlang_c(slots[None, :], a[changed])[segment]
         with np.errstate(invalid="ignore", divide="ignore"):
             # mean wait of those who wait: 1 / (c mu - lambda); none when idle or saturated
             mean_cond = np.where((a < slots) & (lam > 0), 1.0 / (mu * (slots - a)), 0.0)

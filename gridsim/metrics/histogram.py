@@ -120,52 +120,62 @@ def add_grouped(
 
 
 def add_mixture(
-    hists: Sequence[LogHistogram],
+    targets: Sequence[tuple[Sequence[LogHistogram], npt.ArrayLike]],
     values: npt.ArrayLike,
     weights: npt.ArrayLike,
-    mix: npt.ArrayLike,
 ) -> None:
-    """Add to ``hists[g]`` the mixture ``sum_m mix[g, m] x component m``, where component m is
-    the weighted points ``values[m], weights[m]`` (arrays of shape (M, n)).
+    """For each ``(hists, mix)`` in ``targets``, add to ``hists[g]`` the mixture
+    ``sum_m mix[g, m] x component m``, where component m is the weighted points
+    ``values[m], weights[m]`` (arrays of shape (M, n)).
 
-    One sparse product instead of a pass per group: the flow engine adds the same latency
-    points to class, node and region histograms with different mixing weights.
+    The points are bucketed once and each target is one sparse product: the flow engine adds
+    the same latency points to class, node and region histograms with different mixing weights.
     """
     from scipy import sparse
 
     v = np.asarray(values, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
-    m = np.asarray(mix, dtype=np.float64)
-    if v.shape != w.shape or v.ndim != 2 or m.shape != (len(hists), v.shape[0]):
-        raise ValueError("need values, weights (M, n) and mix (groups, M)")
-    if not v.size or not (m > 0).any():
+    if v.shape != w.shape or v.ndim != 2:
+        raise ValueError("need values and weights of one shape (M, n)")
+    if not v.size:
         return
     if not (float(v.min()) >= 0.0 and float(v.max()) < math.inf) or float(w.min()) < 0:
         raise ValueError("values and weights must be finite and non-negative")
-    lay = hists[0]._layout
+    lay = targets[0][0][0]._layout
     n_comp, n_pts = v.shape
     idx, over = _bucket(lay, v.ravel(), float(v.max()))
     rows = np.repeat(np.arange(n_comp), n_pts)
     per_comp = sparse.csr_matrix((w.ravel(), (rows, idx)), shape=(n_comp, lay.nbins))
-    counts = np.asarray((sparse.csr_matrix(m) @ per_comp).todense())
-    mass = m @ w.sum(axis=1)
-    total = m @ (w * v).sum(axis=1)
-    overflow = (
-        m @ (w.ravel() * over).reshape(n_comp, n_pts).sum(axis=1) if over is not None else 0 * mass
+    comp_mass = w.sum(axis=1)
+    comp_total = (w * v).sum(axis=1)
+    comp_over = (
+        (w.ravel() * over).reshape(n_comp, n_pts).sum(axis=1)
+        if over is not None
+        else np.zeros(n_comp)
     )
     present = w > 0
     comp_lo = np.where(present, v, math.inf).min(axis=1)
     comp_hi = np.where(present, v, -math.inf).max(axis=1)
-    for g in np.flatnonzero(mass > 0).tolist():
-        used = m[g] > 0
-        h = hists[g]
-        h._flush()
-        h._counts += counts[g]
-        h._count += float(mass[g])
-        h._sum += float(total[g])
-        h._overflow += float(overflow[g])
-        h._lo = min(h._lo, float(comp_lo[used].min()))
-        h._hi = max(h._hi, float(comp_hi[used].max()))
+    for hists, mix in targets:
+        m = np.asarray(mix, dtype=np.float64)
+        if m.shape != (len(hists), n_comp):
+            raise ValueError("mix must be (groups, M)")
+        if any(h._layout is not lay for h in hists):
+            raise ValueError("add_mixture needs histograms with the same parameters")
+        counts = (sparse.csr_matrix(m) @ per_comp).toarray()
+        mass = m @ comp_mass
+        total = m @ comp_total
+        overflow = m @ comp_over
+        for g in np.flatnonzero(mass > 0).tolist():
+            used = m[g] > 0
+            h = hists[g]
+            h._flush()
+            h._counts += counts[g]
+            h._count += float(mass[g])
+            h._sum += float(total[g])
+            h._overflow += float(overflow[g])
+            h._lo = min(h._lo, float(comp_lo[used].min()))
+            h._hi = max(h._hi, float(comp_hi[used].max()))
 
 
 class LogHistogram:

@@ -197,16 +197,15 @@ class Recorder:
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.nan_to_num(served / served_cp[None])  # (R, C, P)
         by_region = share.reshape(share.shape[0], comps)
-        flat_w = w.reshape(comps, -1)
-        for m, v in (
-            ("latency_s", lat),
-            ("wait_s", np.broadcast_to(wait_v[:, :, :, None], lat.shape)),
-            ("ttft_s", np.broadcast_to(ttft[:, :, :, None], lat.shape)),
+        mixes = {"class": by_class, "node": by_node.astype(float), "region": by_region}
+        # Waits and first tokens do not depend on the service point: J points suffice.
+        for m, v, wt in (
+            ("latency_s", lat, w),
+            ("wait_s", wait_v, wait_w),
+            ("ttft_s", ttft, wait_w),
         ):
-            flat_v = np.asarray(v).reshape(comps, -1)
-            add_mixture(self.hists[("class", m)], flat_v, flat_w, by_class)
-            add_mixture(self.hists[("node", m)], flat_v, flat_w, by_node.astype(float))
-            add_mixture(self.hists[("region", m)], flat_v, flat_w, by_region)
+            targets = [(self.hists[(g, m)], mix) for g, mix in mixes.items()]
+            add_mixture(targets, np.asarray(v).reshape(comps, -1), wt.reshape(comps, -1))
 
     def _spans(
         self,
