@@ -74,9 +74,13 @@ def run(
     from gridsim.run import run as run_scenario
 
     sc = _load(file, scenario, set_, seed)
-    result = _guard(lambda: run_scenario(sc, fidelity=fidelity, progress=sys.stderr.isatty()))
-    target = out_dir or default_out_dir(result)
-    _guard(lambda: write_run(result, target, overwrite=overwrite))
+    try:
+        result = _guard(lambda: run_scenario(sc, fidelity=fidelity, progress=sys.stderr.isatty()))
+        target = out_dir or default_out_dir(result)
+        _guard(lambda: write_run(result, target, overwrite=overwrite))
+    except KeyboardInterrupt:
+        err.print("interrupted: nothing was written (a run folder appears only when complete)")
+        raise typer.Exit(130) from None
     s = result.summary
     req, lat = s["requests"], s["latency_s"]
     util = s.get("utilization", {}).get("mean")
@@ -89,11 +93,38 @@ def run(
             f"latency mean {lat['mean']:.3g} s, p95 {lat['p95']:.3g} s; "
             f"SLA attainment {_pct(s['sla_attainment'])}; utilisation {_pct(util)}"
         )
+    econ = s.get("economics", {})
+    if econ.get("cost_cny_per_m_tokens") is not None:
+        out.print(
+            f"cost {econ['cost_cny_per_m_tokens']:.3g} CNY per million tokens; "
+            f"national {econ.get('national_energy_kwh_per_day', 0) / 1e3:,.0f} MWh/day"
+        )
+    shortfall = s.get("capacity", {}).get("shortfall_at")
+    if shortfall:
+        out.print(f"capacity shortfall from {shortfall}")
     out.print(f"results in {target} ({result.manifest['wall_time_s']} s)")
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (the first is the reference)")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for kpis.csv and the figures")
+    ] = Path("results/compare"),
+) -> None:
+    """Compare runs: a KPI table with differences, and overlaid figures."""
+    from gridsim.compare import compare_runs, format_table
+
+    if len(runs) < 2:
+        err.print("error: give at least two run folders to compare")
+        raise typer.Exit(2)
+    table = _guard(lambda: compare_runs(runs, out_dir))
+    sys.stdout.write(format_table(table) + "\n")
+    out.print(f"table and figures in {out_dir}")
 
 
 @app.command()

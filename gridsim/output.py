@@ -2,7 +2,8 @@
 
 Contents: summary.json, timeseries.parquet (tidy), flows.parquet (served by class, region and
 pool), pools.parquet (pool attributes), requests.parquet (when asked for),
-scenario.resolved.yaml (re-runnable as is) and manifest.json. Nothing is left half-written:
+scenario.resolved.yaml (re-runnable as is), manifest.json, and (``outputs.figures``)
+figures/*.png and a self-contained report.html. Nothing is left half-written:
 on any error the temporary folder is removed and an existing run folder is untouched.
 """
 
@@ -52,6 +53,11 @@ def write_run(result: Result, out_dir: Path, overwrite: bool = False) -> Path:
             result.requests.to_parquet(tmp / "requests.parquet", index=False)
         (tmp / "scenario.resolved.yaml").write_text(dump_resolved(result.scenario), "utf-8")
         _dump_json(tmp / "manifest.json", result.manifest)
+        if result.scenario.outputs.figures:
+            from gridsim.report import write_figures, write_report
+
+            figures = write_figures(result, tmp / "figures")
+            write_report(result, tmp / "report.html", figures)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

@@ -53,6 +53,7 @@ def run(
     progress: bool = False,
 ) -> Result:
     """Simulate ``scenario``; same scenario and seed give identical results."""
+    from gridsim.economics import economics_summary
     from gridsim.engine.events import schedule
     from gridsim.engine.flow import FlowEngine
     from gridsim.engine.request import RequestEngine
@@ -83,7 +84,7 @@ def run(
         "horizon_s": scenario.horizon.duration,
         **output.summary,
     }
-    return Result(
+    result = Result(
         scenario=scenario,
         summary=summary,
         timeseries=output.timeseries,
@@ -92,6 +93,8 @@ def run(
         pools=grid.pools_table(),
         manifest=manifest(scenario, seed, chosen, wall_s),
     )
+    result.summary["economics"] = economics_summary(result)
+    return result
 
 
 def manifest(scenario: Scenario, seed: int, fidelity: str, wall_s: float) -> dict[str, Any]:

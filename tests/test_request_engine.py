@@ -327,3 +327,39 @@ def test_default_run_folders_never_collide(tmp_path: Path, monkeypatch: pytest.M
         result = runner.invoke(app, ["run", mmc, "--set", "horizon.duration=1min"])
         assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "results" / "mmc").iterdir())) == 2
+
+
+def test_interrupted_write_leaves_nothing_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception (or Ctrl-C) while the folder is written: no folder, no temporary left."""
+    import gridsim.report as report
+    from gridsim.output import write_run
+
+    result = run(scenario(duration="60s"))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", broken)
+    target = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        write_run(result, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_says_so_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    run_module = importlib.import_module("gridsim.run")  # the module, not gs.run
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "run", interrupted)
+    result = CliRunner().invoke(
+        app, ["run", "scenarios/validation/mmc.yaml", "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 130
+    assert "interrupted: nothing was written" in result.output
+    assert not (tmp_path / "out").exists()

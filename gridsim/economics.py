@@ -1,0 +1,372 @@
+"""Energy, cost, revenue and carbon of a run: pure functions over a ``Result`` (no file I/O).
+
+Definitions (each once; per pool and per interval of ``outputs.timeseries_interval``):
+
+- **energy**: ``E = P_it / S x (idle x C + (1 - idle) x B) x PUE``, where ``P_it`` is the
+  pool's nameplate IT power (accelerators x TDP; job pools: slots x ``job_slot_power_w``),
+  ``S`` its slots, ``C`` and ``B`` the interval's capacity and busy slot-seconds. With the pool
+  up the whole interval of length ``w`` (``C = S w``) this is the usual
+  ``cards x (idle x TDP + (1 - idle) x TDP x busy share) x PUE x w``, busy share ``B / C``; an
+  interval a pool is partly down counts only its up time and a pool that is down (``C = 0``)
+  draws nothing;
+- **electricity cost** = energy x the node's price (x an hourly time-of-use factor);
+- **capex** = accelerators x card price over ``amortisation_years`` + facility capex per MW of
+  nameplate IT power over ``facility_years``, both pro-rated to the simulated time;
+- **network cost** = tokens served x ``bytes_per_token`` x ``network_cny_per_gb``;
+- **revenue** = input tokens x (cache-miss or cache-hit list price) + output tokens x output
+  list price of the pool's model (catalogue, CNY per 1e6 tokens); job pools earn nothing;
+- **carbon** = energy x the node's grid intensity.
+
+Pool figures are attributed to classes and regions by their share of the pool's served tokens
+(by requests in job pools); a pool that served nothing stays with the ``(idle)`` row. Runs
+simulate ``demand.sample_fraction`` of national demand and capacity, so ``economics_summary``
+gives simulated totals and national figures per day (``national_*_per_day`` = total /
+sample_fraction x 86400 / horizon): an extrapolation of the simulated window, not a forecast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from gridsim.run import Result
+
+SECONDS_PER_YEAR = 8760.0 * 3600.0  # as serving.HOURS_PER_YEAR
+J_PER_KWH = 3.6e6
+IDLE = "(idle)"  # class/region label of cost from pools that served nothing
+GroupBy = Literal["pool", "node", "node_kind", "region", "class"]
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """Economic assumptions, with their defaults and where they come from."""
+
+    # ASSUMPTION: power of one generic job slot (supercomputer pools have no accelerators in
+    # the pools table). A slot of the baseline is about one CPU core (4e6 slots a centre):
+    # Tianhe-2 drew 17.8 MW for 3.12e6 cores (~5.7 W/core; TOP500, June 2013), Sunway
+    # TaihuLight 15.4 MW for 10.6e6 cores (~1.4 W/core). Not in FACTS.md.
+    job_slot_power_w: float = 6.0
+    job_idle_fraction: float = 0.3  # ASSUMPTION: as the accelerator catalogue's default
+    job_slot_price_cny: float = 0.0  # ASSUMPTION: no source found; 0 leaves HPC hardware out
+    amortisation_years: float = 5.0  # ASSUMPTION: accelerator life (as serving.deployment)
+    # FACTS.md section 9: DC capex $10-12 M per MW of IT load (standard; range $7-15 M)
+    facility_capex_usd_per_mw: float = 10e6
+    cny_per_usd: float = 7.0  # FACTS.md section 6: Bailian prices imply ~6.97 CNY/USD
+    facility_years: float = 15.0  # ASSUMPTION: building and M&E depreciation
+    # FACTS.md section 8: bandwidth cost "not found"; 0 leaves transfer cost out
+    network_cny_per_gb: float = 0.0
+    bytes_per_token: float = 4.0  # ASSUMPTION: ~4 bytes of text per token, both directions
+    cache_hit_share: float = 0.0  # share of input tokens billed at the cache-hit price
+    # 24 hourly factors on the electricity price (hour 0 = midnight); None: flat
+    tou_multipliers: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        tou = self.tou_multipliers
+        if tou is not None and (len(tou) != 24 or any(f < 0 for f in tou)):
+            raise ValueError("tou_multipliers needs 24 non-negative hourly factors")
+        if not 0.0 <= self.cache_hit_share <= 1.0:
+            raise ValueError("cache_hit_share must lie in [0, 1]")
+        if self.amortisation_years <= 0 or self.facility_years <= 0:
+            raise ValueError("amortisation_years and facility_years must be positive")
+
+
+DEFAULT = Assumptions()
+_SUMS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "energy_kwh",
+    "electricity_cny",
+    "capex_cny",
+    "network_cny",
+    "revenue_cny",
+    "carbon_kg",
+)
+
+
+def pool_intervals(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+    """Energy, electricity cost and carbon per pool per interval.
+
+    Columns: pool, time_s, busy_slot_s, capacity_slot_s, busy_share, energy_kwh,
+    electricity_cny, carbon_kg, and tokens / capacity_tokens: busy (capacity) slot-seconds x
+    the pool's served tokens per busy slot-second over the run (an estimate: tokens are counted
+    per request, not per interval). Without pool series in the time series (an engine that does not
+    record them), one interval per pool: up all the horizon at the node's mean utilisation.
+    """
+    a = assumptions
+    pools = result.pools.set_index("pool")
+    ts = result.timeseries
+    mask = (ts["entity_kind"] == "pool") & ts["metric"].isin(["busy_slot_s", "capacity_slot_s"])
+    if mask.any():
+        wide = ts[mask].pivot_table(
+            index=["entity_id", "time_s"], columns="metric", values="value", aggfunc="sum"
+        )
+        wide = wide.reindex(columns=["busy_slot_s", "capacity_slot_s"], fill_value=0.0)
+        frame = wide.fillna(0.0).reset_index().rename(columns={"entity_id": "pool"})
+        frame = frame[frame["pool"].isin(pools.index)]
+    else:
+        frame = _whole_horizon(result)
+    p = pools.loc[frame["pool"]]
+    slots = p["slots"].to_numpy(dtype=float)
+    it_w = _it_power_w(p, a)
+    idle = np.where(p["kind"] == "job", a.job_idle_fraction, p["accelerator_idle_fraction"])
+    busy = frame["busy_slot_s"].to_numpy(dtype=float)
+    cap = frame["capacity_slot_s"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_slot_w = np.where(slots > 0, it_w / slots, 0.0)
+        share = np.where(cap > 0, busy / cap, 0.0)
+    joules = per_slot_w * (idle * cap + (1.0 - idle) * np.minimum(busy, cap)) * p["pue"].to_numpy()
+    kwh = joules / J_PER_KWH
+    hour = (frame["time_s"].to_numpy(dtype=float) // 3600).astype(int) % 24
+    tou = np.asarray(a.tou_multipliers)[hour] if a.tou_multipliers is not None else 1.0
+    out = frame.assign(busy_share=share, energy_kwh=kwh)
+    out["electricity_cny"] = kwh * p["price_cny_per_kwh"].to_numpy() * tou
+    out["carbon_kg"] = kwh * p["carbon_g_per_kwh"].to_numpy() / 1e3
+    flows = result.flows
+    if flows.empty:
+        served = pd.Series(dtype=float)
+    else:
+        served = (flows["input_tokens"] + flows["output_tokens"]).groupby(flows["pool"]).sum()
+    busy_total = out.groupby("pool")["busy_slot_s"].sum()
+    ratio = (served.reindex(busy_total.index).fillna(0.0) / busy_total).replace(np.inf, 0.0)
+    per_busy_s = ratio.fillna(0.0).reindex(out["pool"]).to_numpy()
+    out["tokens"] = busy * per_busy_s
+    out["capacity_tokens"] = cap * per_busy_s
+    return out.reset_index(drop=True)
+
+
+def pool_economics(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+    """One row per pool: served work, energy, cost parts, revenue, carbon and margin."""
+    a = assumptions
+    pools = result.pools
+    horizon_s = _horizon_s(result)
+    energy = (
+        pool_intervals(result, a)
+        .groupby("pool")[["energy_kwh", "electricity_cny", "carbon_kg"]]
+        .sum()
+    )
+    flows = _flows_served(result, a)
+    served = flows.groupby("pool")[
+        ["requests", "input_tokens", "output_tokens", "network_cny", "revenue_cny"]
+    ].sum()
+    out = pools[["pool", "node", "node_kind", "kind", "model", "accelerator"]].copy()
+    out = (
+        out.join(served, on="pool")
+        .join(energy, on="pool")
+        .fillna(dict.fromkeys([*served.columns, *energy.columns], 0.0))
+    )
+    it_w = _it_power_w(pools, a)
+    cards = np.where(pools["kind"] == "job", pools["slots"], pools["accelerators"])
+    card_price = np.where(
+        pools["kind"] == "job", a.job_slot_price_cny, pools["accelerator_price_cny"]
+    )
+    out["it_power_kw"] = it_w / 1e3
+    out["capex_cny"] = cards * card_price * horizon_s / (a.amortisation_years * SECONDS_PER_YEAR)
+    facility_cny_per_w = a.facility_capex_usd_per_mw * a.cny_per_usd / 1e6
+    out["capex_cny"] += (
+        it_w * facility_cny_per_w * horizon_s / (a.facility_years * SECONDS_PER_YEAR)
+    )
+    return _finish(out)
+
+
+def flow_economics(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+    """One row per (class, region, pool) flow: its tokens, network cost and revenue, and its
+    share of its pool's energy, electricity, capex and carbon (by served tokens; by requests in
+    pools without tokens). Pools that served nothing add a row with class and region
+    ``(idle)``, so the rows add up to the pool totals."""
+    flows = _flows_served(result, assumptions)
+    per_pool = pool_economics(result, assumptions).set_index("pool")
+    tokens = (flows["input_tokens"] + flows["output_tokens"]).to_numpy()
+    pool_tokens = flows.assign(t=tokens).groupby("pool")["t"].transform("sum").to_numpy()
+    pool_reqs = flows.groupby("pool")["requests"].transform("sum").to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(
+            pool_tokens > 0, tokens / pool_tokens, flows["requests"].to_numpy() / pool_reqs
+        )
+    weight = np.nan_to_num(weight)
+    for col in ("energy_kwh", "electricity_cny", "capex_cny", "carbon_kg"):
+        flows[col] = per_pool[col].reindex(flows["pool"]).to_numpy() * weight
+    idle = per_pool[~per_pool.index.isin(flows["pool"])].reset_index()
+    if not idle.empty:
+        rows = idle[["pool", "node", "energy_kwh", "electricity_cny", "capex_cny", "carbon_kg"]]
+        rows = rows.assign(**{"class": IDLE, "region": IDLE}, requests=0.0, input_tokens=0.0)
+        rows = rows.assign(output_tokens=0.0, revenue_cny=0.0, network_cny=0.0)
+        flows = pd.concat([flows, rows[flows.columns]], ignore_index=True)
+    flows["node_kind"] = (
+        result.pools.set_index("pool")["node_kind"].reindex(flows["pool"]).to_numpy()
+    )
+    return _finish(flows)
+
+
+def economics_by(
+    result: Result, by: GroupBy = "node", assumptions: Assumptions = DEFAULT
+) -> pd.DataFrame:
+    """Tidy table, one row per ``by`` value (pool, node, node_kind, region or class), with
+    energy_kwh, electricity_cny, capex_cny, network_cny, cost_cny, revenue_cny, margin_cny,
+    carbon_kg, tokens and cost_cny_per_m_tokens (simulated totals over the horizon)."""
+    if by in ("pool", "node", "node_kind"):
+        table = pool_economics(result, assumptions)
+    else:
+        table = flow_economics(result, assumptions)
+    grouped = table.groupby(by, sort=True)[list(_SUMS)].sum()
+    if "it_power_kw" in table:
+        grouped["it_power_kw"] = table.groupby(by, sort=True)["it_power_kw"].sum()
+    return _finish(grouped.reset_index())
+
+
+def by_node(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+    return economics_by(result, "node", assumptions)
+
+
+def by_region(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+    return economics_by(result, "region", assumptions)
+
+
+def by_class(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+    return economics_by(result, "class", assumptions)
+
+
+def national_per_day(result: Result) -> float:
+    """Factor from a simulated total to a national figure per day: / sample_fraction x
+    86400 / horizon."""
+    return 86400.0 / _horizon_s(result) / float(result.scenario.demand.sample_fraction)
+
+
+def economics_summary(result: Result, assumptions: Assumptions = DEFAULT) -> dict[str, Any]:
+    """Totals, national-scale figures per day, and a breakdown by node kind, for summary.json
+    (under ``"economics"``); JSON-safe (None where a figure is undefined)."""
+    pools = pool_economics(result, assumptions)
+    horizon_s = _horizon_s(result)
+    fraction = float(result.scenario.demand.sample_fraction)
+    out: dict[str, Any] = {
+        "horizon_s": horizon_s,
+        "sample_fraction": fraction,
+        **_totals(pools, horizon_s, fraction),
+        "by_node_kind": {
+            str(kind): _totals(group, horizon_s, fraction)
+            for kind, group in pools.groupby("node_kind", sort=True)
+        },
+        "assumptions": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(assumptions).items()
+        },
+    }
+    return out
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _totals(pools: pd.DataFrame, horizon_s: float, fraction: float) -> dict[str, float | None]:
+    s = {k: float(pools[k].sum()) for k in (*_SUMS, "cost_cny", "margin_cny", "it_power_kw")}
+    tokens = s["input_tokens"] + s["output_tokens"]
+    per_day = 86400.0 / horizon_s / fraction if horizon_s > 0 else math.nan
+    facility_kw = s["energy_kwh"] / (horizon_s / 3600.0) if horizon_s > 0 else math.nan
+    out = {
+        "requests": s["requests"],
+        "tokens": tokens,
+        "energy_kwh": s["energy_kwh"],
+        "electricity_cny": s["electricity_cny"],
+        "capex_cny": s["capex_cny"],
+        "network_cny": s["network_cny"],
+        "cost_cny": s["cost_cny"],
+        "revenue_cny": s["revenue_cny"],
+        "margin_cny": s["margin_cny"],
+        "carbon_kg": s["carbon_kg"],
+        "it_power_kw": s["it_power_kw"],
+        "mean_facility_power_kw": facility_kw,
+        "cost_cny_per_m_tokens": _ratio(s["cost_cny"] * 1e6, tokens),
+        "revenue_cny_per_m_tokens": _ratio(s["revenue_cny"] * 1e6, tokens),
+        "energy_wh_per_k_tokens": _ratio(s["energy_kwh"] * 1e6, tokens),
+        "carbon_g_per_k_tokens": _ratio(s["carbon_kg"] * 1e6, tokens),
+        "national_tokens_per_day": tokens * per_day,
+        "national_energy_kwh_per_day": s["energy_kwh"] * per_day,
+        "national_cost_cny_per_day": s["cost_cny"] * per_day,
+        "national_revenue_cny_per_day": s["revenue_cny"] * per_day,
+        "national_margin_cny_per_day": s["margin_cny"] * per_day,
+        "national_carbon_t_per_day": s["carbon_kg"] / 1e3 * per_day,
+        "national_it_power_mw": s["it_power_kw"] / 1e3 / fraction,
+        "national_mean_facility_power_mw": facility_kw / 1e3 / fraction,
+    }
+    return {k: (None if v is None or not math.isfinite(v) else v) for k, v in out.items()}
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+def _finish(table: pd.DataFrame) -> pd.DataFrame:
+    """Add cost, margin and per-token columns."""
+    t = table.copy()
+    t["cost_cny"] = t["electricity_cny"] + t["capex_cny"] + t["network_cny"]
+    t["margin_cny"] = t["revenue_cny"] - t["cost_cny"]
+    tokens = t["input_tokens"] + t["output_tokens"]
+    t["tokens"] = tokens
+    per_m = tokens.where(tokens > 0) / 1e6
+    t["cost_cny_per_m_tokens"] = t["cost_cny"] / per_m
+    t["revenue_cny_per_m_tokens"] = t["revenue_cny"] / per_m
+    return t
+
+
+def _it_power_w(pools: pd.DataFrame, a: Assumptions) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Nameplate IT power of each pool's simulated share: cards x TDP, or slots x slot power."""
+    llm = pools["accelerators"].to_numpy(dtype=float) * pools["accelerator_tdp_w"].to_numpy(
+        dtype=float
+    )
+    job = pools["slots"].to_numpy(dtype=float) * a.job_slot_power_w
+    return np.where(pools["kind"].to_numpy() == "job", job, llm)
+
+
+def _prices(result: Result) -> dict[str, tuple[float, float, float]]:
+    """Model id -> (input, cache-hit, output) list price, CNY per 1e6 tokens."""
+    from gridsim.scenario import scenario_catalog
+
+    models = scenario_catalog(result.scenario).models
+    return {
+        mid: (m.price_in_cny_per_m, m.price_cache_hit_cny_per_m, m.price_out_cny_per_m)
+        for mid, m in models.items()
+    }
+
+
+def _horizon_s(result: Result) -> float:
+    return float(result.summary.get("horizon_s") or result.scenario.horizon.duration)
+
+
+def _whole_horizon(result: Result) -> pd.DataFrame:
+    """One interval per pool covering the horizon, busy at its node's mean utilisation."""
+    horizon_s = _horizon_s(result)
+    by_node = result.summary.get("by_node", {})
+    rows = []
+    for pool, node, slots in result.pools[["pool", "node", "slots"]].itertuples(index=False):
+        util = (by_node.get(node, {}).get("utilization") or {}).get("mean") or 0.0
+        cap = float(slots) * horizon_s
+        rows.append(
+            {"pool": pool, "time_s": 0.0, "busy_slot_s": util * cap, "capacity_slot_s": cap}
+        )
+    return pd.DataFrame(rows)
+
+
+def _flows_served(result: Result, a: Assumptions) -> pd.DataFrame:
+    """The run's flows with float counts, revenue at list prices and network cost."""
+    cols = ["class", "region", "node", "pool", "requests", "input_tokens", "output_tokens"]
+    if result.flows.empty:
+        flows = pd.DataFrame({c: pd.Series(dtype=object) for c in cols[:4]})
+        for c in cols[4:]:
+            flows[c] = pd.Series(dtype=float)
+    else:
+        flows = result.flows[cols].copy()
+    for c in cols[4:]:
+        flows[c] = flows[c].astype(float)
+    prices = _prices(result)
+    model = result.pools.set_index("pool")["model"].reindex(flows["pool"]).tolist()
+    p_in, p_hit, p_out = (
+        np.array([prices.get(m, (0.0, 0.0, 0.0))[k] for m in model], dtype=float) for k in range(3)
+    )
+    h = a.cache_hit_share
+    inp, outp = flows["input_tokens"].to_numpy(), flows["output_tokens"].to_numpy()
+    flows["revenue_cny"] = (inp * ((1 - h) * p_in + h * p_hit) + outp * p_out) / 1e6
+    flows["network_cny"] = (inp + outp) * a.bytes_per_token / 1e9 * a.network_cny_per_gb
+    return flows

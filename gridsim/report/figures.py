@@ -1,0 +1,444 @@
+"""Figures of one run (matplotlib ``Figure`` objects, Agg canvas, no pyplot global state).
+
+Each ``plot_*`` function returns a Figure, or None when the run lacks what it needs;
+``write_figures`` saves those that exist as PNGs. Money and energy are shown at national scale
+per day (simulated totals / ``demand.sample_fraction`` x 86400 / horizon), as planners read them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from gridsim import economics
+from gridsim.run import Result
+
+DPI = 110
+KIND_STYLE = {  # node kind -> (marker, colour, label)
+    "data_centre": ("o", "tab:blue", "data centre"),
+    "supercomputer": ("^", "tab:purple", "supercomputer"),
+    "intelligent_computing": ("D", "tab:red", "intelligent computing"),
+}
+_REGION: dict[str, Any] = {"c": "tab:cyan", "alpha": 0.45, "edgecolors": "teal", "zorder": 2}
+_NODE: dict[str, Any] = {"edgecolors": "k", "linewidths": 0.6, "zorder": 4}
+_LABEL: dict[str, Any] = {
+    "fontsize": 7,
+    "zorder": 5,
+    "bbox": {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.6},
+}
+PARTS: tuple[tuple[str, str, str], ...] = (  # cost column, label, colour
+    ("electricity_cny", "electricity", "tab:orange"),
+    ("capex_cny", "capex", "tab:blue"),
+    ("network_cny", "network", "tab:green"),
+)
+
+
+def new_figure(width: float = 10.0, height: float = 5.0) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    fig.set_facecolor("white")
+    return fig
+
+
+def time_axis(result: Result, times_s: np.ndarray[Any, Any]) -> tuple[Any, str]:
+    """x values and axis label for simulated times: minutes, hours, or calendar dates."""
+    horizon_s = float(result.summary.get("horizon_s") or result.scenario.horizon.duration)
+    if horizon_s <= 3 * 3600:
+        return times_s / 60.0, "time since start (min)"
+    if horizon_s <= 3 * 86400:
+        return times_s / 3600.0, "time since start (h)"
+    start = np.datetime64(result.scenario.horizon.start, "s")
+    return start + (times_s * 1e3).astype("timedelta64[ms]"), "date"
+
+
+def _x_of_date(result: Result, iso: str) -> Any:
+    day = dt.date.fromisoformat(str(iso)[:10])
+    offset_s = (day - result.scenario.horizon.start).total_seconds()
+    return time_axis(result, np.array([offset_s]))[0][0]
+
+
+# --- demand and capacity -----------------------------------------------------------------
+
+
+def plot_demand_capacity(result: Result) -> Figure | None:
+    """Demand against capacity (grid series of the flow engine) with the shortfall marked;
+    else served and available tokens/s estimated from the pool busy and capacity series."""
+    ts = result.timeseries
+    grid = ts[ts["entity_kind"] == "grid"]
+    fig = new_figure(10, 4.8)
+    ax = fig.add_subplot()
+    scale = 1.0 / float(result.scenario.demand.sample_fraction)
+    if grid["metric"].isin(["demand_tokens_per_s", "capacity_tokens_per_s"]).any():
+        title = "National demand against capacity"
+        for metric, label, colour in (
+            ("demand_tokens_per_s", "demand", "tab:red"),
+            ("capacity_tokens_per_s", "capacity", "tab:blue"),
+            ("served_tokens_per_s", "served", "tab:green"),
+        ):
+            series = _grid_series(grid, metric)
+            if series is not None:
+                x, _ = time_axis(result, series.index.to_numpy(dtype=float))
+                ax.plot(x, series.to_numpy() * scale, label=label, color=colour, lw=1.6)
+    else:
+        title = "Tokens served against capacity (from pool busy time)"
+        served, capacity = _served_and_capacity(result)
+        if served.empty:
+            return None
+        x, _ = time_axis(result, served.index.to_numpy(dtype=float))
+        ax.plot(x, capacity.to_numpy() * scale, label="capacity at the served token mix", lw=1.6)
+        ax.plot(x, served.to_numpy() * scale, label="served", color="tab:green", lw=1.6)
+    _, xlabel = time_axis(result, np.zeros(1))
+    cap_kpis = result.summary.get("capacity") or {}
+    shortfall = str(cap_kpis.get("shortfall_at") or "")[:10]
+    if shortfall:
+        at_s = cap_kpis.get("shortfall_at_s")
+        at = time_axis(result, np.array([at_s]))[0][0] if at_s else _x_of_date(result, shortfall)
+        ax.axvline(at, color="k", ls="--", lw=1.2)
+        where: dict[str, Any] = {
+            "xycoords": ("data", "axes fraction"),
+            "textcoords": "offset points",
+        }
+        ax.annotate(f"shortfall {shortfall}", (at, 0.95), xytext=(4, 0), va="top", **where)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"tokens/s{_scale_axis(ax)}, national equivalent")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def _scale_axis(ax: Axes) -> str:
+    """Show y ticks in thousands/millions/billions/trillions; the unit suffix for the label."""
+    from matplotlib.ticker import FuncFormatter
+
+    top = max(abs(v) for v in ax.get_ylim())
+    scales = [
+        (w, z) for w, z in (("trillions", 1e12), ("billions", 1e9), ("millions", 1e6)) if top >= z
+    ]
+    if not scales:
+        return ""
+    word, size = scales[0]
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / size:g}"))
+    return f" ({word})"
+
+
+def _grid_series(grid: pd.DataFrame, metric: str) -> pd.Series[float] | None:
+    rows = grid[grid["metric"] == metric]
+    if rows.empty:
+        return None
+    national = rows[rows["entity_id"].isin(["national", "total", "(national)", "all"])]
+    rows = national if not national.empty else rows
+    return rows.groupby("time_s")["value"].sum().sort_index()
+
+
+def _served_and_capacity(result: Result) -> tuple[pd.Series[float], pd.Series[float]]:
+    """Tokens/s served and available per interval (economics.pool_intervals' estimates)."""
+    per_pool = economics.pool_intervals(result)
+    if per_pool.empty or not per_pool["tokens"].any():
+        return pd.Series(dtype=float), pd.Series(dtype=float)
+    sums = per_pool.groupby("time_s")[["tokens", "capacity_tokens"]].sum()
+    times = sums.index.to_numpy(dtype=float)
+    horizon_s = float(result.summary.get("horizon_s") or result.scenario.horizon.duration)
+    interval = float(result.scenario.outputs.timeseries_interval)
+    width = np.minimum(times + interval, horizon_s) - times
+    return sums["tokens"] / width, sums["capacity_tokens"] / width
+
+
+# --- utilisation -----------------------------------------------------------------------------
+
+
+def plot_utilization(result: Result) -> Figure | None:
+    """Utilisation per node over time as a heatmap (grey: down)."""
+    ts = result.timeseries
+    rows = ts[(ts["entity_kind"] == "node") & (ts["metric"] == "utilization")]
+    if rows.empty:
+        return None
+    table = rows.pivot_table(index="entity_id", columns="time_s", values="value", dropna=False)
+    order = [n for n in dict.fromkeys(result.pools["node"]) if n in table.index]
+    table = table.reindex(order + [n for n in table.index if n not in order])
+    times = table.columns.to_numpy(dtype=float)
+    fig = new_figure(10, max(3.0, 1.2 + 0.28 * len(table)))
+    ax = fig.add_subplot()
+    _, xlabel = time_axis(result, times)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    edges_s = np.append(times, times[-1] + step)
+    xe, _ = time_axis(result, edges_s)
+    cmap = _cmap()
+    mesh = ax.pcolormesh(
+        xe, np.arange(len(table) + 1), np.ma.masked_invalid(table.to_numpy()), cmap=cmap
+    )
+    mesh.set_clim(0, 1)
+    ax.set_yticks(np.arange(len(table)) + 0.5, [str(n) for n in table.index], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title("Utilisation per node (busy slot-seconds / slot-seconds)")
+    fig.colorbar(mesh, ax=ax, label="utilisation", fraction=0.04, pad=0.01)
+    return fig
+
+
+def _cmap() -> Any:
+    from matplotlib import colormaps
+
+    return colormaps["viridis"].with_extremes(bad="0.8")
+
+
+# --- latency ----------------------------------------------------------------------------------
+
+
+def plot_latency(result: Result) -> Figure | None:
+    """End-to-end latency and TTFT by class with SLO lines: distributions from the request
+    table when present, else p50/p95/p99 from the summary."""
+    classes = [
+        c for c in result.scenario.demand.classes if c.name in result.summary.get("by_class", {})
+    ]
+    if not classes:
+        return None
+    fig = new_figure(10, 4.6)
+    axes = fig.subplots(1, 2, sharey=False)
+    reqs = result.requests
+    from_requests = not reqs.empty and "latency_s" in reqs
+    for ax, metric, slo_key, title in (
+        (axes[0], "latency_s", "e2e", "End-to-end latency"),
+        (axes[1], "ttft_s", "ttft", "Time to first token (LLM classes)"),
+    ):
+        mine = classes if metric == "latency_s" else [c for c in classes if c.kind == "llm"]
+        if not mine:  # e.g. only job classes: no first token to show
+            ax.set_title(title)
+            ax.text(0.5, 0.5, "no LLM classes", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        names = [c.name for c in mine]
+        pos = np.arange(len(names))
+        shown: list[float] = []
+        if from_requests:
+            data = [reqs.loc[reqs["class"] == n, metric].to_numpy(dtype=float) for n in names]
+            data = [d[d > 0] if len(d) else np.array([np.nan]) for d in data]
+            ax.boxplot(data, positions=pos, whis=(5, 95), showfliers=False, widths=0.5)
+            shown += [float(np.nanpercentile(d, q)) for d in data for q in (5, 95) if d.size]
+        else:
+            keys = ("p50", "p95", "p99") if metric == "latency_s" else ("mean", "p95")
+            for k, marker in zip(keys, ("o", "s", "^"), strict=False):
+                vals = [(result.summary["by_class"][n].get(metric) or {}).get(k) for n in names]
+                y = np.array([np.nan if v is None else v for v in vals], dtype=float)
+                ax.scatter(pos, y, marker=marker, s=40, label=k, zorder=3)
+                shown += list(y)
+        for i, cls in enumerate(mine):
+            slo = getattr(cls.slo, slo_key)
+            if slo is not None:
+                ax.hlines(slo, i - 0.35, i + 0.35, colors="tab:red", lw=2, zorder=4)
+                shown.append(float(slo))
+        ax.plot([], [], color="tab:red", lw=2, label="SLO")
+        ax.set_title(title)
+        ax.set_xticks(pos, names)
+        _log_decades(ax, shown)
+        ax.set_ylabel("seconds (log scale)")
+        ax.grid(alpha=0.3, axis="y", which="both")
+        ax.legend(fontsize="small", loc="upper left")
+    if from_requests:
+        fig.suptitle("Box: quartiles and median; whiskers: p5 to p95", fontsize="medium")
+    return fig
+
+
+def _log_decades(ax: Axes, values: list[float]) -> None:
+    """Log y axis spanning whole decades around ``values``, ticks as plain numbers."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    v = np.array([x for x in values if np.isfinite(x) and x > 0])
+    if not v.size:
+        return  # nothing positive to show on a log scale: keep the linear one
+    ax.set_yscale("log")
+    if v.size:
+        lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max() * 1.5))
+        ax.set_ylim(10.0**lo, 10.0 ** max(hi, lo + 1))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+# --- cost and energy --------------------------------------------------------------------------
+
+
+def plot_cost_energy(result: Result) -> Figure | None:
+    """Cost (stacked parts) and energy by node kind and by region, national per day."""
+    kinds = economics.economics_by(result, "node_kind")
+    regions = economics.economics_by(result, "region")
+    if kinds.empty:
+        return None
+    scale = economics.national_per_day(result)
+    regions = _top(regions, "cost_cny", 14)
+    fig = new_figure(11, 7.5)
+    grid = fig.add_gridspec(2, 2, width_ratios=(1, 2.2))
+    panels = (
+        (fig.add_subplot(grid[0, 0]), kinds, "node_kind", True),
+        (fig.add_subplot(grid[0, 1]), regions, "region", True),
+        (fig.add_subplot(grid[1, 0]), kinds, "node_kind", False),
+        (fig.add_subplot(grid[1, 1]), regions, "region", False),
+    )
+    for ax, table, by, cost in panels:
+        labels = [str(v).replace("_", " ") for v in table[by]]
+        pos = np.arange(len(labels))
+        if cost:
+            bottom = np.zeros(len(labels))
+            for col, name, colour in PARTS:
+                vals = table[col].to_numpy(dtype=float) * scale / 1e6
+                if vals.any():
+                    ax.bar(pos, vals, bottom=bottom, label=name, color=colour)
+                    bottom += vals
+            revenue = table["revenue_cny"].to_numpy(dtype=float) * scale / 1e6
+            if revenue.any():
+                ax.scatter(pos, revenue, marker="_", s=900, c="k", lw=2, label="revenue", zorder=3)
+            ax.set_ylabel("million CNY/day")
+            ax.legend(fontsize="small", markerscale=0.4)
+        else:
+            ax.bar(pos, table["energy_kwh"] * scale / 1e3, color="tab:olive")
+            ax.set_ylabel("energy (MWh/day)")
+        ax.set_xticks(pos, labels, rotation=35 if by == "region" else 15, ha="right", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+        what = "Cost and revenue" if cost else "Energy"
+        ax.set_title(f"{what} by {'node kind' if by == 'node_kind' else 'region served'}")
+    fig.suptitle("National equivalent per day (region: pool cost shared by served tokens)")
+    return fig
+
+
+def _top(table: pd.DataFrame, col: str, n: int) -> pd.DataFrame:
+    table = table.sort_values(col, ascending=False)
+    if len(table) <= n:
+        return table
+    head, rest = table.iloc[:n], table.iloc[n:]
+    other = pd.DataFrame([rest.select_dtypes("number").sum()])
+    other[table.columns[0]] = f"other ({len(rest)})"
+    return pd.concat([head, other[table.columns]], ignore_index=True)
+
+
+# --- map ----------------------------------------------------------------------------------------
+
+
+def plot_map(result: Result) -> Figure | None:
+    """Nodes by kind (area: national IT power), demand regions (area: tokens demanded) and
+    flows from regions to nodes as lines (width: tokens; jobs dashed, by requests)."""
+    from gridsim.topology import places
+
+    try:
+        region_xy = {p.id: (p.lon, p.lat) for p in places(result.scenario) if p.role == "region"}
+    except Exception:  # a scenario that no longer resolves: map the nodes only
+        region_xy = {}
+    pools = result.pools
+    if pools.empty:
+        return None
+    node_xy = pools.groupby("node")[["lon", "lat"]].first()
+    fig = new_figure(9.5, 7.5)
+    ax = fig.add_subplot()
+    flows = result.flows
+    if not flows.empty and region_xy:
+        _draw_flows(ax, flows, region_xy, node_xy)
+    by_region = result.summary.get("by_region", {})
+    demand = {
+        r: sum(
+            ((b.get("tokens") or {}).get(k) or {}).get("demanded") or 0 for k in ("input", "output")
+        )
+        for r, b in by_region.items()
+    }
+    if region_xy:
+        ids = list(region_xy)
+        w = np.array([demand.get(r, 0.0) for r in ids], dtype=float)
+        size = 20 + 500 * w / w.max() if w.max() > 0 else np.full(len(ids), 40.0)
+        xy = np.array([region_xy[r] for r in ids])
+        ax.scatter(xy[:, 0], xy[:, 1], s=size, label="demand region (area: tokens)", **_REGION)
+    power = economics.economics_by(result, "node").set_index("node")["it_power_kw"]
+    national_mw = power / 1e3 / float(result.scenario.demand.sample_fraction)
+    top = float(national_mw.max()) if len(national_mw) else 0.0
+    kinds = pools.groupby("node")["node_kind"].first()
+    for kind in sorted(kinds.unique()):
+        marker, colour, label = KIND_STYLE.get(kind, ("P", "tab:orange", kind))
+        nodes = kinds.index[kinds == kind]
+        mw = national_mw.reindex(nodes).fillna(0.0).to_numpy()
+        size = 40 + 400 * mw / top if top > 0 else 60
+        lon, lat = node_xy.loc[nodes, "lon"], node_xy.loc[nodes, "lat"]
+        ax.scatter(lon, lat, s=size, marker=marker, c=colour, label=f"node: {label}", **_NODE)
+    _label_nodes(ax, node_xy)
+    lats = list(node_xy["lat"]) + [y for _, y in region_xy.values()]
+    ax.set_aspect(1 / max(0.2, math.cos(math.radians(float(np.mean(lats))))))
+    ax.set_xlabel("longitude (deg)")
+    ax.set_ylabel("latitude (deg)")
+    ax.set_title(f"Nodes (area: national IT power, max {top:,.0f} MW), demand and flows")
+    ax.grid(alpha=0.2)
+    ax.legend(loc="lower left", fontsize="small", markerscale=0.6)
+    return fig
+
+
+def _draw_flows(
+    ax: Axes, flows: pd.DataFrame, region_xy: dict[str, tuple[float, float]], node_xy: pd.DataFrame
+) -> None:
+    """Region-to-node lines; the smallest flows that together carry under 5 % are left out."""
+    f = flows.assign(tokens=flows["input_tokens"] + flows["output_tokens"])
+    for jobs, weight_col, style, colour, label in (
+        (False, "tokens", "solid", "0.35", "flow region→node (width: tokens)"),
+        (True, "requests", "dashed", "tab:purple", "job flow (width: jobs)"),
+    ):
+        rows = f[(f["tokens"] == 0) if jobs else (f["tokens"] > 0)]
+        part: pd.DataFrame = rows.groupby(["region", "node"], as_index=False)[[weight_col]].sum()
+        part = part[part["region"].isin(region_xy) & part["node"].isin(node_xy.index)]
+        if part.empty:
+            continue
+        part = part.sort_values(weight_col, ascending=False)
+        w = part[weight_col].to_numpy(dtype=float)
+        keep = np.cumsum(w) <= 0.95 * w.sum()
+        keep[0] = True
+        part, w = part[keep], w[keep]
+        segs = [
+            [region_xy[r], (node_xy.loc[n, "lon"], node_xy.loc[n, "lat"])]
+            for r, n in zip(part["region"], part["node"], strict=True)
+        ]
+        widths = 0.4 + 4.0 * w / w.max()
+        lines = LineCollection(segs, linewidths=widths, colors=colour, linestyles=style)
+        lines.set(alpha=0.45, zorder=1, label=label)
+        ax.add_collection(lines)
+
+
+def _label_nodes(ax: Axes, node_xy: pd.DataFrame) -> None:
+    """Node names beside their markers, stacked where nodes share a city."""
+    placed: list[tuple[float, float]] = []
+    for n, (lon, lat) in node_xy.sort_values("lat", ascending=False).iterrows():
+        near = sum(abs(lon - x) < 1.5 and abs(lat - y) < 0.8 for x, y in placed)
+        placed.append((lon, lat))
+        offset = (7, 2 - 9 * near)
+        ax.annotate(str(n), (lon, lat), xytext=offset, textcoords="offset points", **_LABEL)
+
+
+# --- all --------------------------------------------------------------------------------------
+
+PLOTS = {
+    "demand_capacity": plot_demand_capacity,
+    "utilization": plot_utilization,
+    "latency": plot_latency,
+    "cost_energy": plot_cost_energy,
+    "map": plot_map,
+}
+
+
+def write_figures(result: Result, out_dir: Path) -> list[Path]:
+    """Save each figure the run supports as ``out_dir/<name>.png``; return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, plot in PLOTS.items():
+        try:
+            fig = plot(result)
+        except (ValueError, IndexError, KeyError) as exc:
+            # A figure the data cannot support must not cost the planner the run.
+            warnings.warn(f"figure {name!r} skipped: {exc}", RuntimeWarning, stacklevel=2)
+            continue
+        if fig is None:
+            continue
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=DPI)
+        written.append(path)
+    return written

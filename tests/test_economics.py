@@ -1,0 +1,213 @@
+"""Economics against a hand calculation on a one-node scenario.
+
+The expected figures are computed here from first principles, not with gridsim.economics'
+formulas: with a pool up all the horizon T, its cards draw idle x TDP all the time and
+(1 - idle) x TDP for the busy share of the slots, so
+
+    kWh = cards x TDP x PUE x (idle x T + (1 - idle) x busy_slot_seconds / slots) / 3.6e6
+
+(busy_slot_seconds summed over the whole run); cost = kWh x price; carbon = kWh x g/kWh;
+revenue = input tokens x input price + output tokens x output price (CNY per 1e6 tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+import gridsim as gs
+from gridsim import economics as econ
+from gridsim.catalog import builtin_catalog
+from gridsim.run import Result
+
+T = 3600.0
+ONE_NODE = """
+name: one-node
+horizon: {duration: 1h}
+regions:
+  - {id: here, lat: 30.0, lon: 110.0}
+nodes:
+  - id: solo
+    kind: intelligent_computing
+    lat: 30.0
+    lon: 110.0
+    region: here
+    pue: 1.2
+    price_cny_per_kwh: 0.5
+    carbon_g_per_kwh: 600
+    pools:
+      - {id: llm, model: deepseek-v3, accelerator: h20, replicas: 1}
+network: {generate: full_mesh, per_hop_ms: 0}
+demand:
+  tokens_per_day: 1
+  region_weights: equal
+  classes:
+    - name: chat
+      model: deepseek-v3
+      rate_per_s: 1.0
+      input_tokens: {dist: constant, value: 1000}
+      output_tokens: {dist: constant, value: 200}
+outputs: {requests: true, timeseries_interval: 5min}
+policy: {name: nearest}
+"""
+
+
+def _busy_slot_s(result: Result, pool: str) -> float:
+    ts = result.timeseries
+    rows = ts[(ts["entity_id"] == pool) & (ts["metric"] == "busy_slot_s")]
+    return float(rows["value"].sum())
+
+
+@pytest.fixture(scope="module")
+def one_node() -> Result:
+    return gs.run(gs.load_scenario_text(ONE_NODE))
+
+
+def test_energy_cost_carbon_by_hand(one_node: Result) -> None:
+    r = one_node
+    pool = r.pools.iloc[0]
+    assert pool["accelerators"] == 16  # one DeepSeek-V3 replica on H20 (16 x 96 GB)
+    cards, tdp, idle = pool["accelerators"], pool["accelerator_tdp_w"], 0.3
+    slots = pool["slots"]
+    busy = _busy_slot_s(r, "solo/llm")
+    # every request holds its slot for the same time (constant lengths): the busy series
+    # must be that time x requests served, when none is left in flight
+    reqs = r.requests
+    hold = (reqs["service_end_s"] - reqs["start_s"]).to_numpy()
+    assert hold.max() == pytest.approx(hold.min(), rel=1e-9)
+    in_flight = r.summary["requests"]["in_flight"]
+    assert hold.sum() * (1 - 1e-12) <= busy <= (hold.sum() + in_flight * hold[0]) * (1 + 1e-12)
+    if in_flight == 0:
+        assert busy == pytest.approx(hold.sum(), rel=1e-9)
+    kwh = cards * tdp * 1.2 * (idle * T + (1 - idle) * busy / slots) / 3.6e6
+    total = econ.economics_summary(r)
+    assert total["energy_kwh"] == pytest.approx(kwh, rel=1e-9)
+    assert total["electricity_cny"] == pytest.approx(kwh * 0.5, rel=1e-9)
+    assert total["carbon_kg"] == pytest.approx(kwh * 600 / 1000, rel=1e-9)
+    # 16 cards at 400 W, idle 30 %: between 16 x 120 W x 1.2 and 16 x 400 W x 1.2 for 1 h
+    assert 2.304 < kwh < 7.68
+    # national scale (sample_fraction 1): per day = x 24
+    assert total["national_energy_kwh_per_day"] == pytest.approx(kwh * 24, rel=1e-9)
+    assert total["national_carbon_t_per_day"] == pytest.approx(kwh * 0.6 * 24 / 1e3, rel=1e-9)
+    json.dumps(total, allow_nan=False)  # summary.json refuses NaN
+
+
+def test_capex_revenue_and_margin_by_hand(one_node: Result) -> None:
+    r = one_node
+    served_in = int(r.flows["input_tokens"].sum())
+    served_out = int(r.flows["output_tokens"].sum())
+    assert served_in == 1000 * r.summary["requests"]["served"]
+    assert served_out == 200 * r.summary["requests"]["served"]
+    v3 = builtin_catalog().models["deepseek-v3"]
+    revenue = (served_in * v3.price_in_cny_per_m + served_out * v3.price_out_cny_per_m) / 1e6
+    year_s = 8760 * 3600
+    cards_capex = 16 * 110_000 * T / (5 * year_s)
+    facility_capex = 16 * 400 / 1e6 * 10e6 * 7.0 * T / (15 * year_s)
+    table = econ.by_node(r)
+    row = table.iloc[0]
+    assert row["revenue_cny"] == pytest.approx(revenue, rel=1e-9)
+    assert row["capex_cny"] == pytest.approx(cards_capex + facility_capex, rel=1e-9)
+    cost = row["electricity_cny"] + cards_capex + facility_capex
+    assert row["cost_cny"] == pytest.approx(cost, rel=1e-9)
+    assert row["margin_cny"] == pytest.approx(revenue - cost, rel=1e-9)
+    tokens = served_in + served_out
+    assert row["cost_cny_per_m_tokens"] == pytest.approx(cost / tokens * 1e6, rel=1e-9)
+    # a quarter of input tokens at the cache-hit price
+    a = econ.Assumptions(cache_hit_share=0.25)
+    cached = (
+        served_in * (0.75 * v3.price_in_cny_per_m + 0.25 * v3.price_cache_hit_cny_per_m)
+        + served_out * v3.price_out_cny_per_m
+    ) / 1e6
+    assert econ.by_node(r, a).iloc[0]["revenue_cny"] == pytest.approx(cached, rel=1e-9)
+
+
+def test_time_of_use_and_network_price(one_node: Result) -> None:
+    r = one_node
+    flat = econ.economics_summary(r)
+    tou = [1.0] * 24
+    tou[0] = 3.0  # the one simulated hour starts at midnight
+    a = econ.Assumptions(tou_multipliers=tuple(tou), network_cny_per_gb=0.5, bytes_per_token=4)
+    priced = econ.economics_summary(r, a)
+    assert priced["electricity_cny"] == pytest.approx(3 * flat["electricity_cny"], rel=1e-9)
+    gb = flat["tokens"] * 4 / 1e9
+    assert priced["network_cny"] == pytest.approx(gb * 0.5, rel=1e-9)
+    with pytest.raises(ValueError, match="24"):
+        econ.Assumptions(tou_multipliers=(1.0,) * 23)
+
+
+def test_outage_draws_no_power() -> None:
+    text = ONE_NODE + "events:\n  - {kind: node_outage, node: solo, at: 20min, duration: 20min}\n"
+    r = gs.run(gs.load_scenario_text(text))
+    pool = r.pools.iloc[0]
+    busy = _busy_slot_s(r, "solo/llm")
+    up = T - 20 * 60
+    kwh = pool["accelerators"] * 400 * 1.2 * (0.3 * up + 0.7 * busy / pool["slots"]) / 3.6e6
+    assert econ.economics_summary(r)["energy_kwh"] == pytest.approx(kwh, rel=1e-9)
+    per_interval = econ.pool_intervals(r)
+    down = per_interval[(per_interval["time_s"] >= 1200) & (per_interval["time_s"] < 2400)]
+    assert len(down) == 4 and (down["energy_kwh"] == 0).all()
+
+
+JOBS = """
+name: jobs
+horizon: {duration: 1h}
+regions:
+  - {id: r1, lat: 31.23, lon: 121.47}
+nodes:
+  - id: n1
+    kind: data_centre
+    lat: 26.57
+    lon: 106.71
+    pools: [{id: p, slots: 4}]
+network: {generate: full_mesh}
+demand:
+  tokens_per_day: 1
+  region_weights: equal
+  classes:
+    - {name: jobs, kind: job, rate_per_s: 1, service: {dist: exponential, mean: 1}}
+"""
+
+
+def test_job_pool_uses_slot_power_assumption() -> None:
+    r = gs.run(gs.load_scenario_text(JOBS))
+    busy = _busy_slot_s(r, "n1/p")
+    a = econ.Assumptions(job_slot_power_w=500.0)
+    kwh = 4 * 500 * 1.3 * (0.3 * T + 0.7 * busy / 4) / 3.6e6  # 4 slots, default PUE 1.3
+    assert econ.economics_summary(r, a)["energy_kwh"] == pytest.approx(kwh, rel=1e-9)
+    summary = econ.economics_summary(r)
+    assert summary["revenue_cny"] == 0
+    assert summary["cost_cny_per_m_tokens"] is None  # jobs carry no tokens
+    assert set(summary["by_node_kind"]) == {"data_centre"}
+
+
+def test_attribution_adds_up_on_the_baseline() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    scenario = gs.load_scenario(
+        root / "scenarios" / "baseline.yaml", sets=["horizon.duration=10min"]
+    )
+    r = gs.run(scenario)
+    total = econ.economics_summary(r)
+    for by in ("node", "node_kind", "region", "class", "pool"):
+        table = econ.economics_by(r, by)
+        for col in ("energy_kwh", "cost_cny", "revenue_cny", "carbon_kg"):
+            assert table[col].sum() == pytest.approx(total[col], rel=1e-9), (by, col)
+    fraction = scenario.demand.sample_fraction
+    per_day = 86400 / 600 / fraction
+    assert total["national_cost_cny_per_day"] == pytest.approx(total["cost_cny"] * per_day)
+    assert math.isclose(total["national_tokens_per_day"], total["tokens"] * per_day, rel_tol=1e-12)
+
+
+def test_without_pool_series_the_node_utilisation_is_used(one_node: Result) -> None:
+    ts = one_node.timeseries
+    bare = replace(one_node, timeseries=ts[ts["entity_kind"] != "pool"], flows=one_node.flows[:0])
+    pool = one_node.pools.iloc[0]
+    util = one_node.summary["by_node"]["solo"]["utilization"]["mean"]
+    kwh = pool["accelerators"] * 400 * 1.2 * (0.3 + 0.7 * util) * T / 3.6e6
+    summary = econ.economics_summary(bare)
+    assert summary["energy_kwh"] == pytest.approx(kwh, rel=1e-9)
+    assert summary["revenue_cny"] == 0 and summary["cost_cny_per_m_tokens"] is None
