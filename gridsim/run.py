@@ -63,11 +63,6 @@ def run(
     chosen = fidelity_of(scenario, fidelity)
     if chosen not in ("request", "flow"):
         raise ValueError(f"unknown fidelity {chosen!r}; use request or flow")
-    if chosen == "request" and any(e.kind == "demand_shock" for e in scenario.events):
-        raise ValueError(
-            "demand_shock events are simulated at flow fidelity only; "
-            "run with --fidelity flow or remove the shock"
-        )
     started = time.perf_counter()
     grid = build_grid(scenario)
     engine: RequestEngine | FlowEngine

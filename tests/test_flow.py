@@ -152,7 +152,7 @@ def test_erlang_c_matches_the_textbook_and_is_stable() -> None:
     assert erlang_c(np.array([8.0]), np.array([9.0]))[0] == 1.0
 
 
-def test_demand_shock_only_at_flow_fidelity() -> None:
+def test_demand_shock_in_both_engines() -> None:
     shock = "events=[{kind: demand_shock, factor: 2, at: 1h, duration: 2h, classes: [chat]}]"
     scenario = load_scenario(CROSS, sets=["horizon.duration=6h", shock])
     flow = gs.run(scenario, fidelity="flow").summary
@@ -162,5 +162,12 @@ def test_demand_shock_only_at_flow_fidelity() -> None:
         / calm["by_class"]["chat"]["requests"]["arrived"]
     )
     assert 1.2 < extra < 1.6  # two of six hours doubled (a daytime-light profile at night)
-    with pytest.raises(ValueError, match="flow fidelity only"):
-        gs.run(scenario, fidelity="request")
+    request = gs.run(scenario, fidelity="request").summary
+    calm_request = gs.run(load_scenario(CROSS, sets=["horizon.duration=6h"]), fidelity="request")
+    ratio = (
+        request["by_class"]["chat"]["requests"]["arrived"]
+        / (calm_request.summary["by_class"]["chat"]["requests"]["arrived"])
+    )
+    assert ratio == pytest.approx(extra, rel=0.03)  # both engines shock alike
+    batch = request["by_class"]["batch"]["requests"]["arrived"]
+    assert batch == calm_request.summary["by_class"]["batch"]["requests"]["arrived"]

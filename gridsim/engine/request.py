@@ -31,6 +31,7 @@ import pandas as pd
 import simpy
 
 from gridsim.demand import DemandModel
+from gridsim.engine.shocks import Shocks
 from gridsim.grid import Grid, with_topology
 from gridsim.metrics.recorder import FLUSH_ROWS, Layout, Recorder
 from gridsim.policies import make_policy
@@ -66,6 +67,7 @@ class RequestEngine:
         self.policy = make_policy(sc.policy.name, grid, dict(sc.policy.params))
         self.retry = sc.policy.on_failure == "retry"
         self.demand = DemandModel(sc, grid.catalog)
+        self.shocks = Shocks(sc, seed)
         classes = sc.demand.classes
         pools = grid.pools
         self.recorder = Recorder(
@@ -141,9 +143,13 @@ class RequestEngine:
         env = self.env
         bar = _Progress(self.horizon_s) if self.progress else None
         t0 = 0.0
+        chunk = 0
         while t0 < self.horizon_s:
             t1 = min(t0 + CHUNK_S, self.horizon_s)
             arr = self.demand.arrivals(self.seed, t0, t1)
+            if self.shocks:
+                arr = self.shocks.apply(arr, t0, t1, chunk)
+            chunk += 1
             self.recorder.arrivals(
                 arr.class_idx, arr.region_idx, arr.input_tokens, arr.output_tokens
             )
@@ -371,7 +377,7 @@ class RequestEngine:
         self.policy = make_policy(name, self.grid, params)
 
     def set_demand_factor(self, factor: np.ndarray) -> None:
-        raise ValueError("demand_shock events are simulated at flow fidelity only")
+        """Nothing to do at the instant: shocks shape the arrivals as they are drawn."""
 
     def set_price(self, node_id: str, price_cny_per_kwh: float, t: float) -> None:
         self.recorder.prices.append((t, node_id, price_cny_per_kwh))
