@@ -124,7 +124,8 @@ def pool_intervals(result: Result, assumptions: Assumptions = DEFAULT) -> pd.Dat
     hour = (frame["time_s"].to_numpy(dtype=float) // 3600).astype(int) % 24
     tou = np.asarray(a.tou_multipliers)[hour] if a.tou_multipliers is not None else 1.0
     out = frame.assign(busy_share=share, energy_kwh=kwh)
-    out["electricity_cny"] = kwh * p["price_cny_per_kwh"].to_numpy() * tou
+    price = _prices_over_time(result, frame, p)
+    out["electricity_cny"] = kwh * price * tou
     out["carbon_kg"] = kwh * p["carbon_g_per_kwh"].to_numpy() / 1e3
     flows = result.flows
     if flows.empty:
@@ -137,6 +138,25 @@ def pool_intervals(result: Result, assumptions: Assumptions = DEFAULT) -> pd.Dat
     out["tokens"] = busy * per_busy_s
     out["capacity_tokens"] = cap * per_busy_s
     return out.reset_index(drop=True)
+
+
+def _prices_over_time(result: Result, frame: pd.DataFrame, p: pd.DataFrame) -> np.ndarray[Any, Any]:
+    """Each interval's electricity price: the pool's node price, changed by price_change events
+    (the node's latest change at or before the interval's start)."""
+    price = p["price_cny_per_kwh"].to_numpy(dtype=float).copy()
+    ts = result.timeseries
+    changes = ts[(ts["entity_kind"] == "node") & (ts["metric"] == "price_cny_per_kwh")]
+    if changes.empty:
+        return price
+    nodes = p["node"].to_numpy()
+    times = frame["time_s"].to_numpy(dtype=float)
+    for node, rows in changes.sort_values("time_s", kind="stable").groupby("entity_id"):
+        at = rows["time_s"].to_numpy(dtype=float)
+        values = rows["value"].to_numpy(dtype=float)
+        mine = nodes == node
+        last = np.searchsorted(at, times[mine], side="right") - 1
+        price[mine] = np.where(last >= 0, values[np.maximum(last, 0)], price[mine])
+    return price
 
 
 def pool_economics(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:

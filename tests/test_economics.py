@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import gridsim as gs
@@ -211,3 +213,20 @@ def test_without_pool_series_the_node_utilisation_is_used(one_node: Result) -> N
     summary = econ.economics_summary(bare)
     assert summary["energy_kwh"] == pytest.approx(kwh, rel=1e-9)
     assert summary["revenue_cny"] == 0 and summary["cost_cny_per_m_tokens"] is None
+
+
+def test_price_change_event_changes_electricity_cost_from_its_instant() -> None:
+    """A price change half-way through: the second half is billed at the new price."""
+    from gridsim.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[1]
+    mmc = root / "scenarios" / "validation" / "mmc.yaml"
+    base = ["horizon.duration=1h", "horizon.warmup=0", "nodes[solo].price_cny_per_kwh=0.5"]
+    calm = gs.run(load_scenario(mmc, sets=base))
+    event = "events=[{kind: price_change, node: solo, price_cny_per_kwh: 1.0, at: 30min}]"
+    changed = gs.run(load_scenario(mmc, sets=[*base, event]))
+    a = econ.pool_intervals(calm)
+    b = econ.pool_intervals(changed)
+    late = b["time_s"] >= 1800
+    assert np.allclose(b.loc[~late, "electricity_cny"], a.loc[~late, "electricity_cny"])
+    assert np.allclose(b.loc[late, "electricity_cny"], 2 * a.loc[late, "electricity_cny"])
