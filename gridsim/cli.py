@@ -276,6 +276,23 @@ def serving(
         _print_frame(frame, title=f"{count} x {accelerator} serving {model}")
 
 
+def _register_extensions() -> None:
+    """Commands that live in their own modules (each defines ``register(app)``)."""
+    import importlib
+
+    for name in ("gridsim.sweep_cli", "gridsim.fit_cli"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_extensions()
+
+
 def _print_frame(frame: Any, title: str) -> None:
     from rich.table import Table
 
