@@ -290,9 +290,6 @@ def _register_extensions() -> None:
         module.register(app)
 
 
-_register_extensions()
-
-
 def _print_frame(frame: Any, title: str) -> None:
     from rich.table import Table
 
@@ -314,6 +311,9 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)
+
+
+_register_extensions()  # last: command modules may use the helpers above
 
 
 def main() -> None:
