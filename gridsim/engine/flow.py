@@ -30,9 +30,9 @@ from scipy import special
 
 from gridsim.demand import DemandModel, LengthSampler
 from gridsim.engine.capacity import CapacityTracker
-from gridsim.engine.request import RunOutput, _Progress
+from gridsim.engine.request import RunOutput, _Progress, recorder_layout
 from gridsim.grid import Grid, with_topology
-from gridsim.metrics.recorder import Layout, Recorder
+from gridsim.metrics.recorder import Recorder
 from gridsim.policies import make_policy
 from gridsim.policies.base import FlowState
 from gridsim.scenario.schema import Bursty
@@ -64,16 +64,7 @@ class FlowEngine:
         n_r, n_c, n_p = len(grid.region_ids), len(classes), len(pools)
         self.shape = (n_r, n_c, n_p)
         self.recorder = Recorder(
-            Layout(
-                class_names=grid.class_names,
-                region_ids=grid.region_ids,
-                node_ids=grid.node_ids,
-                pool_node=tuple(p.node_index for p in pools),
-                pool_names=tuple(p.name for p in pools),
-                pool_slots=tuple(p.slots for p in pools),
-                ttft_slo_s=tuple(c.slo.ttft if c.slo.ttft is not None else np.inf for c in classes),
-                e2e_slo_s=tuple(c.slo.e2e if c.slo.e2e is not None else np.inf for c in classes),
-            ),
+            recorder_layout(grid),
             horizon_s=self.horizon_s,
             warmup_s=sc.horizon.warmup,
             interval_s=series_interval(sc.outputs.timeseries_interval, self.dt, self.horizon_s),

@@ -54,6 +54,21 @@ class RunOutput:
     flows: pd.DataFrame
 
 
+def recorder_layout(grid: Grid) -> Layout:
+    """What a run reports on, as the Recorder needs it (shared by both engines)."""
+    classes = grid.classes
+    return Layout(
+        class_names=grid.class_names,
+        region_ids=grid.region_ids,
+        node_ids=grid.node_ids,
+        pool_node=tuple(p.node_index for p in grid.pools),
+        pool_names=tuple(p.name for p in grid.pools),
+        pool_slots=tuple(p.slots for p in grid.pools),
+        ttft_slo_s=tuple(c.slo.ttft if c.slo.ttft is not None else INF for c in classes),
+        e2e_slo_s=tuple(c.slo.e2e if c.slo.e2e is not None else INF for c in classes),
+    )
+
+
 class RequestEngine:
     """One run over one Grid. ``run()`` returns the summary and tables."""
 
@@ -71,16 +86,7 @@ class RequestEngine:
         classes = sc.demand.classes
         pools = grid.pools
         self.recorder = Recorder(
-            Layout(
-                class_names=grid.class_names,
-                region_ids=grid.region_ids,
-                node_ids=grid.node_ids,
-                pool_node=tuple(p.node_index for p in pools),
-                pool_names=tuple(p.name for p in pools),
-                pool_slots=tuple(p.slots for p in pools),
-                ttft_slo_s=tuple(c.slo.ttft if c.slo.ttft is not None else INF for c in classes),
-                e2e_slo_s=tuple(c.slo.e2e if c.slo.e2e is not None else INF for c in classes),
-            ),
+            recorder_layout(grid),
             horizon_s=self.horizon_s,
             warmup_s=sc.horizon.warmup,
             interval_s=sc.outputs.timeseries_interval,
