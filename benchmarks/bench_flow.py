@@ -10,9 +10,6 @@ one block at a time, as in gridsim. Each measurement runs in its own process (pe
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from harness import in_child, report_child  # noqa: E402
 
 
 def scenario(days: int):  # type: ignore[no-untyped-def]
@@ -73,20 +72,8 @@ def reference_once(days: int) -> dict[str, float]:
     return {"wall_s": wall, "served": served_total}
 
 
-def child(kind: str, days: int) -> None:
-    figures = gridsim_once(days) if kind == "gridsim" else reference_once(days)
-    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(figures))
-
-
 def measure(kind: str, days: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--days", str(days)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return in_child(__file__, "--child", kind, "--days", str(days))
 
 
 def main() -> None:
@@ -95,7 +82,8 @@ def main() -> None:
     parser.add_argument("--child", choices=["gridsim", "reference"])
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.days)
+        once = gridsim_once if args.child == "gridsim" else reference_once
+        report_child(lambda: once(args.days))
         return
     g = measure("gridsim", args.days)
     r = measure("reference", args.days)

@@ -9,14 +9,14 @@ memory of gridsim at several request counts with the per-request table off.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from harness import in_child, report_child  # noqa: E402
+
 RATE_PER_S = 84.7  # national.yaml's arrival rate (requests per simulated second)
 
 
@@ -34,7 +34,6 @@ def gridsim_once(requests: int) -> dict[str, float]:
 
 
 def simpy_once(requests: int) -> dict[str, float]:
-    sys.path.insert(0, str(HERE))
     from simpy_mm8 import run_mm8
 
     started = time.perf_counter()
@@ -43,20 +42,8 @@ def simpy_once(requests: int) -> dict[str, float]:
     return {"requests": requests, "wall_s": wall, "rate": requests / wall}
 
 
-def child(kind: str, requests: int) -> None:
-    figures = gridsim_once(requests) if kind == "gridsim" else simpy_once(requests)
-    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(figures))
-
-
 def measure(kind: str, requests: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--requests", str(requests)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return in_child(__file__, "--child", kind, "--requests", str(requests))
 
 
 def main() -> None:
@@ -66,7 +53,8 @@ def main() -> None:
     parser.add_argument("--child", choices=["gridsim", "simpy"])
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.requests)
+        once = gridsim_once if args.child == "gridsim" else simpy_once
+        report_child(lambda: once(args.requests))
         return
     g = measure("gridsim", args.requests)
     s = measure("simpy", args.requests)

@@ -18,7 +18,6 @@ is combined with quantile points of the class's service-time distribution on tha
 
 from __future__ import annotations
 
-import gc
 import math
 from collections.abc import Generator
 from typing import Any
@@ -30,7 +29,7 @@ from scipy import special
 
 from gridsim.demand import DemandModel, LengthSampler
 from gridsim.engine.capacity import CapacityTracker
-from gridsim.engine.request import RunOutput, _Progress, recorder_layout
+from gridsim.engine.request import RunOutput, _Progress, recorder_layout, run_without_gc
 from gridsim.grid import Grid, with_topology
 from gridsim.metrics.recorder import Recorder
 from gridsim.policies import make_policy
@@ -145,14 +144,8 @@ class FlowEngine:
         for t, action in sorted(events or [], key=lambda e: e[0]):
             self.env.process(self._at(t, action))
         self.env.process(self._ticks())
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            self.env.run(until=self.n_ticks * self.dt + self.dt / 2)
-            return self._finish()
-        finally:
-            if was_enabled:
-                gc.enable()
+        run_without_gc(self.env, self.n_ticks * self.dt + self.dt / 2)
+        return self._finish()
 
     def _at(self, t: float, action: Any) -> Generator[Any, Any, None]:
         # Changes take effect from the first tick that starts at or after their instant.

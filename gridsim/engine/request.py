@@ -54,6 +54,18 @@ class RunOutput:
     flows: pd.DataFrame
 
 
+def run_without_gc(env: simpy.Environment, until: float) -> None:
+    """Run the environment with the cyclic garbage collector paused: engine records hold no
+    reference cycles, and the collector would only rescan the large live heaps again and again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        env.run(until=until)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def recorder_layout(grid: Grid) -> Layout:
     """What a run reports on, as the Recorder needs it (shared by both engines)."""
     classes = grid.classes
@@ -129,16 +141,8 @@ class RequestEngine:
         for t, action in sorted(events or [], key=lambda e: e[0]):
             self.env.process(self._at(t, action))
         self.env.process(self._arrivals())
-        # The engine's records hold no reference cycles; the cyclic collector would only rescan
-        # the (large) heaps of live requests again and again.
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            self.env.run(until=self.horizon_s)
-            return self._finish()
-        finally:
-            if was_enabled:
-                gc.enable()
+        run_without_gc(self.env, self.horizon_s)
+        return self._finish()
 
     def _at(self, t: float, action: Callable[[float], None]) -> Generator[Any, Any, None]:
         yield self.env.timeout(t)
