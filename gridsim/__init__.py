@@ -1,14 +1,16 @@
 """gridsim: a discrete-event simulator of a national computing grid.
 
 The public API: ``load_scenario`` (a validated ``Scenario``), ``run`` (a ``Result`` with
-``.summary``, ``.timeseries`` and ``.requests``), and ``ScenarioError``, which carries every
-problem found in a scenario.
+``.summary``, ``.timeseries``, ``.requests``, ``.flows`` and ``.pools``), ``sweep`` (axes x
+seeds, locally or on a Dask cluster), and ``ScenarioError``, which carries every problem found
+in a scenario.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from gridsim.run import Result, run
 from gridsim.scenario import Scenario, ScenarioError, load_scenario, load_scenario_text
+from gridsim.sweep import sweep
 
 try:
     __version__ = version("gridsim")
@@ -23,4 +25,5 @@ __all__ = [
     "load_scenario",
     "load_scenario_text",
     "run",
+    "sweep",
 ]

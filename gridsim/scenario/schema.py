@@ -489,6 +489,15 @@ class CatalogAdditions(Model):
     sites: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class SweepSpec(Model):
+    """A parameter sweep for ``gridsim sweep`` (axes x seeds); a single run ignores it."""
+
+    axes: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
+        default_factory=dict, description="dotted path (as in --set) -> the values it takes"
+    )
+    seeds: int = Field(default=1, ge=1, description="replications: seeds seed, seed+1, ...")
+
+
 # --- the scenario ----------------------------------------------------------------------
 
 
@@ -507,6 +516,7 @@ class Scenario(Model):
     admission: Admission = Admission()
     events: list[Event] = Field(default_factory=list)
     outputs: Outputs = Outputs()
+    sweep: SweepSpec | None = Field(default=None, description="axes x seeds for gridsim sweep")
 
     @model_validator(mode="before")
     @classmethod
