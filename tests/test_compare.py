@@ -20,7 +20,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     dirs = []
     for policy in ("east_west", "nearest"):
         scenario = gs.load_scenario(
-            ROOT / "scenarios" / "baseline.yaml",
+            ROOT / "scenarios" / "baseline-hour.yaml",
             sets=[f"policy.name={policy}", "horizon.duration=15min"],
         )
         dirs.append(write_run(gs.run(scenario), root / policy))

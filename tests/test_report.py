@@ -52,7 +52,7 @@ outputs: {requests: true}
 
 @pytest.fixture(scope="module")
 def baseline() -> Result:
-    return gs.run(gs.load_scenario(ROOT / "scenarios" / "baseline.yaml"))
+    return gs.run(gs.load_scenario(ROOT / "scenarios" / "baseline-hour.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_report_is_complete_and_offline(baseline: Result, baseline_report: Path)
     assert "<script" not in text.lower()
     for section in ("Warnings", "Scenario and assumptions", "By class", "By region", "By node"):
         assert f"<h2>{section}</h2>" in text
-    assert "east_west" in text and "1e-05" in text and "31 / 17 / 22" in text
+    assert "east_west" in text and "1e-05" in text and "31 / 30 / 62" in text
     for name in baseline.summary["by_class"]:
         assert f"<td>{name}</td>" in text
 

@@ -276,3 +276,20 @@ def test_duration_round_trip_and_dates() -> None:
     assert str(parse_date("2024-01-15")) == "2024-01-15"
     with pytest.raises(ValueError):
         parse_date("March 2026")
+
+
+def test_a_layer_that_changes_a_growth_law_replaces_it(tmp_path: Path, minimal_yaml: str) -> None:
+    base = minimal_yaml.replace(
+        "  tokens_per_day: 1\n",
+        "  tokens_per_day: 1\n  growth: {law: exponential, rate_per_month: 0.1}\n",
+    )
+    write(tmp_path, "base.yaml", base)
+    child = write(
+        tmp_path,
+        "child.yaml",
+        "extends: base.yaml\ndemand:\n  growth:\n    law: piecewise\n    points:\n"
+        "      - {date: 2024-01, tokens_per_day: 0.1e12}\n"
+        "      - {date: 2026-03, tokens_per_day: 140e12}\n",
+    )
+    growth = load_scenario(child).demand.growth
+    assert growth.law == "piecewise"  # not merged with rate_per_month, which would be an error

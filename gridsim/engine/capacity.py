@@ -1,11 +1,12 @@
 """Capacity KPIs of a flow run: when demand first outgrows capacity, headroom, unserved tokens.
 
-Demand and capacity are compared in slot units: the work arriving per second (slot-seconds per
-second, i.e. Erlangs, at the mix of classes and pools the policy chose) against the slots of the
-pools that are up. Beyond that line queues grow without bound, so no SLO can hold; that is the
-"capacity that can serve it at SLO" used here. The shortfall is the start of the first stretch
-of at least ``SUSTAIN_S`` (and one tick) in which demand exceeds capacity; a region's shortfall is
-the start of the first such stretch in which over 5 % of its demand lands on saturated pools.
+A pool falls short when work is left over at the end of a tick: its queue grows and no SLO can
+hold. The shortfall (national, or of a region) is the start of the first stretch of at least
+``SUSTAIN_S`` (and one tick) in which over 5 % of the demand (national, or the region's) lands
+on pools that fall short. Pools of different models do not stand in for each other, so this
+catches one model running out while the grid as a whole has room. The headroom series compares
+the work arriving per second (slot-seconds per second, i.e. Erlangs, at the policy's mix) with
+all the slots that are up.
 """
 
 from __future__ import annotations
@@ -73,12 +74,13 @@ class CapacityTracker:
         work_rate: FloatArray,
         arrivals: FloatArray,
         impacted: FloatArray,
+        impacted_national: FloatArray,
         slots_up: FloatArray,
     ) -> None:
         starts = t0 + np.concatenate([[0.0], np.cumsum(widths)[:-1]])
         demand = work_rate.sum(axis=1)  # Erlangs
         capacity = np.full_like(demand, float(slots_up.sum()))
-        self.national.feed(starts, widths, demand > capacity)
+        self.national.feed(starts, widths, impacted_national > REGION_IMPACT)
         for r, stretch in enumerate(self.by_region):
             stretch.feed(starts, widths, impacted[:, r] > REGION_IMPACT)
         tokens = (arrivals * self.tokens_per_request[None, None, :]).sum(axis=(1, 2)) / widths

@@ -203,7 +203,9 @@ class FlowEngine:
             i += 1
         t0 = k0 * self.dt
         self._record_series(t0, widths, acc.busy, acc.queue_s)
-        self.capacity.add(t0, widths, acc.work_rate, arrivals, acc.impacted, self.slots_up)
+        self.capacity.add(
+            t0, widths, acc.work_rate, arrivals, acc.impacted, acc.impacted_national, self.slots_up
+        )
         self.recorder.dropped[:, :, : self.shape[2]] += _spread(acc.dropped, acc.routed)
         self._record_latency(t0, acc, widths)
         self._check(acc, widths)
@@ -267,14 +269,17 @@ class FlowEngine:
             acc.busy[i] = new_work
             return
         acc.busy[i] = self._fifo(i, new, new_work, cap, acc, dt)
-        acc.dropped += self._age()
+        # A pool is full when work is left over, measured before ageing can drop it (a tick as
+        # long as the maximum wait would otherwise hide every queue).
         waiting = self.backlog.sum(axis=(0, 1))
-        self.backlog_any = bool(waiting.any())
-        acc.queue_s[i] = waiting * dt
         full = waiting > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            total = flow.sum(axis=(1, 2))
-            acc.impacted[i] = np.where(total > 0, flow[:, :, full].sum(axis=(1, 2)) / total, 0.0)
+        acc.queue_s[i] = waiting * dt
+        total = flow.sum(axis=(1, 2))
+        hit = flow[:, :, full].sum(axis=(1, 2))
+        acc.impacted[i] = np.where(total > 0, hit / np.maximum(total, 1e-300), 0.0)
+        acc.impacted_national[i] = hit.sum() / total.sum() if total.sum() > 0 else 0.0
+        acc.dropped += self._age()
+        self.backlog_any = bool(self.backlog.any())
 
     def _fifo(
         self, i: int, new: FloatArray, new_work: FloatArray, cap: FloatArray, acc: _Block, dt: float
@@ -454,6 +459,7 @@ class _Block:
         self.busy = np.zeros((n_t, n_p))  # slot-seconds served
         self.queue_s = np.zeros((n_t, n_p))  # request-seconds waiting
         self.impacted = np.zeros((n_t, n_r))  # share of a region's demand meeting a full pool
+        self.impacted_national = np.zeros(n_t)  # ... and of all demand
         self.dropped = np.zeros((n_c, n_p))
 
 

@@ -8,8 +8,9 @@ Precedence, lowest first (the one place it is written down; the README repeats i
 4. named ``overrides:`` chosen with ``--scenario A,B``, in the order given;
 5. ``--set path=value`` arguments, in the order given.
 
-Mappings merge key by key; any other value (lists included) replaces what was there. A list
-item is addressed by index (``nodes[2]``) or by its ``id``/``name`` (``nodes[guian]``).
+Mappings merge key by key; any other value (lists included) replaces what was there, and so
+does a mapping that changes its kind (``law``, ``dist`` or ``process``). A list item is
+addressed by index (``nodes[2]``) or by its ``id``/``name`` (``nodes[guian]``).
 """
 
 from __future__ import annotations
@@ -114,9 +115,17 @@ def set_path(data: dict[str, Any], path: Path, value: Any, merge: bool = False) 
         raise PathError(f"cannot set {dotted(path)}: its parent is not a mapping or list")
 
 
+# Keys that say which kind of thing a mapping is (a growth law, a distribution, an arrival
+# process): when a layer changes one, the mapping is replaced, not merged with the old kind's keys.
+TAGS = ("law", "dist", "process")
+
+
 def deep_merge(base: Any, top: Any) -> Any:
-    """``top`` over ``base``: mappings merge key by key, anything else is replaced."""
+    """``top`` over ``base``: mappings merge key by key (unless ``top`` changes their kind, see
+    ``TAGS``), anything else is replaced."""
     if isinstance(base, dict) and isinstance(top, dict):
+        if any(tag in top and tag in base and top[tag] != base[tag] for tag in TAGS):
+            return copy.deepcopy(top)
         out = dict(base)
         for key, value in top.items():
             out[key] = deep_merge(base.get(key), value)

@@ -1,0 +1,229 @@
+"""``gridsim fit-trace`` and ``gridsim.fit``: a demand class fitted to a serving trace."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import gridsim as gs
+from gridsim.cli import app
+from gridsim.demand import LengthSampler
+from gridsim.fit import (
+    BURSTY_THRESHOLD,
+    class_yaml,
+    default_name,
+    diurnal_from_rates,
+    diurnal_profile,
+    fit,
+    fit_lengths,
+    fit_trace,
+    index_of_dispersion,
+)
+from gridsim.scenario.schema import DemandClass, Lognormal
+
+TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "traces"
+AZURE_CONV = TRACES / "azure2023_AzureLLMInferenceTrace_conv.csv"
+MOONCAKE_CONV = TRACES / "mooncake_conversation_trace.jsonl"
+needs_traces = pytest.mark.skipif(
+    not AZURE_CONV.is_file() or not MOONCAKE_CONV.is_file(),
+    reason=f"public traces not found at {TRACES} (they live in ../shared/data/traces)",
+)
+
+ONE_CLASS_SCENARIO = """
+name: fitted
+horizon: {{duration: 10min}}
+regions: [{{id: here, lat: 30.0, lon: 110.0}}]
+nodes:
+  - id: solo
+    kind: intelligent_computing
+    lat: 31.0
+    lon: 112.0
+    pools: [{{id: llm, model: deepseek-v3, accelerator: h20, replicas: 2}}]
+network: {{generate: full_mesh}}
+demand:
+  tokens_per_day: 1
+  region_weights: equal
+  classes:
+{classes}
+"""
+
+
+@needs_traces
+def test_azure_conversation_fit_matches_the_trace() -> None:
+    raw = pd.read_csv(AZURE_CONV)
+    stamps = pd.to_datetime(raw["TIMESTAMP"], format="ISO8601")
+    span_s = (stamps.max() - stamps.min()).total_seconds()
+    cls = fit_trace(AZURE_CONV, name="chat")
+    assert cls["name"] == "chat"
+    assert cls["input_tokens"]["dist"] == cls["output_tokens"]["dist"] == "lognormal"
+    assert cls["input_tokens"]["mean"] == pytest.approx(raw["ContextTokens"].mean(), rel=0.02)
+    assert cls["output_tokens"]["mean"] == pytest.approx(raw["GeneratedTokens"].mean(), rel=0.02)
+    assert cls["rate_per_s"] == pytest.approx(len(raw) / span_s, rel=0.01)
+    sigma_in = np.log(raw["ContextTokens"].clip(lower=1)).std()
+    assert cls["input_tokens"]["sigma"] == pytest.approx(sigma_in, rel=0.01)
+    # conversation traffic is over-dispersed at 10 s (SOURCES.md: ~5.5 req/s with bursts)
+    assert cls["arrival"]["process"] == "bursty"
+    assert cls["arrival"]["dispersion"] > BURSTY_THRESHOLD
+    assert "diurnal" not in cls  # an hour of trace gives no daily shape
+    DemandClass.model_validate(cls)
+
+
+@needs_traces
+def test_fit_reports_the_trace_and_the_fitted_law() -> None:
+    result = fit(AZURE_CONV)
+    assert result.format == "azure" and result.requests == 19_366
+    assert result.diurnal is None and "not estimable" in result.diurnal_note
+    assert set(result.dispersion_by_window) == {1.0, 10.0, 60.0}
+    assert result.dispersion == result.dispersion_by_window[10.0]
+    # the fitted lognormal keeps the trace mean; its median sits near the trace's
+    assert result.input.mean == pytest.approx(1154.7, abs=0.1)
+    assert result.input.fitted_quantiles[0] == pytest.approx(result.input.trace_quantiles[0], 0.4)
+    text = class_yaml(result, "chat")
+    assert "not estimable" in text and "empirical option" in text and "p50/p90/p99" in text
+    empirical = result.demand_class("chat", empirical=True)
+    assert empirical["input_tokens"] == {
+        "dist": "empirical",
+        "trace": str(AZURE_CONV),
+        "field": "input",
+    }
+
+
+@needs_traces
+def test_the_printed_yaml_round_trips_through_the_schema_and_runs() -> None:
+    result = fit(AZURE_CONV)
+    text = class_yaml(result, "chat")
+    loaded = yaml.safe_load(text)  # comments drop out
+    assert loaded == [result.demand_class("chat")]
+    DemandClass.model_validate(loaded[0])
+    body = "\n".join("    " + line for line in text.splitlines())
+    scenario = gs.load_scenario_text(ONE_CLASS_SCENARIO.format(classes=body))
+    cls = scenario.demand.classes[0]
+    assert isinstance(cls.input_tokens, Lognormal)
+    assert cls.input_tokens.mean == pytest.approx(result.input.mean, rel=1e-4)
+    run = gs.run(scenario, fidelity="flow")
+    assert run.summary["requests"]["arrived"] == pytest.approx(result.rate_per_s * 600, rel=1e-3)
+
+
+@needs_traces
+def test_mooncake_timestamps_in_steps_widen_the_dispersion_window() -> None:
+    result = fit(MOONCAKE_CONV)  # format by suffix
+    assert result.format == "mooncake"
+    assert result.window_s == 30.0  # timestamps come in 3 s steps
+    assert any("steps of 3" in note for note in result.notes)
+    assert result.input.mean == pytest.approx(12_035.1, rel=1e-4)
+    assert result.output.mean == pytest.approx(342.6, rel=1e-3)
+
+
+@needs_traces
+def test_cli_prints_a_class_to_paste() -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["fit-trace", str(AZURE_CONV), "--name", "chat", "--window", "1s"])
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("# gridsim fit-trace")
+    [cls] = yaml.safe_load(out.output)
+    assert cls["name"] == "chat"
+    assert cls["arrival"] == fit(AZURE_CONV, window_s=1.0).arrival()
+    DemandClass.model_validate(cls)
+    out = runner.invoke(app, ["fit-trace", str(MOONCAKE_CONV), "--format", "mooncake"])
+    assert out.exit_code == 0, out.output
+    assert yaml.safe_load(out.output)[0]["name"] == "mooncake_conversation_trace"
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(app, ["fit-trace", str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2 and "not found" in missing.output
+    assert "Traceback" not in missing.output
+    trace = tmp_path / "t.csv"
+    _write_azure(trace, np.arange(0.0, 100.0, 0.5))
+    bad_format = runner.invoke(app, ["fit-trace", str(trace), "--format", "parquet"])
+    assert bad_format.exit_code == 2 and "unknown format" in bad_format.output
+    wrong_reader = runner.invoke(app, ["fit-trace", str(trace), "--format", "mooncake"])
+    assert wrong_reader.exit_code == 2 and "cannot fit" in wrong_reader.output
+    bad_name = runner.invoke(app, ["fit-trace", str(trace), "--name", "my class"])
+    assert bad_name.exit_code == 2 and "my_class" in bad_name.output
+    bad_window = runner.invoke(app, ["fit-trace", str(trace), "--window", "5m"])
+    assert bad_window.exit_code == 2 and "ambiguous" in bad_window.output
+
+
+# --- the pieces, on synthetic data --------------------------------------------------------------
+
+
+def test_lognormal_fit_recovers_mean_and_sigma() -> None:
+    sampler = LengthSampler(Lognormal(dist="lognormal", mean=800.0, sigma=0.9))
+    draws = sampler.sample(np.random.default_rng(3), 200_000)
+    fitted = fit_lengths(draws, "input")
+    assert fitted.mean == pytest.approx(800.0, rel=0.01)
+    assert fitted.sigma == pytest.approx(0.9, rel=0.01)
+    assert fitted.fitted_quantiles[0] == pytest.approx(np.median(draws), rel=0.02)
+
+
+def test_index_of_dispersion_tells_poisson_regular_and_clumped_apart() -> None:
+    rng = np.random.default_rng(7)
+    poisson = np.cumsum(rng.exponential(0.2, 100_000))
+    assert index_of_dispersion(poisson, 10.0) == pytest.approx(1.0, abs=0.1)
+    regular = np.arange(0.0, 10_000.0, 0.2)
+    assert index_of_dispersion(regular, 10.0) < 0.01
+    clumped = np.repeat(np.cumsum(rng.exponential(2.0, 10_000)), 10)  # Poisson clumps of ten
+    assert index_of_dispersion(clumped, 10.0) == pytest.approx(10.0, rel=0.15)
+    assert math.isnan(index_of_dispersion(np.array([0.0, 1.0]), 10.0))  # under two windows
+
+
+def test_diurnal_shape_needs_a_day_and_is_recovered_from_two() -> None:
+    shape, note = diurnal_profile(np.arange(0.0, 3600.0, 1.0))
+    assert shape is None and "not estimable" in note
+    hourly = np.array([2 + (h % 12) for h in range(24)], dtype=float)  # arrivals per hour
+    times = [h * 3600 + (np.arange(n) + 0.5) * 3600 / n for h, n in enumerate(np.tile(hourly, 2))]
+    arrivals = np.concatenate(times)
+    first_h = arrivals[0] / 3600  # the clock time of the first arrival
+    shape, note = diurnal_profile(arrivals - arrivals[0], start_hour=first_h)
+    assert shape is not None and "complete hours" in note
+    np.testing.assert_allclose(shape, hourly / hourly.mean(), rtol=1e-9)
+    # the clock time of the first arrival shifts the hours
+    shifted, _ = diurnal_profile(arrivals - arrivals[0], start_hour=first_h + 6.0)
+    assert shifted is not None
+    np.testing.assert_allclose(np.roll(shifted, -6), shape, rtol=1e-9)
+    starts = np.arange(0.0, 2 * 86400.0, 600.0)
+    rates = np.repeat(np.tile(hourly, 2), 6)
+    np.testing.assert_allclose(diurnal_from_rates(starts, rates), shape, rtol=1e-9)
+
+
+def test_a_day_long_azure_trace_gets_a_diurnal_class(tmp_path: Path) -> None:
+    hourly = np.array([1.0] * 8 + [3.0] * 16)
+    times = [h * 3600 + np.arange(int(n * 60)) * 60 / n for h, n in enumerate(np.tile(hourly, 2))]
+    trace = tmp_path / "two_days.csv"
+    _write_azure(trace, np.concatenate(times))
+    cls = fit_trace(trace, name="day")
+    assert len(cls["diurnal"]) == 24
+    np.testing.assert_allclose(cls["diurnal"], hourly / hourly.mean(), rtol=5e-3)
+    assert cls["input_tokens"] == {"dist": "constant", "value": 100.0}  # no spread to fit
+    DemandClass.model_validate(cls)
+
+
+def test_default_names_are_valid_ids() -> None:
+    assert default_name("/x/azure2023_AzureLLMInferenceTrace_conv.csv") == (
+        "azure2023_AzureLLMInferenceTrace_conv"
+    )
+    assert default_name("my trace (1).jsonl") == "my_trace_1"
+    assert default_name("___.csv") == "trace"
+    assert len(default_name("a" * 100 + ".csv")) == 64
+
+
+def _write_azure(path: Path, offsets_s: np.ndarray) -> None:
+    start = pd.Timestamp("2023-11-16 00:00:00")
+    n = len(offsets_s)
+    pd.DataFrame(
+        {
+            "TIMESTAMP": (start + pd.to_timedelta(offsets_s, unit="s")).strftime(
+                "%Y-%m-%d %H:%M:%S.%f"
+            ),
+            "ContextTokens": np.full(n, 100),
+            "GeneratedTokens": np.full(n, 20),
+        }
+    ).to_csv(path, index=False)

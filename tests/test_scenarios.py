@@ -1,0 +1,168 @@
+"""The scenario library: every file validates and runs; the variants do what they say; the
+baseline's full report is produced in under two minutes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import gridsim as gs
+from gridsim.cli import app
+from gridsim.output import write_run
+from gridsim.run import fidelity_of
+from gridsim.scenario import resolve_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+FILES = sorted(SCENARIOS.rglob("*.yaml"))
+VARIANTS = [p for p in sorted(SCENARIOS.glob("*.yaml")) if p.name != "baseline.yaml"]
+QUICK = {"request": "10min", "flow": "2d"}  # horizons of the quick runs, by fidelity
+REPORT_BUDGET_S = 120.0
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(SCENARIOS))
+
+
+def _override_names(path: Path) -> list[str]:
+    return sorted(resolve_file(path).overrides)
+
+
+def test_the_library_is_all_there() -> None:
+    names = {_id(p) for p in FILES}
+    assert {
+        "baseline.yaml",
+        "baseline-hour.yaml",
+        "growth-continued.yaml",
+        "growth-saturating.yaml",
+        "demand-shock.yaml",
+        "east-west.yaml",
+        "hub-outage.yaml",
+        "green.yaml",
+        "validation/mmc.yaml",
+        "validation/cross_fidelity.yaml",
+    } <= names
+
+
+def test_every_scenario_validates_on_the_command_line() -> None:
+    result = CliRunner().invoke(app, ["validate", *map(str, FILES)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": ok (") == len(FILES)
+
+
+@pytest.mark.parametrize("path", FILES, ids=_id)
+def test_every_named_override_validates(path: Path) -> None:
+    for name in _override_names(path):
+        scenario = gs.load_scenario(path, [name])
+        assert scenario.name, (path, name)
+
+
+@pytest.mark.parametrize("path", FILES, ids=_id)
+def test_every_scenario_runs_in_quick_mode(path: Path, tmp_path: Path) -> None:
+    fidelity = fidelity_of(gs.load_scenario(path))
+    sets = [f"horizon.duration={QUICK[fidelity]}", "outputs.figures=false"]
+    scenario = gs.load_scenario(path, sets=sets)
+    result = gs.run(scenario)
+    assert result.summary["fidelity"] == fidelity
+    req = result.summary["requests"]
+    assert req["arrived"] > 0 and req["served"] > 0
+    accounted = req["served"] + req["dropped"] + req["in_flight"]
+    assert accounted == pytest.approx(req["arrived"], rel=1e-6)
+    out = write_run(result, tmp_path / "run")
+    assert (out / "summary.json").is_file() and not (out / "report.html").exists()
+
+
+@pytest.mark.parametrize("path", VARIANTS, ids=_id)
+def test_variants_are_small_files_on_the_baseline(path: Path) -> None:
+    text = path.read_text("utf-8")
+    data = yaml.safe_load(text)
+    assert data["extends"] == "baseline.yaml"
+    assert len(text.splitlines()) < 70, "a variant states only what differs from the baseline"
+    base = gs.load_scenario(SCENARIOS / "baseline.yaml")
+    variant = gs.load_scenario(path)
+    assert [n.id for n in variant.nodes] == [n.id for n in base.nodes]
+    assert variant.name == path.stem
+
+
+def test_every_assumption_is_sourced_or_marked() -> None:
+    """Numbers in the baseline's node and class blocks carry a comment nearby (a source, F<n>
+    for FACTS.md, DERIVED or ASSUMPTION); spot-check the key ones."""
+    text = (SCENARIOS / "baseline.yaml").read_text("utf-8")
+    for needle in (
+        "tokens_per_day: 140e12",
+        "NDA head Liu Liehong",
+        "fit-trace azure2023_AzureLLMInferenceTrace_conv.csv",
+        "fit-trace azure2023_AzureLLMInferenceTrace_code.csv",
+        "fit-trace mooncake_conversation_trace.jsonl",
+        "ServeGen",
+        "price_in_cny_per_m: 4.0",
+        "5 ms from a cluster to its region, 20 ms between hubs",
+    ):
+        assert needle in text, needle
+    assert text.count("ASSUMPTION") >= 20 and text.count("DERIVED") >= 5
+
+
+def test_the_demand_shock_doubles_interactive_demand_for_two_weeks() -> None:
+    # From the day before the shock: the shock day's chat arrivals are twice the day before's
+    # (apart from a day of growth); batch is untouched.
+    sets = [
+        "horizon.start=2026-03-15",
+        "horizon.duration=2d",
+        "horizon.resolution=1h",
+        "outputs.figures=false",
+    ]
+    shocked = gs.run(gs.load_scenario(SCENARIOS / "demand-shock.yaml", sets=sets))
+    calm = gs.run(gs.load_scenario(SCENARIOS / "demand-shock.yaml", sets=[*sets, "events=[]"]))
+    chat = [r.summary["by_class"]["chat"]["requests"]["arrived"] for r in (shocked, calm)]
+    batch = [r.summary["by_class"]["batch"]["requests"]["arrived"] for r in (shocked, calm)]
+    assert chat[0] / chat[1] == pytest.approx(1.5, rel=0.01)  # day 1 x1, day 2 x2
+    assert batch[0] == pytest.approx(batch[1], rel=1e-9)
+
+
+def test_the_hub_outage_takes_guian_down_for_a_day() -> None:
+    sets = ["horizon.duration=3d", "outputs.figures=false"]
+    result = gs.run(gs.load_scenario(SCENARIOS / "hub-outage.yaml", sets=sets))
+    ts = result.timeseries
+    cap = ts[(ts["entity_kind"] == "pool") & (ts["metric"] == "capacity_slot_s")]
+    guian = cap[cap["entity_id"].str.startswith("guian/")].groupby("time_s")["value"].sum()
+    day = (guian.index.to_numpy() // 86400).astype(int)
+    assert guian[day == 2].sum() == 0 and (guian[day != 2] > 0).all()
+    nearest = gs.run(
+        gs.load_scenario(SCENARIOS / "hub-outage.yaml", sets=[*sets, "events=[]"])
+    ).summary
+    assert result.summary["requests"]["dropped"] > nearest["requests"]["dropped"]
+
+
+def test_the_baseline_full_report_takes_under_two_minutes(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    result = gs.run(gs.load_scenario(SCENARIOS / "baseline.yaml"))
+    out = write_run(result, tmp_path / "baseline")
+    elapsed = time.perf_counter() - started
+    assert elapsed < REPORT_BUDGET_S, f"baseline run + report took {elapsed:.1f} s"
+    assert result.summary["fidelity"] == "flow"
+    figures = sorted(p.stem for p in (out / "figures").glob("*.png"))
+    assert figures == ["cost_energy", "demand_capacity", "latency", "map", "utilization"]
+    html = (out / "report.html").read_text("utf-8")
+    assert "gridsim report: baseline" in html and "31 / 30 / 62" in html
+    # what the baseline is for: growth reaches the March 2026 capacity within the horizon
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    shortfall = summary["capacity"]["shortfall_at_s"]
+    assert shortfall is not None and 0 < shortfall < result.scenario.horizon.duration
+    assert "demand outgrows capacity from" in html and "is saturated" in html
+    econ = summary["economics"]
+    assert econ["national_tokens_per_day"] == pytest.approx(157e12, rel=0.05)
+    assert 0 < econ["cost_cny_per_m_tokens"] < econ["revenue_cny_per_m_tokens"]
+
+
+def test_baseline_hour_is_the_baseline_at_request_fidelity() -> None:
+    hour = gs.load_scenario(SCENARIOS / "baseline-hour.yaml")
+    base = gs.load_scenario(SCENARIOS / "baseline.yaml")
+    assert hour.fidelity == "request" and hour.horizon.duration == 3600
+    assert hour.demand.sample_fraction == 1e-5
+    assert hour.nodes == base.nodes and hour.demand.classes == base.demand.classes
+    assert hour.policy == base.policy
