@@ -175,7 +175,7 @@ for rate_name, rate in rates.items():
     for level_name, level in levels.items():
         sets = [
             f"horizon.duration={SWEEP_HORIZON}",
-            f"demand.growth.rate_per_month={rate}",
+            f"demand.growth={{law: exponential, rate_per_month: {rate}}}",
             f"demand.tokens_per_day={level}",
             *FAST,
         ]
