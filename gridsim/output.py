@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -60,6 +61,7 @@ def write_run(result: Result, out_dir: Path, overwrite: bool = False) -> Path:
             write_report(result, tmp / "report.html", figures)
         if out_dir.exists():
             shutil.rmtree(out_dir)
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run folder is not
         tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -84,6 +86,12 @@ def read_run(run_dir: Path) -> Result:
         pools=pd.read_parquet(run_dir / "pools.parquet"),
         manifest=json.loads((run_dir / "manifest.json").read_text("utf-8")),
     )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _dump_json(path: Path, data: Any) -> None:
