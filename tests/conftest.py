@@ -31,6 +31,7 @@ nodes:
 network: {generate: full_mesh}
 demand:
   tokens_per_day: 1
+  region_weights: equal
   classes:
     - {name: jobs, kind: job, rate_per_s: 1, service: {dist: exponential, mean: 1}}
 """

@@ -153,28 +153,8 @@ def test_outage_draws_no_power() -> None:
     assert len(down) == 4 and (down["energy_kwh"] == 0).all()
 
 
-JOBS = """
-name: jobs
-horizon: {duration: 1h}
-regions:
-  - {id: r1, lat: 31.23, lon: 121.47}
-nodes:
-  - id: n1
-    kind: data_centre
-    lat: 26.57
-    lon: 106.71
-    pools: [{id: p, slots: 4}]
-network: {generate: full_mesh}
-demand:
-  tokens_per_day: 1
-  region_weights: equal
-  classes:
-    - {name: jobs, kind: job, rate_per_s: 1, service: {dist: exponential, mean: 1}}
-"""
-
-
-def test_job_pool_uses_slot_power_assumption() -> None:
-    r = gs.run(gs.load_scenario_text(JOBS))
+def test_job_pool_uses_slot_power_assumption(minimal_yaml: str) -> None:
+    r = gs.run(gs.load_scenario_text(minimal_yaml))
     busy = _busy_slot_s(r, "n1/p")
     a = econ.Assumptions(job_slot_power_w=500.0)
     kwh = 4 * 500 * 1.3 * (0.3 * T + 0.7 * busy / 4) / 3.6e6  # 4 slots, default PUE 1.3
