@@ -12,7 +12,8 @@ import pytest
 
 import gridsim as gs
 from gridsim.engine.events import schedule
-from gridsim.engine.flow import FlowEngine, erlang_c
+from gridsim.engine.flow import FlowEngine
+from gridsim.engine.queueing import erlang_c
 from gridsim.grid import build_grid
 from gridsim.scenario import load_scenario, load_scenario_text
 

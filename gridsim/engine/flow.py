@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import simpy
-from scipy import special
 
 from gridsim.demand import DemandModel, LengthSampler
 from gridsim.engine.capacity import CapacityTracker
+from gridsim.engine.queueing import erlang_c, wait_points
 from gridsim.engine.request import RunOutput, _Progress, recorder_layout, run_without_gc
 from gridsim.grid import Grid, with_topology
 from gridsim.metrics.recorder import Recorder
@@ -39,7 +39,6 @@ from gridsim.topology import Topology
 
 FloatArray = npt.NDArray[np.float64]
 SERVICE_POINTS = 32  # quantile points of each service-time distribution
-EXP_POINTS = 6  # quantile points of the Erlang C exponential wait tail
 BLOCK_S = 3600.0  # ticks are grouped in blocks (at least an hour) for the vectorised work
 BLOCKS_PER_RUN = 1000  # ... and at most about this many blocks in a run
 MAX_AGES = 120  # carried-over cohorts kept apart; older ones share the last cohort
@@ -427,7 +426,7 @@ class FlowEngine:
         served_rcp = region_share * served[None]
         rec.record_flow(
             served=served_rcp,
-            wait_points=_wait_points(w_zero, w_exp, exp_mean, served_old, old_mean),
+            wait_points=wait_points(w_zero, w_exp, exp_mean, served_old, old_mean),
             service_points=self.svc_points,
             prefill_mean=self.prefill_mean,
             network_s=self.latency,
@@ -467,42 +466,6 @@ def series_interval(asked_s: float, tick_s: float, horizon_s: float) -> float:
     """The time-series step: as asked, but at least a tick and few enough bins for long runs."""
     floor = max(asked_s, tick_s, horizon_s / MAX_SERIES_BINS)
     return float(next((n for n in NICE_INTERVALS_S if n >= floor), floor))
-
-
-def erlang_c(servers: FloatArray, load: FloatArray) -> FloatArray:
-    """P(wait > 0) in M/M/c with ``servers`` slots at offered ``load`` (Erlang), via the Poisson
-    pmf/cdf ratio in log space (stable for thousands of servers); 1 when load >= servers.
-    Non-integer slot counts use the continuous extension through the gamma function."""
-    c = np.broadcast_to(servers, load.shape)
-    a = np.maximum(load, 1e-300)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        log_pmf = c * np.log(a) - a - special.gammaln(c + 1)
-        cdf = special.gammaincc(c, a)  # P(X <= c-1) for Poisson(a), continuous in c
-        top = np.exp(log_pmf) * c / (c - a)
-        out = top / (cdf + top)
-    return np.where(load >= c, 1.0, np.where(load <= 0, 0.0, np.nan_to_num(out, nan=1.0)))
-
-
-def _wait_points(
-    w_zero: FloatArray,
-    w_exp: FloatArray,
-    exp_mean: FloatArray,
-    w_old: FloatArray,
-    old_mean: FloatArray,
-) -> tuple[FloatArray, FloatArray]:
-    """Wait values and weights per (class, pool): zero, exponential quantiles, carried-over."""
-    q = (np.arange(EXP_POINTS) + 0.5) / EXP_POINTS
-    exp_vals = -np.log1p(-q)[None, None, :] * exp_mean[:, :, None]
-    values = np.concatenate([np.zeros((*w_zero.shape, 1)), exp_vals, old_mean[:, :, None]], axis=2)
-    weights = np.concatenate(
-        [
-            w_zero[:, :, None],
-            np.repeat(w_exp[:, :, None] / EXP_POINTS, EXP_POINTS, axis=2),
-            w_old[:, :, None],
-        ],
-        axis=2,
-    )
-    return values, weights
 
 
 def _spread(per_cp: FloatArray, routed: FloatArray) -> FloatArray:

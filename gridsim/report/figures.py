@@ -148,7 +148,8 @@ def _served_and_capacity(result: Result) -> tuple[pd.Series[float], pd.Series[fl
     sums = per_pool.groupby("time_s")[["tokens", "capacity_tokens"]].sum()
     times = sums.index.to_numpy(dtype=float)
     horizon_s = float(result.summary.get("horizon_s") or result.scenario.horizon.duration)
-    interval = float(result.scenario.outputs.timeseries_interval)
+    # the series' own step: the flow engine may widen the one the scenario asks for
+    interval = float(np.diff(times).min()) if len(times) > 1 else horizon_s
     width = np.minimum(times + interval, horizon_s) - times
     return sums["tokens"] / width, sums["capacity_tokens"] / width
 

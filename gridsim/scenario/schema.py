@@ -13,63 +13,33 @@ import datetime as dt
 import difflib
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from gridsim.scenario.events import (
+    BuildOut,
+    DemandShock,
+    Event,
+    LinkOutage,
+    NodeOutage,
+    PolicySwitch,
+    PriceChange,
+    Retirement,
+    When,
+    check_events,
 )
+from gridsim.scenario.fields import Date, Duration, Id, Model, check_ref
 
-from gridsim.policies.registry import BUILTIN_POLICIES
-from gridsim.scenario.units import format_duration, parse_date, parse_duration
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": r"^\s*[0-9.eE+-]+\s*[a-z]*\s*$"},
-            ],
-            "description": "duration: seconds, or a number with a unit (250ms, 5min, 2h, 30d, 2y)",
-        }
-    ),
+__all__ = [
+    "BuildOut",
+    "DemandShock",
+    "Event",
+    "LinkOutage",
+    "NodeOutage",
+    "PolicySwitch",
+    "PriceChange",
+    "Retirement",
+    "When",
 ]
-Date = Annotated[
-    dt.date,
-    BeforeValidator(parse_date),
-    WithJsonSchema({"type": "string", "description": "date: YYYY-MM-DD or YYYY-MM"}),
-]
-Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-
-def _check_ref(info: ValidationInfo, kind: str, ref: str | None) -> str | None:
-    """Check that ``ref`` names an entry of catalogue ``kind``; suggest the closest ids."""
-    catalog = (info.context or {}).get("catalog")
-    if ref is None or catalog is None:
-        return ref
-    known = catalog.get(kind)
-    if ref not in known:
-        close = difflib.get_close_matches(ref, list(known), n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(repr(c) for c in close)}" if close else ""
-        listing = f"known {kind}: {', '.join(sorted(known))}"
-        raise ValueError(
-            f"unknown {kind[:-1]} {ref!r}; {hint or listing}. "
-            f"Add it under catalog.{kind} or run `gridsim catalog {kind}`"
-        )
-    return ref
-
 
 # --- time ------------------------------------------------------------------------------
 
@@ -112,12 +82,12 @@ class Pool(Model):
     @field_validator("accelerator")
     @classmethod
     def _known_accelerator(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return _check_ref(info, "accelerators", v)
+        return check_ref(info, "accelerators", v)
 
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return _check_ref(info, "models", v)
+        return check_ref(info, "models", v)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Pool:
@@ -155,7 +125,7 @@ class Node(Model):
     @field_validator("site")
     @classmethod
     def _known_site(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return _check_ref(info, "sites", v)
+        return check_ref(info, "sites", v)
 
     @model_validator(mode="after")
     def _located(self) -> Node:
@@ -177,7 +147,7 @@ class Region(Model):
     @field_validator("site")
     @classmethod
     def _known_site(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return _check_ref(info, "sites", v)
+        return check_ref(info, "sites", v)
 
     @model_validator(mode="after")
     def _located(self, info: ValidationInfo) -> Region:
@@ -294,7 +264,7 @@ class DemandClass(Model):
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return _check_ref(info, "models", v)
+        return check_ref(info, "models", v)
 
     @field_validator("diurnal")
     @classmethod
@@ -390,85 +360,6 @@ class Policy(Model):
         raise ValueError(f"unknown policy {v!r}; {hint} (or name a user policy as module:Class)")
 
 
-When = Annotated[
-    Date | Duration,
-    Field(
-        union_mode="left_to_right",
-        description="a date (2026-06-01) or a time after the horizon start (30d, 6h)",
-    ),
-]
-
-
-class _Timed(Model):
-    at: When
-
-
-class NodeOutage(_Timed):
-    """A node down from ``at`` for ``duration`` (default: to the end)."""
-
-    kind: Literal["node_outage"]
-    node: str
-    duration: Duration | None = None
-
-
-class LinkOutage(_Timed):
-    """The link between two places (region, node or cluster ids) cut for a while."""
-
-    kind: Literal["link_outage"]
-    a: str
-    b: str
-    duration: Duration | None = None
-
-
-class BuildOut(_Timed):
-    """More capacity in a pool: ordered at ``at``, in service ``lead_time`` later."""
-
-    kind: Literal["build_out"]
-    node: str
-    pool: str
-    replicas: int | None = Field(default=None, gt=0, description="LLM pool")
-    slots: int | None = Field(default=None, gt=0, description="generic pool")
-    lead_time: Duration = 0.0
-
-
-class Retirement(_Timed):
-    """Capacity taken out of a pool at ``at`` (work in progress finishes)."""
-
-    kind: Literal["retirement"]
-    node: str
-    pool: str
-    replicas: int | None = Field(default=None, gt=0)
-    slots: int | None = Field(default=None, gt=0)
-
-
-class DemandShock(_Timed):
-    """Demand of some classes (default all) multiplied by ``factor`` for a while."""
-
-    kind: Literal["demand_shock"]
-    factor: float = Field(ge=0)
-    duration: Duration | None = None
-    classes: list[str] | None = None
-    regions: list[str] | None = None
-
-
-class PriceChange(_Timed):
-    kind: Literal["price_change"]
-    node: str
-    price_cny_per_kwh: float = Field(ge=0)
-
-
-class PolicySwitch(_Timed):
-    kind: Literal["policy_switch"]
-    policy: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-Event = Annotated[
-    NodeOutage | LinkOutage | BuildOut | Retirement | DemandShock | PriceChange | PolicySwitch,
-    Field(discriminator="kind"),
-]
-
-
 class Admission(Model):
     queue_limit: int | None = Field(default=None, ge=0, description="waiting requests per pool")
     max_wait: Duration | None = None
@@ -549,42 +440,11 @@ class Scenario(Model):
                     f"no node can serve class {cls.name!r}: add {need} "
                     f"(or list {cls.name!r} under a pool's serves:)"
                 )
-        _check_events(self)
+        check_events(self)
         total_share = sum(c.share for c in self.demand.classes)
         if total_share > 1 + 1e-9:
             raise ValueError(f"class shares add up to {total_share:g}; they must not exceed 1")
         return self
-
-
-def _check_events(scenario: Scenario) -> None:
-    """Events name nodes, pools, classes and regions that exist."""
-    nodes = {n.id: n for n in scenario.nodes}
-    classes = {c.name for c in scenario.demand.classes}
-    regions = {r.id for r in scenario.regions}
-    for i, event in enumerate(scenario.events):
-        where = f"events[{i}] ({event.kind})"
-        node_id = getattr(event, "node", None)
-        if node_id is not None and node_id not in nodes:
-            raise ValueError(f"{where} names unknown node {node_id!r}; nodes: {sorted(nodes)}")
-        pool_id = getattr(event, "pool", None)
-        if node_id is not None and pool_id is not None:
-            pools = {p.id: p for p in nodes[node_id].pools}
-            if pool_id not in pools:
-                raise ValueError(f"{where}: node {node_id!r} has no pool {pool_id!r}")
-            pool = pools[pool_id]
-            amount = (getattr(event, "replicas", None), getattr(event, "slots", None))
-            if (pool.is_llm and amount[0] is None) or (not pool.is_llm and amount[1] is None):
-                need = "replicas" if pool.is_llm else "slots"
-                raise ValueError(f"{where}: pool {pool_id!r} changes by {need}: give {need}")
-        for name in getattr(event, "classes", None) or []:
-            if name not in classes:
-                raise ValueError(f"{where} names unknown class {name!r}")
-        for rid in getattr(event, "regions", None) or []:
-            if rid not in regions:
-                raise ValueError(f"{where} names unknown region {rid!r}")
-        policy = getattr(event, "policy", None)
-        if isinstance(policy, str) and policy not in BUILTIN_POLICIES and ":" not in policy:
-            raise ValueError(f"{where}: unknown policy {policy!r}")
 
 
 def pool_serves(pool: Pool, cls: DemandClass) -> bool:
