@@ -289,6 +289,9 @@ class RequestEngine:
                 self._reach(req, t_event)
         if len(done) >= FLUSH_ROWS:
             self._flush_done()
+            # With the collector paused, the few reference cycles that numpy and pandas make
+            # per flush would pile up; collecting the youngest generation here is cheap.
+            gc.collect(0)
 
     def _flush_done(self) -> None:
         """Hand finished requests to the recorder as columns (one vectorised pass)."""
