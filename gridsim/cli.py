@@ -103,6 +103,8 @@ def run(
     if shortfall:
         out.print(f"capacity shortfall from {shortfall}")
     out.print(f"results in {target} ({result.manifest['wall_time_s']} s)")
+    if (target / "report.html").exists():
+        out.print(f"report: {target / 'report.html'}")
 
 
 def _pct(value: float | None) -> str:
