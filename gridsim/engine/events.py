@@ -90,7 +90,7 @@ def schedule(engine: Changeable) -> list[Action]:
             node, price = event.node, event.price_cny_per_kwh
             actions.append((at, partial(_set_price, engine, node, price)))
         elif isinstance(event, DemandShock):
-            shocks.append((at, end if end is not None else np.inf, _shock_factor(sc, event)))
+            shocks.append((at, end if end is not None else np.inf, shock_factor(sc, event)))
     # Demand factors multiply where shocks overlap: recompute at every shock boundary.
     for t in sorted({b for a, e, _ in shocks for b in (a, e) if np.isfinite(b)}):
         factor = np.ones((len(sc.regions), len(sc.demand.classes)))
@@ -117,7 +117,8 @@ def _set_factor(engine: Changeable, factor: npt.NDArray[np.float64], t: float) -
     engine.set_demand_factor(factor)
 
 
-def _shock_factor(sc: Scenario, event: DemandShock) -> npt.NDArray[np.float64]:
+def shock_factor(sc: Scenario, event: DemandShock) -> npt.NDArray[np.float64]:
+    """The shock's demand multiplier as regions x classes (1 where it does not apply)."""
     classes = [c.name for c in sc.demand.classes]
     regions = [r.id for r in sc.regions]
     factor = np.ones((len(regions), len(classes)))

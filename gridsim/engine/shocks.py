@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridsim.demand import Arrivals, DemandModel
-from gridsim.engine.events import seconds
+from gridsim.engine.events import seconds, shock_factor
 from gridsim.scenario.schema import DemandShock, Scenario
 
 SHOCK_STREAM = 0x5C0C
@@ -24,19 +24,13 @@ SHOCK_STREAM = 0x5C0C
 class Shocks:
     def __init__(self, scenario: Scenario, seed: int) -> None:
         self.seed = seed
-        classes = [c.name for c in scenario.demand.classes]
-        regions = [r.id for r in scenario.regions]
         self.windows: list[tuple[float, float, npt.NDArray[np.float64]]] = []
         for event in scenario.events:
             if not isinstance(event, DemandShock):
                 continue
             start = seconds(scenario, event.at)
             end = start + event.duration if event.duration is not None else math.inf
-            factor = np.ones((len(regions), len(classes)))
-            rows = [regions.index(r) for r in event.regions or regions]
-            cols = [classes.index(c) for c in event.classes or classes]
-            factor[np.ix_(rows, cols)] = event.factor
-            self.windows.append((start, end, factor))
+            self.windows.append((start, end, shock_factor(scenario, event)))
         top = max((float(f.max()) for _, _, f in self.windows), default=1.0)
         # One extra copy of the demand per whole unit of factor above one.
         self.extra = [DemandModel(scenario) for _ in range(math.ceil(top) - 1)]
