@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 
@@ -25,6 +29,9 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
+INTERNAL_ERROR = 70  # EX_SOFTWARE: gridsim's own fault, not the input's
+LONG_RUN_S = 60.0  # runs estimated longer than this say so before they start
+BUG_REPORTS = "the gridsim issue tracker (see the README)"
 
 SetOpt = Annotated[
     list[str] | None,
@@ -45,9 +52,62 @@ def _guard(fn: Callable[[], T]) -> T:
     except ScenarioError as exc:
         err.print(str(exc), markup=False, highlight=False)
         raise typer.Exit(2) from None
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+    except (ValueError, KeyError, OSError) as exc:
+        err.print(f"error: {_message(exc)}", markup=False, highlight=False)
         raise typer.Exit(2) from None
+
+
+def _message(exc: BaseException) -> str:
+    """An exception as one line: OS errors with their file, key errors without quotes."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc)
+
+
+def _safe(fn: Callable[..., T]) -> Callable[..., T]:
+    """Wrap a command: no input, file or resource problem ever ends in a Python traceback.
+
+    Problems with the input or the machine (unreadable files, encodings, nesting too deep,
+    memory) exit 2 with a message; anything else is a gridsim bug and says so, exit 70.
+    """
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except KeyboardInterrupt:
+            err.print("interrupted: nothing was written")
+            raise typer.Exit(130) from None
+        except ScenarioError as exc:
+            err.print(str(exc), markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        except RecursionError:
+            err.print("error: the input is nested too deeply to read; flatten it")
+            raise typer.Exit(2) from None
+        except MemoryError:
+            err.print("error: out of memory; shorten the horizon or coarsen the resolution")
+            raise typer.Exit(2) from None
+        except (OSError, UnicodeError) as exc:
+            err.print(f"error: {_message(exc)}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        except Exception as exc:
+            frames = traceback.extract_tb(exc.__traceback__)
+            where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+            err.print(
+                f"internal error: {type(exc).__name__}: {exc}{where}.\n"
+                f"This is a bug in gridsim, not in your input. Please report it at {BUG_REPORTS}"
+                " with the command line, the scenario and this message.",
+                markup=False,
+                highlight=False,
+            )
+            raise typer.Exit(INTERNAL_ERROR) from None
+
+    return command
 
 
 def _load(file: Path, scenario: str | None, sets: list[str] | None, seed: int | None = None) -> Any:
@@ -67,20 +127,37 @@ def run(
     fidelity: Annotated[
         str | None, typer.Option("--fidelity", help="request | flow (default: the scenario's)")
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing gridsim run folder (only one gridsim wrote)")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run even when the estimate is above the limits")
+    ] = False,
 ) -> None:
     """Run a scenario and write its results folder."""
-    from gridsim.output import default_out_dir, write_run
+    from gridsim.output import claim_out_dir, default_out_dir
+    from gridsim.run import fidelity_of
     from gridsim.run import run as run_scenario
 
+    if fidelity not in (None, "auto", "request", "flow"):
+        err.print(f"error: --fidelity {fidelity}: choose request, flow or auto")
+        raise typer.Exit(2)
     sc = _load(file, scenario, set_, seed)
-    try:
-        result = _guard(lambda: run_scenario(sc, fidelity=fidelity, progress=sys.stderr.isatty()))
-        target = out_dir or default_out_dir(result)
-        _guard(lambda: write_run(result, target, overwrite=overwrite))
-    except KeyboardInterrupt:
-        err.print("interrupted: nothing was written (a run folder appears only when complete)")
-        raise typer.Exit(130) from None
+    chosen = _guard(lambda: fidelity_of(sc, fidelity))
+    _guard(lambda: _check_size(sc, chosen, force))
+    target = out_dir or default_out_dir(sc, sc.seed, chosen)
+    # The output place is checked and claimed before simulating: a bad --out fails now, not
+    # after the run, and no other run can write the same folder meanwhile.
+    slot = _guard(lambda: claim_out_dir(target, overwrite=overwrite))
+    for leftover in slot.cleaned:
+        err.print(f"removed {leftover}, left by a gridsim run that was killed", markup=False)
+    with slot:
+        try:
+            result = _guard(lambda: run_scenario(sc, fidelity=chosen, progress=sys.stderr.isatty()))
+            target = _guard(lambda: slot.write(result))
+        except KeyboardInterrupt:
+            err.print("interrupted: nothing was written (a run folder appears only when complete)")
+            raise typer.Exit(130) from None
     s = result.summary
     req, lat = s["requests"], s["latency_s"]
     util = s.get("utilization", {}).get("mean")
@@ -105,6 +182,29 @@ def run(
     out.print(f"results in {target} ({result.manifest['wall_time_s']} s)")
     if (target / "report.html").exists():
         out.print(f"report: {target / 'report.html'}")
+
+
+def _check_size(sc: Any, fidelity: str, force: bool) -> None:
+    """Refuse, before allocating anything, a run estimated beyond the machine's limits."""
+    from gridsim.estimate import check_run
+
+    estimate = check_run(sc, fidelity, force=force)
+    if force or estimate.wall_s > LONG_RUN_S:
+        err.print(f"estimate: {estimate.describe()}", markup=False)
+
+
+def _print_estimate(sc: Any) -> None:
+    """What a run would take, and whether ``gridsim run`` would refuse it without --force."""
+    from gridsim.estimate import RunTooLarge, check_run
+
+    try:
+        estimate = check_run(sc)
+    except RunTooLarge as exc:
+        out.print(f"  estimate: {exc.estimate.describe()}", markup=False)
+        over = ", ".join(exc.exceeded)
+        out.print(f"  gridsim run refuses this without --force (over the limit on {over})")
+        return
+    out.print(f"  estimate: {estimate.describe()}", markup=False)
 
 
 def _pct(value: float | None) -> str:
@@ -150,6 +250,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Scenario files")]
             f"{file}: ok ({scenario.name}: {len(scenario.regions)} regions, "
             f"{len(scenario.nodes)} nodes, {len(scenario.demand.classes)} classes)"
         )
+        _print_estimate(scenario)
     if failed:
         raise typer.Exit(2)
 
@@ -161,12 +262,15 @@ def schema(
     """Write the JSON Schema of scenario files (for editor completion and checks)."""
     from gridsim.scenario.schema import Scenario
 
+    if output is not None and output.is_dir():
+        err.print(f"error: {output} is a folder; give a file name, e.g. -o scenario.schema.json")
+        raise typer.Exit(2)
     doc = Scenario.model_json_schema(mode="validation")
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     doc["title"] = "gridsim scenario"
     text = json.dumps(doc, indent=2, sort_keys=False)
     if output:
-        output.write_text(text + "\n", encoding="utf-8")
+        _guard(lambda: output.write_text(text + "\n", encoding="utf-8"))
         out.print(f"wrote {output}")
     else:
         sys.stdout.write(text + "\n")
@@ -221,7 +325,10 @@ def topology(
     """Latency summary against the policy targets (5 ms, 20 ms), and a map figure."""
     from gridsim.topology import build_topology, check_reachability, latency_summary, plot_topology
 
+    if figure is not None:
+        _check_figure_path(figure)
     sc = _load(file, scenario, set_)
+    path = figure or Path(f"{sc.name}-topology.png")
     problems = check_reachability(sc)
     if problems:
         err.print(str(ScenarioError(problems)), markup=False, highlight=False)
@@ -232,10 +339,25 @@ def topology(
     from gridsim.demand import region_weights
     from gridsim.scenario import scenario_catalog
 
-    path = figure or Path(f"{sc.name}-topology.png")
     weights = region_weights(sc, scenario_catalog(sc))
-    plot_topology(topo, path, region_shares=dict(zip(topo.region_ids, weights, strict=True)))
+    shares = dict(zip(topo.region_ids, weights, strict=True))
+    _guard(lambda: plot_topology(topo, path, region_shares=shares))
     out.print(f"map saved to {path}")
+
+
+def _check_figure_path(path: Path) -> None:
+    """A figure file matplotlib can write, in a folder that exists: checked before the work."""
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        known = ", ".join(sorted(formats))
+        err.print(f"error: --figure {path}: unknown format {suffix!r}; end the name in {known}")
+        raise typer.Exit(2)
+    if path.is_dir() or not path.parent.is_dir():
+        err.print(f"error: --figure {path}: not a file in an existing folder")
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -260,6 +382,13 @@ def serving(
     cat = builtin_catalog()
 
     def build() -> dict[str, Any]:
+        for name, value in (("--tpot-ms", tpot_ms), ("--price-cny-per-kwh", price_cny_per_kwh)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} {value}: give a finite number >= 0")
+        if not (math.isfinite(pue) and 1 <= pue <= 3):
+            raise ValueError(f"--pue {pue}: give a number from 1 to 3")
+        if tpot_ms is not None and tpot_ms <= 0:
+            raise ValueError(f"--tpot-ms {tpot_ms}: give a target above 0 ms")
         if model not in cat.models:
             raise ValueError(f"unknown model {model!r}; known: {', '.join(cat.models)}")
         if accelerator not in cat.accelerators:
@@ -271,11 +400,18 @@ def serving(
 
     result = _guard(build)
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.write(json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
     else:
         frame = pd.DataFrame({"value": list(result.values())}, index=list(result.keys()))
         frame.index.name = "figure"
         _print_frame(frame, title=f"{count} x {accelerator} serving {model}")
+
+
+def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
+    """Non-finite figures (a deployment that serves nothing) as null: JSON has no NaN."""
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()
+    }
 
 
 def _register_extensions() -> None:
@@ -315,7 +451,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _make_safe() -> None:
+    """Every registered command, here and in the command modules, behind ``_safe``."""
+    for info in app.registered_commands:
+        if info.callback is not None and not hasattr(info.callback, "__wrapped__"):
+            info.callback = _safe(info.callback)
+
+
 _register_extensions()  # last: command modules may use the helpers above
+_make_safe()
 
 
 def main() -> None:

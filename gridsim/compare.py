@@ -73,14 +73,34 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> pd.DataFrame:
     KPI table."""
     if len(run_dirs) < 2:
         raise ValueError("give at least two run folders to compare")
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
     results = [read_run(Path(d)) for d in run_dirs]
     labels = run_labels([Path(d) for d in run_dirs])
     table = kpi_table(results, labels)
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "kpis.csv")
     write_comparison_figures(results, labels, out_dir)
     return table
+
+
+COMPARE_FILES = frozenset(
+    {"kpis.csv", "compare_latency.png", "compare_utilization.png", "compare_cost_energy.png"}
+)
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """A comparison replaces only an earlier comparison's files, never anything else."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; choose a folder with --out")
+    if out_dir.is_dir():
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in COMPARE_FILES)
+        if foreign:
+            listing = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise ValueError(
+                f"{out_dir} holds files a comparison does not write ({listing}); "
+                "choose an empty or new folder with --out"
+            )
 
 
 def format_table(df: pd.DataFrame) -> str:

@@ -353,9 +353,9 @@ def _clock_start_hour(path: Path, format: TraceFormat) -> float:
 def _detected(path: Path, format: TraceFormat) -> str:
     if format != "auto":
         return format
-    from gridsim.demand.traces import _detect
+    from gridsim.scenario.tracefile import detect_format
 
-    return _detect(path)
+    return detect_format(path)
 
 
 def _round(x: float, digits: int = 4) -> float:

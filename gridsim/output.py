@@ -1,72 +1,325 @@
-"""Writing a run's folder, atomically: a temporary folder renamed into place at the end.
+"""Writing a run's folder safely: claimed before simulating, written whole, never clobbering.
 
 Contents: summary.json, timeseries.parquet (tidy), flows.parquet (served by class, region and
 pool), pools.parquet (pool attributes), requests.parquet (when asked for),
 scenario.resolved.yaml (re-runnable as is), manifest.json, and (``outputs.figures``)
-figures/*.png and a self-contained report.html. Nothing is left half-written:
-on any error the temporary folder is removed and an existing run folder is untouched.
+figures/*.png and a self-contained report.html.
+
+A user's data is never deleted or replaced:
+
+- the output place is checked and claimed (``claim_out_dir``) *before* the simulation, with an
+  exclusive lock file beside it, so two runs can never write the same folder and a bad place
+  fails in a second rather than after an hour of simulation;
+- the folder is written as a temporary sibling and renamed into place at the end, so nothing
+  is left half-written: on any error the temporary folder goes and an existing folder stays;
+- ``overwrite`` replaces only a folder that is a gridsim run (its manifest says so) holding
+  nothing but what gridsim writes, and never the working folder, a parent of it, the home
+  folder, the results root or ``/``;
+- what a killed run left behind (a stale lock or temporary folder, named after its process)
+  is removed by the next run that writes beside it, and reported.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pandas as pd
 
 from gridsim.run import Result
+from gridsim.scenario import Scenario
 from gridsim.scenario.resolved import dump_resolved
 
+RESULTS_ROOT = Path("results")
+RUN_KIND = "gridsim run"  # manifest.json "kind": what marks a folder as gridsim's own
+# Everything a run or a sweep writes into a run folder; a folder holding anything else is not
+# replaced, whatever its manifest says.
+RUN_FILES = frozenset(
+    {
+        "summary.json",
+        "timeseries.parquet",
+        "flows.parquet",
+        "pools.parquet",
+        "requests.parquet",
+        "scenario.resolved.yaml",
+        "manifest.json",
+        "report.html",
+        "run.json",
+    }
+)
+_LOCK = ".gridsim-lock"
+_TMP = ".gridsim-tmp-"
+_OLD = ".gridsim-old-"
+_SUFFIX_BYTES = len(f"..{_TMP}{2**22}-{'0' * 8}")  # the longest helper name beside a run
 
-def default_out_dir(result: Result, root: Path = Path("results")) -> Path:
-    """A new ``results/<scenario>/<run-id>``: UTC time, seed and a hash of the resolved
-    scenario, so runs never collide and the folder name says what produced it."""
-    digest = result.manifest.get("inputs_sha256", {}).get("scenario.resolved.yaml", "")[:8]
+
+class OutputError(ValueError):
+    """An output place that cannot or must not be written (a clear message, exit 2)."""
+
+
+def default_out_dir(
+    scenario: Scenario, seed: int, fidelity: str, root: Path = RESULTS_ROOT
+) -> Path:
+    """A new ``results/<scenario>/<run id>``. The id says when, which engine and seed, which
+    resolved scenario (a hash), and ends in a random part, so two runs started in the same
+    second never share a folder (the claim is exclusive anyway)."""
+    digest = hashlib.sha256(dump_resolved(scenario).encode()).hexdigest()[:8]
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
-    base = root / result.scenario.name / f"{stamp}-seed{result.summary['seed']}-{digest}"
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+    run_id = f"{stamp}-{fidelity}-seed{seed}-{digest}-{secrets.token_hex(3)}"
+    return root / scenario.name / run_id
+
+
+def is_gridsim_run(folder: Path) -> bool:
+    """Whether ``folder`` is a run folder gridsim wrote (manifest and summary present)."""
+    manifest = folder / "manifest.json"
+    if folder.is_symlink() or not folder.is_dir() or not manifest.is_file():
+        return False
+    try:
+        data = json.loads(manifest.read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    # Runs written before the "kind" marker carry the version and input hashes.
+    ours = isinstance(data, dict) and (
+        data.get("kind") == RUN_KIND or {"gridsim", "inputs_sha256"} <= data.keys()
+    )
+    return ours and (folder / "summary.json").is_file()
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """Names in a run folder that gridsim did not write there (these block --overwrite)."""
+    out = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name == "figures" and entry.is_dir() and not entry.is_symlink():
+            out += [f"figures/{f.name}" for f in sorted(entry.iterdir()) if f.suffix != ".png"]
+        elif entry.name not in RUN_FILES or entry.is_symlink() or not entry.is_file():
+            out.append(entry.name)
+    return out
+
+
+class RunSlot:
+    """A claimed output folder: held (by its lock file) until written or released."""
+
+    def __init__(self, target: Path, overwrite: bool, lock: Path, cleaned: list[Path]):
+        self.target = target
+        self.overwrite = overwrite
+        self.cleaned = cleaned  # what killed runs had left here, now removed
+        self._lock: Path | None = lock
+
+    def __enter__(self) -> RunSlot:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.unlink(missing_ok=True)
+            self._lock = None
+
+    def write(self, result: Result) -> Path:
+        """Write ``result`` to a temporary sibling, then put it in place; release the claim."""
+        if self._lock is None:
+            raise RuntimeError("this output folder was already written or released")
+        target = self.target
+        tmp = target.parent / f".{target.name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir()
+            _write_contents(result, tmp)
+            _check_place(target, self.overwrite)  # still as it was claimed?
+            if target.exists():
+                old = target.parent / f".{target.name}{_OLD}{os.getpid()}-{secrets.token_hex(4)}"
+                target.rename(old)
+                try:
+                    tmp.rename(target)
+                except BaseException:
+                    old.rename(target)
+                    raise
+                shutil.rmtree(old)  # a gridsim run holding only gridsim's files (checked)
+            else:
+                tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            self.release()
+        return target
+
+
+def claim_out_dir(target: Path, overwrite: bool = False) -> RunSlot:
+    """Check ``target`` and claim it for one run before anything is simulated.
+
+    Raises ``OutputError`` (what is wrong and what to do) when the place is not writable, is a
+    file, holds a folder that is not to be replaced, or another run is writing it.
+    """
+    target = Path(os.path.abspath(target))
+    _check_place(target, overwrite)
+    name_max = _name_max(target.parent)
+    if len(target.name.encode()) + _SUFFIX_BYTES > name_max:
+        raise OutputError(
+            f"{target}: the folder name is {len(target.name.encode())} bytes; names here hold "
+            f"at most {name_max - _SUFFIX_BYTES}; choose a shorter --out"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {target.parent}: {exc.strerror}; choose --out") from None
+    if not target.parent.is_dir():
+        raise OutputError(f"{target.parent} is not a folder; choose another --out")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{target.parent} is not writable; choose another --out")
+    lock = target.parent / f".{target.name}{_LOCK}"
+    _take_lock(lock, target)
+    try:
+        cleaned = _clean_leftovers(target)
+        _check_place(target, overwrite)  # again, now that no other run can change it
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise
+    return RunSlot(target, overwrite, lock, cleaned)
 
 
 def write_run(result: Result, out_dir: Path, overwrite: bool = False) -> Path:
-    """Write ``result`` to ``out_dir``; refuse to replace an earlier run unless ``overwrite``."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} already holds a run; pass --overwrite to replace it, or choose --out"
-        )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        _dump_json(tmp / "summary.json", result.summary)
-        result.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
-        result.flows.to_parquet(tmp / "flows.parquet", index=False)
-        result.pools.to_parquet(tmp / "pools.parquet", index=False)
-        if result.scenario.outputs.requests:
-            result.requests.to_parquet(tmp / "requests.parquet", index=False)
-        (tmp / "scenario.resolved.yaml").write_text(dump_resolved(result.scenario), "utf-8")
-        _dump_json(tmp / "manifest.json", result.manifest)
-        if result.scenario.outputs.figures:
-            from gridsim.report import write_figures, write_report
+    """Claim ``out_dir`` and write ``result`` there (see ``claim_out_dir`` for the rules)."""
+    with claim_out_dir(out_dir, overwrite) as slot:
+        return slot.write(result)
 
-            figures = write_figures(result, tmp / "figures")
-            write_report(result, tmp / "report.html", figures)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run folder is not
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+
+def _check_place(target: Path, overwrite: bool) -> None:
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise OutputError(f"{target} exists and is not a folder; choose another --out")
+    if not target.exists():
+        return
+    if not overwrite:
+        raise OutputError(
+            f"{target} already exists; pass --overwrite to replace a gridsim run folder, "
+            "or choose another --out"
+        )
+    protected = _protected_places()
+    if target.resolve() in protected or target.resolve() in Path.cwd().resolve().parents:
+        raise OutputError(
+            f"{target} is the working folder, a parent of it, the home folder, the results "
+            "root or /; --overwrite never replaces those; choose a run folder inside it"
+        )
+    if not is_gridsim_run(target):
+        raise OutputError(
+            f"{target} is not a gridsim run folder (no gridsim manifest.json and summary.json); "
+            "--overwrite replaces only gridsim's own run folders; choose another --out"
+        )
+    foreign = foreign_entries(target)
+    if foreign:
+        listing = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise OutputError(
+            f"{target} holds files gridsim did not write ({listing}); move them out first, "
+            "or choose another --out"
+        )
+
+
+def _protected_places() -> set[Path]:
+    return {
+        Path("/"),
+        Path.cwd().resolve(),
+        Path.home().resolve(),
+        RESULTS_ROOT.resolve(),
+    }
+
+
+def _take_lock(lock: Path, target: Path) -> None:
+    """Create ``lock`` exclusively (O_EXCL); a lock whose process is gone is taken over."""
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pid = _pid_in(lock.read_text("utf-8", errors="replace") if lock.is_file() else "")
+            if pid is not None and _alive(pid):
+                raise OutputError(
+                    f"another gridsim run (process {pid}) is writing {target}; wait for it, "
+                    "or choose another --out"
+                ) from None
+            if not lock.is_file():
+                message = f"{lock} is in the way; remove it or choose another --out"
+                raise OutputError(message) from None
+            lock.unlink(missing_ok=True)  # left by a killed run
+            continue
+        except OSError as exc:
+            raise OutputError(f"cannot write in {lock.parent}: {exc.strerror}") from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return
+    raise OutputError(f"could not lock {target}; another run keeps claiming it")
+
+
+def _clean_leftovers(target: Path) -> list[Path]:
+    """Remove temporary and replaced folders of ``target`` whose process is gone."""
+    removed = []
+    for prefix in (f".{target.name}{_TMP}", f".{target.name}{_OLD}"):
+        for entry in target.parent.glob(f"{_glob_escape(prefix)}*"):
+            pid = _pid_in(entry.name[len(prefix) :].split("-")[0])
+            if pid is None or _alive(pid) or entry.is_symlink() or not entry.is_dir():
+                continue
+            if foreign_entries(entry):
+                continue  # not only gridsim's files: leave it alone
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
+
+
+def _pid_in(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isdigit() and len(text) < 10 else None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _name_max(folder: Path) -> int:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return int(os.pathconf(probe, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def _write_contents(result: Result, folder: Path) -> None:
+    _dump_json(folder / "summary.json", result.summary)
+    result.timeseries.to_parquet(folder / "timeseries.parquet", index=False)
+    result.flows.to_parquet(folder / "flows.parquet", index=False)
+    result.pools.to_parquet(folder / "pools.parquet", index=False)
+    if result.scenario.outputs.requests:
+        result.requests.to_parquet(folder / "requests.parquet", index=False)
+    (folder / "scenario.resolved.yaml").write_text(dump_resolved(result.scenario), "utf-8")
+    _dump_json(folder / "manifest.json", {"kind": RUN_KIND, **result.manifest})
+    if result.scenario.outputs.figures:
+        from gridsim.report import write_figures, write_report
+
+        figures = write_figures(result, folder / "figures")
+        write_report(result, folder / "report.html", figures)
 
 
 def read_run(run_dir: Path) -> Result:
@@ -74,25 +327,44 @@ def read_run(run_dir: Path) -> Result:
     from gridsim.scenario import load_scenario
 
     run_dir = Path(run_dir)
-    if not (run_dir / "summary.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a gridsim run folder (no summary.json)")
+    if not is_gridsim_run(run_dir):
+        raise FileNotFoundError(
+            f"{run_dir} is not a gridsim run folder (no gridsim manifest.json and summary.json)"
+        )
+    summary = _read_json(run_dir / "summary.json")
+    manifest = _read_json(run_dir / "manifest.json")
     requests = run_dir / "requests.parquet"
     return Result(
         scenario=load_scenario(run_dir / "scenario.resolved.yaml"),
-        summary=json.loads((run_dir / "summary.json").read_text("utf-8")),
+        summary=summary,
         timeseries=pd.read_parquet(run_dir / "timeseries.parquet"),
         requests=pd.read_parquet(requests) if requests.exists() else pd.DataFrame(),
         flows=pd.read_parquet(run_dir / "flows.parquet"),
         pools=pd.read_parquet(run_dir / "pools.parquet"),
-        manifest=json.loads((run_dir / "manifest.json").read_text("utf-8")),
+        manifest=manifest,
     )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not readable JSON ({exc}); the run folder is damaged") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
 
 
 def _dump_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n", "utf-8")
+
+
+__all__ = [
+    "OutputError",
+    "RunSlot",
+    "claim_out_dir",
+    "default_out_dir",
+    "is_gridsim_run",
+    "read_run",
+    "write_run",
+]

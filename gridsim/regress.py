@@ -28,8 +28,9 @@ from typing import Any
 
 import pandas as pd
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from gridsim.scenario.yamlio import read_yaml
 
 BLOCKS = (  # the summary's blocks that are compared (by_region and by_node are left out)
     "requests",
@@ -133,7 +134,9 @@ def load_settings(path: str | Path) -> Settings:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no regression settings at {path}; pass --settings FILE")
-    data = yaml.safe_load(path.read_text("utf-8")) or {}
+    data = read_yaml(path).data or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: regression settings are a mapping (scenarios:, tolerances:)")
     try:
         return Settings.model_validate({**data, "base_dir": path.resolve().parent})
     except pydantic.ValidationError as exc:
@@ -244,6 +247,8 @@ def regress(
             )
         now = measure(baseline, settings.base_dir)
         golden = json.loads(golden_path.read_text("utf-8")) if golden_path.is_file() else {}
+        if not isinstance(golden, dict):
+            raise ValueError(f"{golden_path}: a golden file is a JSON object; --update rewrites it")
         checks = compare(golden, now, settings.tolerances) if golden else []
         moved = sum(c.moved for c in checks)
         failed = sum(not c.ok for c in checks)

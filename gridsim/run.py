@@ -40,9 +40,16 @@ class Result:
 
 
 def fidelity_of(scenario: Scenario, override: str | None = None) -> str:
+    """The engine that runs: ``override`` or the scenario's fidelity; ``auto`` simulates every
+    request only over at most a day and at most ``estimate.AUTO_REQUEST_MAX`` expected
+    requests, else runs at flow fidelity."""
     choice = override or scenario.fidelity
     if choice == "auto":
-        return "request" if scenario.horizon.duration <= REQUEST_FIDELITY_MAX_S else "flow"
+        from gridsim.estimate import AUTO_REQUEST_MAX, expected_requests
+
+        if scenario.horizon.duration > REQUEST_FIDELITY_MAX_S:
+            return "flow"
+        return "request" if expected_requests(scenario) <= AUTO_REQUEST_MAX else "flow"
     return choice
 
 
@@ -63,6 +70,9 @@ def run(
     chosen = fidelity_of(scenario, fidelity)
     if chosen not in ("request", "flow"):
         raise ValueError(f"unknown fidelity {chosen!r}; use request or flow")
+    # The result's scenario is the one that ran: its resolved YAML re-runs as is, with the same
+    # engine and seed, whatever the command line chose.
+    scenario = scenario.model_copy(update={"seed": seed, "fidelity": chosen})
     started = time.perf_counter()
     grid = build_grid(scenario)
     engine: RequestEngine | FlowEngine

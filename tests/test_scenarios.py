@@ -65,7 +65,7 @@ def test_every_named_override_validates(path: Path) -> None:
 @pytest.mark.parametrize("path", FILES, ids=_id)
 def test_every_scenario_runs_in_quick_mode(path: Path, tmp_path: Path) -> None:
     fidelity = fidelity_of(gs.load_scenario(path))
-    sets = [f"horizon.duration={QUICK[fidelity]}", "outputs.figures=false"]
+    sets = [f"horizon.duration={QUICK[fidelity]}", "horizon.warmup=0", "outputs.figures=false"]
     scenario = gs.load_scenario(path, sets=sets)
     result = gs.run(scenario)
     assert result.summary["fidelity"] == fidelity

@@ -49,8 +49,8 @@ class BuildOut(_Timed):
     kind: Literal["build_out"]
     node: str
     pool: str
-    replicas: int | None = Field(default=None, gt=0, description="LLM pool")
-    slots: int | None = Field(default=None, gt=0, description="generic pool")
+    replicas: int | None = Field(default=None, gt=0, le=10**9, description="LLM pool")
+    slots: int | None = Field(default=None, gt=0, le=10**9, description="generic pool")
     lead_time: Duration = 0.0
 
 
@@ -68,7 +68,7 @@ class DemandShock(_Timed):
     """Demand of some classes (default all) multiplied by ``factor`` for a while."""
 
     kind: Literal["demand_shock"]
-    factor: float = Field(ge=0)
+    factor: float = Field(ge=0, le=1e3)
     duration: Duration | None = None
     classes: list[str] | None = None
     regions: list[str] | None = None

@@ -41,7 +41,10 @@ Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=6
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # No NaN or infinity in any float field: every number a scenario gives must be finite.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
 
 
 def check_ref(info: ValidationInfo, kind: str, ref: str | None) -> str | None:

@@ -32,8 +32,9 @@ from gridsim.scenario.merging import (
     resolve_path,
     set_path,
 )
-from gridsim.scenario.schema import CatalogAdditions, Scenario
-from gridsim.scenario.yamlio import Document, parse_yaml, read_yaml
+from gridsim.scenario.schema import CatalogAdditions, Empirical, Scenario, TraceArrivals
+from gridsim.scenario.tracefile import TraceFormat, load_trace
+from gridsim.scenario.yamlio import YAML_SUFFIXES, Document, parse_yaml, read_yaml
 
 # Fields that hold file paths, relative to the file that wrote them: (path pattern, '*' = any).
 _PATH_FIELDS: list[tuple[str | int, ...]] = [
@@ -63,6 +64,8 @@ def load_scenario(
     resolved = resolve_file(FsPath(path), scenarios, sets)
     if seed is not None:
         resolved.data["seed"] = seed
+        marks: dict[Path, Mark] = {("seed",): Mark(f"--seed {seed}")}
+        resolved.locator.add(Layer(marks, dict(marks)))
     return validate(resolved.data, resolved.locator)
 
 
@@ -109,7 +112,7 @@ def _load_chain(path: FsPath, stack: list[FsPath]) -> Resolved:
         raise ScenarioError([Problem((), "a scenario is a mapping of keys", Mark(doc.source))])
     data = doc.data
     _absolutise(data, path.parent)
-    parents = data.pop("extends", None)
+    parents = data_parents = data.pop("extends", None)
     if isinstance(parents, str):
         parents = [parents]
     if parents is not None and not (
@@ -125,7 +128,19 @@ def _load_chain(path: FsPath, stack: list[FsPath]) -> Resolved:
             ]
         )
     base = Resolved(data={}, locator=Locator())
-    for parent in parents or []:
+    for i, parent in enumerate(parents or []):
+        if not parent.lower().endswith(YAML_SUFFIXES):
+            at = ("extends", i) if isinstance(data_parents, list) else ("extends",)
+            raise ScenarioError(
+                [
+                    Problem(
+                        ("extends",),
+                        f"extends names {parent!r}, which is not a scenario file; "
+                        "name a .yaml or .yml file",
+                        doc.values.get(at),
+                    )
+                ]
+            )
         ancestor = _load_chain((path.parent / parent).resolve(), [*stack, path])
         base.data = deep_merge(base.data, ancestor.data)
         base.locator.layers += ancestor.locator.layers
@@ -230,7 +245,7 @@ def validate(data: dict[str, Any], locator: Locator | None = None) -> Scenario:
         problems += _problems(exc, raw_catalog, CatalogAdditions, locator, prefix=("catalog",))
         additions = CatalogAdditions()
     if additions.include:
-        data = {**data, "catalog": _inline_includes(raw_catalog, additions, problems)}
+        data = {**data, "catalog": _inline_includes(raw_catalog, additions, locator, problems)}
         additions = CatalogAdditions.model_validate(data["catalog"])
     catalog = extend_catalog(catalog, additions, locator, problems)
     context = {"catalog": catalog, "policies": policy_names()}
@@ -239,9 +254,31 @@ def validate(data: dict[str, Any], locator: Locator | None = None) -> Scenario:
     except pydantic.ValidationError as exc:
         problems += _problems(exc, data, Scenario, locator)
         raise ScenarioError(problems) from None
+    problems += _check_traces(scenario, locator)
     if problems:
         raise ScenarioError(problems)
     return scenario
+
+
+def _check_traces(scenario: Scenario, locator: Locator) -> list[Problem]:
+    """Read every trace file the scenario names (cached for the run): any that is missing,
+    malformed or holds nonsense is reported at the field that names it."""
+    problems = []
+    for i, cls in enumerate(scenario.demand.classes):
+        named: list[tuple[Path, str, TraceFormat]] = []
+        if isinstance(cls.arrival, TraceArrivals):
+            named.append((("arrival", "path"), cls.arrival.path, cls.arrival.format))
+        for field_name in ("input_tokens", "output_tokens", "service"):
+            dist = getattr(cls, field_name)
+            if isinstance(dist, Empirical):
+                named.append(((field_name, "trace"), dist.trace, "auto"))
+        for sub, file, fmt in named:
+            path = ("demand", "classes", i, *sub)
+            try:
+                load_trace(file, fmt)
+            except (OSError, ValueError) as exc:
+                problems.append(Problem(path, str(exc), locator.find(path)))
+    return problems
 
 
 def scenario_catalog(scenario: Scenario) -> Catalog:
@@ -272,11 +309,16 @@ def extend_catalog(
 
 
 def _inline_includes(
-    raw: dict[str, Any], additions: CatalogAdditions, problems: list[Problem]
+    raw: dict[str, Any], additions: CatalogAdditions, locator: Locator, problems: list[Problem]
 ) -> dict[str, Any]:
     """Included catalogue files first, then the scenario's inline entries (which win)."""
     out: dict[str, Any] = {kind: [] for kind in CATALOG_KINDS}
     for i, name in enumerate(additions.include):
+        at = ("catalog", "include", i)
+        if not name.lower().endswith(YAML_SUFFIXES):
+            message = f"{name!r} is not a catalogue file; include .yaml or .yml files"
+            problems.append(Problem(("catalog", "include", i), message, locator.find(at)))
+            continue
         try:
             doc: Document = read_yaml(FsPath(name))
         except ScenarioError as exc:
@@ -284,7 +326,11 @@ def _inline_includes(
                 Problem(("catalog", "include", i), p.message, p.mark) for p in exc.problems
             ]
             continue
-        body = doc.data if isinstance(doc.data, dict) else {}
+        if doc.data is not None and not isinstance(doc.data, dict):
+            message = f"{name} holds no mapping of catalogue kinds ({sorted(CATALOG_KINDS)})"
+            problems.append(Problem(("catalog", "include", i), message, Mark(doc.source)))
+            continue
+        body = doc.data or {}
         for key in body:
             if key not in CATALOG_KINDS:
                 problems.append(

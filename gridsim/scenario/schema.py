@@ -28,6 +28,12 @@ from gridsim.scenario.events import (
     check_events,
 )
 from gridsim.scenario.fields import Date, Duration, Id, Model, check_ref
+from gridsim.scenario.units import format_duration
+
+# Upper bounds far beyond any real grid, so that no arithmetic downstream overflows.
+MAX_COUNT = 10**9  # replicas, slots, queue places
+MAX_TOKENS = 1e9  # tokens in one request (today's longest contexts are ~1e7)
+MAX_TOKENS_PER_DAY = 1e20  # national volume (China: 1.4e14 in March 2026)
 
 __all__ = [
     "BuildOut",
@@ -52,12 +58,27 @@ class Horizon(Model):
     resolution: Duration = 300.0
     warmup: Duration = 0.0
 
+    @field_validator("warmup")
+    @classmethod
+    def _warmup_within(cls, v: float, info: ValidationInfo) -> float:
+        duration = info.data.get("duration")
+        if duration is not None and v >= duration:
+            raise ValueError(
+                f"warmup ({format_duration(v)}) must be shorter than the duration "
+                f"({format_duration(duration)}): nothing would be measured"
+            )
+        return v
+
     @model_validator(mode="after")
     def _positive(self) -> Horizon:
         if self.duration <= 0:
             raise ValueError("duration must be > 0, e.g. duration: 1h")
         if self.resolution <= 0:
             raise ValueError("resolution must be > 0, e.g. resolution: 5min")
+        try:
+            dt.datetime.combine(self.start, dt.time()) + dt.timedelta(seconds=self.duration)
+        except OverflowError:
+            raise ValueError("the horizon ends after the year 9999; start earlier") from None
         return self
 
 
@@ -70,8 +91,12 @@ class Pool(Model):
     id: Id
     model: str | None = Field(default=None, description="catalogue model id (LLM pool)")
     accelerator: str | None = Field(default=None, description="catalogue accelerator id")
-    replicas: int | None = Field(default=None, ge=0, description="model replicas (LLM pool)")
-    slots: int | None = Field(default=None, ge=1, description="concurrent jobs (generic pool)")
+    replicas: int | None = Field(
+        default=None, ge=0, le=MAX_COUNT, description="model replicas (LLM pool)"
+    )
+    slots: int | None = Field(
+        default=None, ge=1, le=MAX_COUNT, description="concurrent jobs (generic pool)"
+    )
     serves: list[str] | None = Field(
         default=None, description="class names served; default: LLM classes of the same model"
     )
@@ -176,7 +201,7 @@ class Network(Model):
     """How places are joined. Link latency = great circle x route factor x us/km + per hop."""
 
     generate: Literal["none", "full_mesh", "k_nearest", "hub_and_spoke"] = "hub_and_spoke"
-    k: int = Field(default=3, ge=1, description="neighbours per place (k_nearest)")
+    k: int = Field(default=3, ge=1, le=10_000, description="neighbours per place (k_nearest)")
     route_factor: float = Field(default=1.5, ge=1.0, description="fibre route / great circle")
     fibre_us_per_km: float = Field(default=4.9, gt=0)
     per_hop_ms: float = Field(default=0.1, ge=0, description="switching and equipment per link")
@@ -189,18 +214,18 @@ class Network(Model):
 
 class Lognormal(Model):
     dist: Literal["lognormal"]
-    mean: float = Field(gt=0)
-    sigma: float = Field(gt=0, description="shape: std of log(x)")
+    mean: float = Field(gt=0, le=MAX_TOKENS)
+    sigma: float = Field(gt=0, le=5, description="shape: std of log(x)")
 
 
 class Exponential(Model):
     dist: Literal["exponential"]
-    mean: float = Field(gt=0)
+    mean: float = Field(gt=0, le=MAX_TOKENS)
 
 
 class Constant(Model):
     dist: Literal["constant"]
-    value: float = Field(gt=0)
+    value: float = Field(gt=0, le=MAX_TOKENS)
 
 
 class Empirical(Model):
@@ -224,14 +249,16 @@ class Bursty(Model):
     """Over-dispersed arrivals: index of dispersion (variance/mean of counts) above 1."""
 
     process: Literal["bursty"]
-    dispersion: float = Field(gt=1)
+    dispersion: float = Field(gt=1, le=1e6)
 
 
 class TraceArrivals(Model):
     process: Literal["trace"]
     path: str = Field(description="Azure-style CSV or Mooncake-style JSONL, relative path")
     format: Literal["auto", "azure", "mooncake"] = "auto"
-    time_scale: float = Field(default=1.0, gt=0, description=">1 stretches, <1 compresses")
+    time_scale: float = Field(
+        default=1.0, ge=1e-6, le=1e6, description=">1 stretches, <1 compresses"
+    )
     loop: bool = False
 
 
@@ -249,12 +276,14 @@ class DemandClass(Model):
     name: Id
     kind: Literal["llm", "job"] = "llm"
     share: float = Field(default=0.0, ge=0, le=1, description="share of national token volume")
-    rate_per_s: float | None = Field(default=None, gt=0, description="explicit arrival rate")
+    rate_per_s: float | None = Field(
+        default=None, gt=0, le=1e12, description="explicit arrival rate"
+    )
     model: str | None = Field(default=None, description="catalogue model id that serves it")
     input_tokens: Distribution | None = None
     output_tokens: Distribution | None = None
     service: Distribution | None = Field(default=None, description="job service time, s")
-    slots_per_job: int = Field(default=1, ge=1)
+    slots_per_job: int = Field(default=1, ge=1, le=MAX_COUNT)
     slo: Slo = Slo()
     latency_sensitivity: Literal["high", "medium", "low"] = "medium"
     arrival: Arrival = Poisson(process="poisson")
@@ -299,7 +328,7 @@ class DemandClass(Model):
 
 class GrowthPoint(Model):
     date: Date
-    tokens_per_day: float = Field(gt=0)
+    tokens_per_day: float = Field(gt=0, le=MAX_TOKENS_PER_DAY)
 
 
 class NoGrowth(Model):
@@ -308,13 +337,15 @@ class NoGrowth(Model):
 
 class ExponentialGrowth(Model):
     law: Literal["exponential"]
-    rate_per_month: float = Field(description="e.g. 0.1 for +10 % a month")
+    rate_per_month: float = Field(
+        gt=-1, le=10, description="e.g. 0.1 for +10 % a month; above -1 (-100 %)"
+    )
 
 
 class LogisticGrowth(Model):
     law: Literal["logistic"]
-    rate_per_month: float = Field(gt=0)
-    ceiling_tokens_per_day: float = Field(gt=0)
+    rate_per_month: float = Field(gt=0, le=10)
+    ceiling_tokens_per_day: float = Field(gt=0, le=MAX_TOKENS_PER_DAY)
 
 
 class PiecewiseGrowth(Model):
@@ -330,10 +361,12 @@ Growth = Annotated[
 
 
 class Demand(Model):
-    tokens_per_day: float = Field(gt=0, description="national volume at the horizon start")
+    tokens_per_day: float = Field(
+        gt=0, le=MAX_TOKENS_PER_DAY, description="national volume at the horizon start"
+    )
     growth: Growth = NoGrowth(law="none")
     region_weights: Literal["gdp", "population", "equal", "given"] = "gdp"
-    sample_fraction: float = Field(default=1.0, gt=0, le=1)
+    sample_fraction: float = Field(default=1.0, ge=1e-9, le=1)
     classes: list[DemandClass] = Field(min_length=1)
 
 
@@ -361,7 +394,9 @@ class Policy(Model):
 
 
 class Admission(Model):
-    queue_limit: int | None = Field(default=None, ge=0, description="waiting requests per pool")
+    queue_limit: int | None = Field(
+        default=None, ge=0, le=MAX_COUNT, description="waiting requests per pool"
+    )
     max_wait: Duration | None = None
 
 
@@ -369,6 +404,13 @@ class Outputs(Model):
     requests: bool = Field(default=False, description="write the per-request table")
     timeseries_interval: Duration = 60.0
     figures: bool = True
+
+    @field_validator("timeseries_interval")
+    @classmethod
+    def _positive_interval(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("timeseries_interval must be > 0, e.g. timeseries_interval: 1min")
+        return v
 
 
 class CatalogAdditions(Model):
@@ -386,7 +428,9 @@ class SweepSpec(Model):
     axes: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
         default_factory=dict, description="dotted path (as in --set) -> the values it takes"
     )
-    seeds: int = Field(default=1, ge=1, description="replications: seeds seed, seed+1, ...")
+    seeds: int = Field(
+        default=1, ge=1, le=10_000, description="replications: seeds seed, seed+1, ..."
+    )
 
 
 # --- the scenario ----------------------------------------------------------------------
@@ -395,7 +439,7 @@ class SweepSpec(Model):
 class Scenario(Model):
     name: Id
     description: str = ""
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     fidelity: Literal["auto", "request", "flow"] = "auto"
     horizon: Horizon
     catalog: CatalogAdditions = CatalogAdditions()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 
 # Minutes are `min`, months `mo`: a bare `m` is ambiguous and is refused with that hint.
@@ -23,6 +24,8 @@ SECONDS_PER_UNIT: dict[str, float] = {
     "y": 365.2425 * 86400.0,
     "yr": 365.2425 * 86400.0,
 }
+MAX_DURATION_YEARS = 1000  # far beyond any plan; bounds every time the engines compute
+MAX_DURATION_S = MAX_DURATION_YEARS * SECONDS_PER_UNIT["y"]
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-z]*)\s*$")
 DURATION_HELP = (
     "write a number with a unit, e.g. 250ms, 30s, 5min, 2h, 30d, 2y (a bare number is seconds)"
@@ -50,8 +53,12 @@ def parse_duration(value: object) -> float:
         seconds = float(number) * SECONDS_PER_UNIT.get(suffix or "s", 1.0)
     else:
         raise ValueError(f"{value!r} is not a duration; {DURATION_HELP}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a duration: it is not a finite number")
     if seconds < 0:
         raise ValueError(f"{value!r} is not a duration: it is negative")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is too long a duration; at most {MAX_DURATION_YEARS} years")
     return seconds
 
 
