@@ -320,3 +320,20 @@ def test_a_bug_says_it_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 70
     assert "internal error: TypeError: boom" in result.output
     assert "bug in gridsim" in result.output
+
+
+def test_readme_quotes_the_limits_in_force() -> None:
+    from gridsim.estimate import AUTO_REQUEST_MAX, Limits
+    from gridsim.scenario.yamlio import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    limits = Limits()
+    for quoted in (
+        f"too large ({MAX_FILE_BYTES // 2**20} MiB)",
+        f"nested over {MAX_DEPTH} levels",
+        f"expand past {MAX_VALUES:,} values",
+        f"{limits.requests:.0e} requests".replace("e+0", "e"),
+        f"{limits.wall_s / 3600:g} hours",
+        f"at most {AUTO_REQUEST_MAX:.0e} expected requests".replace("e+0", "e"),
+    ):
+        assert quoted in readme, quoted
