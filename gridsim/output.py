@@ -261,22 +261,25 @@ def _take_lock(lock: Path, target: Path) -> None:
 
 
 def _clean_leftovers(target: Path) -> list[Path]:
-    """Remove temporary and replaced folders of ``target`` whose process is gone."""
+    """Remove what killed runs left beside ``target`` (any run's, since default run ids are
+    new each time): temporary and replaced folders holding only gridsim's files, and locks,
+    all named after a process that is gone."""
     removed = []
-    for prefix in (f".{target.name}{_TMP}", f".{target.name}{_OLD}"):
-        for entry in target.parent.glob(f"{_glob_escape(prefix)}*"):
-            pid = _pid_in(entry.name[len(prefix) :].split("-")[0])
+    for marker in (_TMP, _OLD):
+        for entry in target.parent.glob(f".*{marker}*"):
+            pid = _pid_in(entry.name.rpartition(marker)[2].split("-")[0])
             if pid is None or _alive(pid) or entry.is_symlink() or not entry.is_dir():
                 continue
             if foreign_entries(entry):
                 continue  # not only gridsim's files: leave it alone
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
+    for lock in target.parent.glob(f".*{_LOCK}"):
+        pid = _pid_in(lock.read_text("utf-8", errors="replace")) if lock.is_file() else None
+        if pid is not None and not _alive(pid) and not lock.is_symlink():
+            lock.unlink(missing_ok=True)
+            removed.append(lock)
     return removed
-
-
-def _glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
 
 
 def _pid_in(text: str) -> int | None:

@@ -171,13 +171,16 @@ def test_what_a_killed_run_left_is_cleaned_and_reported(tmp_path: Path) -> None:
     leftover = tmp_path / f".run.gridsim-tmp-{pid}-abcd1234"
     leftover.mkdir()
     (leftover / "summary.json").write_text("{}")
+    other = tmp_path / f".20260101-000000-flow-seed1-abc.gridsim-tmp-{pid}-0badcafe"
+    other.mkdir()  # another run's (default folders get new names each time)
+    (other / "manifest.json").write_text("{}")
     users = tmp_path / f".run.gridsim-tmp-{pid}-feedbeef"  # holds a file gridsim never writes
     users.mkdir()
     (users / "thesis.tex").write_text("mine\n")
     code, output = invoke("run", MMC, *QUICK, "--out", str(out))
     assert code == 0, output
     assert "left by a gridsim run that was killed" in output
-    assert not leftover.exists() and not lock.exists()
+    assert not leftover.exists() and not lock.exists() and not other.exists()
     assert (users / "thesis.tex").read_text() == "mine\n"
 
 
