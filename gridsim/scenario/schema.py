@@ -354,6 +354,15 @@ class PiecewiseGrowth(Model):
     law: Literal["piecewise"]
     points: list[GrowthPoint] = Field(min_length=2)
 
+    @field_validator("points")
+    @classmethod
+    def _distinct_dates(cls, v: list[GrowthPoint]) -> list[GrowthPoint]:
+        dates = [p.date for p in v]
+        if len(set(dates)) != len(dates):
+            repeated = sorted({d for d in dates if dates.count(d) > 1})
+            raise ValueError(f"two points share the date {repeated[0]}; give each date once")
+        return v
+
 
 Growth = Annotated[
     NoGrowth | ExponentialGrowth | LogisticGrowth | PiecewiseGrowth, Field(discriminator="law")
