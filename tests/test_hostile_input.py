@@ -19,7 +19,6 @@ from gridsim.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 MMC = ROOT / "scenarios" / "validation" / "mmc.yaml"
-TRACES = ROOT.parent / "shared" / "data" / "traces"
 LOCATED = re.compile(r"\.yaml:\d+:\d+: ")
 
 
