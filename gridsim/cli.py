@@ -13,8 +13,8 @@ from typing import Annotated, Any, TypeVar
 
 import click
 import typer
-from rich.console import Console
 
+from gridsim.console import err, guard, message, out
 from gridsim.scenario import ScenarioError, load_scenario
 
 app = typer.Typer(
@@ -24,10 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Wide tables stay readable in logs and pipes, where rich would otherwise assume 80 columns.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
-
 T = TypeVar("T")
 INTERNAL_ERROR = 70  # EX_SOFTWARE: gridsim's own fault, not the input's
 LONG_RUN_S = 60.0  # runs estimated longer than this say so before they start
@@ -43,28 +39,6 @@ ScenarioOpt = Annotated[
     str | None,
     typer.Option("--scenario", help="Apply named overrides from the file, comma separated: A,B"),
 ]
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; turn input problems into a clear message and exit code 2."""
-    try:
-        return fn()
-    except ScenarioError as exc:
-        err.print(str(exc), markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    except (ValueError, KeyError, OSError) as exc:
-        err.print(f"error: {_message(exc)}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _message(exc: BaseException) -> str:
-    """An exception as one line: OS errors with their file, key errors without quotes."""
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f"{exc.filename}: " if exc.filename else ""
-        return f"{where}{exc.strerror}"
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    return str(exc)
 
 
 def _safe(fn: Callable[..., T]) -> Callable[..., T]:
@@ -93,7 +67,7 @@ def _safe(fn: Callable[..., T]) -> Callable[..., T]:
             err.print("error: out of memory; shorten the horizon or coarsen the resolution")
             raise typer.Exit(2) from None
         except (OSError, UnicodeError) as exc:
-            err.print(f"error: {_message(exc)}", markup=False, highlight=False)
+            err.print(f"error: {message(exc)}", markup=False, highlight=False)
             raise typer.Exit(2) from None
         except Exception as exc:
             frames = traceback.extract_tb(exc.__traceback__)
@@ -112,7 +86,7 @@ def _safe(fn: Callable[..., T]) -> Callable[..., T]:
 
 def _load(file: Path, scenario: str | None, sets: list[str] | None, seed: int | None = None) -> Any:
     names = [n.strip() for n in scenario.split(",") if n.strip()] if scenario else []
-    return _guard(lambda: load_scenario(file, names, sets or [], seed=seed))
+    return guard(lambda: load_scenario(file, names, sets or [], seed=seed))
 
 
 @app.command()
@@ -143,18 +117,18 @@ def run(
         err.print(f"error: --fidelity {fidelity}: choose request, flow or auto")
         raise typer.Exit(2)
     sc = _load(file, scenario, set_, seed)
-    chosen = _guard(lambda: fidelity_of(sc, fidelity))
-    _guard(lambda: _check_size(sc, chosen, force))
+    chosen = guard(lambda: fidelity_of(sc, fidelity))
+    guard(lambda: _check_size(sc, chosen, force))
     target = out_dir or default_out_dir(sc, sc.seed, chosen)
     # The output place is checked and claimed before simulating: a bad --out fails now, not
     # after the run, and no other run can write the same folder meanwhile.
-    slot = _guard(lambda: claim_out_dir(target, overwrite=overwrite))
+    slot = guard(lambda: claim_out_dir(target, overwrite=overwrite))
     for leftover in slot.cleaned:
         err.print(f"removed {leftover}, left by a gridsim run that was killed", markup=False)
     with slot:
         try:
-            result = _guard(lambda: run_scenario(sc, fidelity=chosen, progress=sys.stderr.isatty()))
-            target = _guard(lambda: slot.write(result))
+            result = guard(lambda: run_scenario(sc, fidelity=chosen, progress=sys.stderr.isatty()))
+            target = guard(lambda: slot.write(result))
         except KeyboardInterrupt:
             err.print("interrupted: nothing was written (a run folder appears only when complete)")
             raise typer.Exit(130) from None
@@ -224,7 +198,7 @@ def compare(
     if len(runs) < 2:
         err.print("error: give at least two run folders to compare")
         raise typer.Exit(2)
-    table = _guard(lambda: compare_runs(runs, out_dir))
+    table = guard(lambda: compare_runs(runs, out_dir))
     sys.stdout.write(format_table(table) + "\n")
     out.print(f"table and figures in {out_dir}")
 
@@ -270,7 +244,7 @@ def schema(
     doc["title"] = "gridsim scenario"
     text = json.dumps(doc, indent=2, sort_keys=False)
     if output:
-        _guard(lambda: output.write_text(text + "\n", encoding="utf-8"))
+        guard(lambda: output.write_text(text + "\n", encoding="utf-8"))
         out.print(f"wrote {output}")
     else:
         sys.stdout.write(text + "\n")
@@ -323,7 +297,9 @@ def topology(
     ] = None,
 ) -> None:
     """Latency summary against the policy targets (5 ms, 20 ms), and a map figure."""
-    from gridsim.topology import build_topology, check_reachability, latency_summary, plot_topology
+    from gridsim.demand import region_weights
+    from gridsim.report.maps import plot_topology
+    from gridsim.topology import build_topology, check_reachability, latency_summary
 
     if figure is not None:
         _check_figure_path(figure)
@@ -336,12 +312,9 @@ def topology(
     topo = build_topology(sc)
     summary = latency_summary(topo)
     _print_frame(summary, title=f"{sc.name}: one-way latency from each region to compute")
-    from gridsim.demand import region_weights
-    from gridsim.scenario import scenario_catalog
-
-    weights = region_weights(sc, scenario_catalog(sc))
+    weights = region_weights(sc, sc.resolved_catalog)
     shares = dict(zip(topo.region_ids, weights, strict=True))
-    _guard(lambda: plot_topology(topo, path, region_shares=shares))
+    guard(lambda: plot_topology(topo, path, region_shares=shares))
     out.print(f"map saved to {path}")
 
 
@@ -398,7 +371,7 @@ def serving(
         sm = serving_model(cat.accelerators[accelerator], cat.models[model], params)
         return sm.deployment(count, price_cny_per_kwh=price_cny_per_kwh, pue=pue)
 
-    result = _guard(build)
+    result = guard(build)
     if as_json:
         sys.stdout.write(json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
     else:
@@ -458,7 +431,7 @@ def _make_safe() -> None:
             info.callback = _safe(info.callback)
 
 
-_register_extensions()  # last: command modules may use the helpers above
+_register_extensions()  # last: every command is defined before _make_safe wraps them
 _make_safe()
 
 

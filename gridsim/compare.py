@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 
 from gridsim import economics
 from gridsim.output import read_run
-from gridsim.report.figures import DPI, PARTS, new_figure
 from gridsim.report.html import kpis
+from gridsim.report.style import DPI, PARTS, new_figure
 from gridsim.run import Result
 
 

@@ -1,4 +1,8 @@
-"""Energy, cost, revenue and carbon of a run: pure functions over a ``Result`` (no file I/O).
+"""Energy, cost, revenue and carbon of a run: pure functions over its tables (no file I/O).
+
+They read a run's ``pools``, ``flows`` and ``timeseries`` tables, its summary (horizon, node
+utilisation) and its scenario (sample fraction, catalogue prices): ``RunTables``, which a
+``gridsim.run.Result`` is, so economics sits below the run and never imports it.
 
 Definitions (each once; per pool and per interval of ``outputs.timeseries_interval``):
 
@@ -28,12 +32,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
 
-from gridsim.run import Result
+from gridsim.scenario import Scenario
 
 SECONDS_PER_YEAR = 8760.0 * 3600.0  # as serving.HOURS_PER_YEAR
 J_PER_KWH = 3.6e6
@@ -74,6 +78,21 @@ class Assumptions:
             raise ValueError("amortisation_years and facility_years must be positive")
 
 
+class RunTables(Protocol):
+    """What economics reads of a run (``gridsim.run.Result`` has it all)."""
+
+    @property
+    def scenario(self) -> Scenario: ...
+    @property
+    def summary(self) -> dict[str, Any]: ...
+    @property
+    def timeseries(self) -> pd.DataFrame: ...
+    @property
+    def flows(self) -> pd.DataFrame: ...
+    @property
+    def pools(self) -> pd.DataFrame: ...
+
+
 DEFAULT = Assumptions()
 _SUMS = (
     "requests",
@@ -88,7 +107,7 @@ _SUMS = (
 )
 
 
-def pool_intervals(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+def pool_intervals(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
     """Energy, electricity cost and carbon per pool per interval.
 
     Columns: pool, time_s, busy_slot_s, capacity_slot_s, busy_share, energy_kwh,
@@ -140,7 +159,9 @@ def pool_intervals(result: Result, assumptions: Assumptions = DEFAULT) -> pd.Dat
     return out.reset_index(drop=True)
 
 
-def _prices_over_time(result: Result, frame: pd.DataFrame, p: pd.DataFrame) -> np.ndarray[Any, Any]:
+def _prices_over_time(
+    result: RunTables, frame: pd.DataFrame, p: pd.DataFrame
+) -> np.ndarray[Any, Any]:
     """Each interval's electricity price: the pool's node price, changed by price_change events
     (the node's latest change at or before the interval's start)."""
     price = p["price_cny_per_kwh"].to_numpy(dtype=float).copy()
@@ -159,7 +180,7 @@ def _prices_over_time(result: Result, frame: pd.DataFrame, p: pd.DataFrame) -> n
     return price
 
 
-def pool_economics(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+def pool_economics(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
     """One row per pool: served work, energy, cost parts, revenue, carbon and margin."""
     a = assumptions
     pools = result.pools
@@ -193,7 +214,7 @@ def pool_economics(result: Result, assumptions: Assumptions = DEFAULT) -> pd.Dat
     return _finish(out)
 
 
-def flow_economics(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+def flow_economics(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
     """One row per (class, region, pool) flow: its tokens, network cost and revenue, and its
     share of its pool's energy, electricity, capex and carbon (by served tokens; by requests in
     pools without tokens). Pools that served nothing add a row with class and region
@@ -223,7 +244,7 @@ def flow_economics(result: Result, assumptions: Assumptions = DEFAULT) -> pd.Dat
 
 
 def economics_by(
-    result: Result, by: GroupBy = "node", assumptions: Assumptions = DEFAULT
+    result: RunTables, by: GroupBy = "node", assumptions: Assumptions = DEFAULT
 ) -> pd.DataFrame:
     """Tidy table, one row per ``by`` value (pool, node, node_kind, region or class), with
     energy_kwh, electricity_cny, capex_cny, network_cny, cost_cny, revenue_cny, margin_cny,
@@ -238,25 +259,25 @@ def economics_by(
     return _finish(grouped.reset_index())
 
 
-def by_node(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+def by_node(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
     return economics_by(result, "node", assumptions)
 
 
-def by_region(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+def by_region(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
     return economics_by(result, "region", assumptions)
 
 
-def by_class(result: Result, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+def by_class(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
     return economics_by(result, "class", assumptions)
 
 
-def national_per_day(result: Result) -> float:
+def national_per_day(result: RunTables) -> float:
     """Factor from a simulated total to a national figure per day: / sample_fraction x
     86400 / horizon."""
     return 86400.0 / _horizon_s(result) / float(result.scenario.demand.sample_fraction)
 
 
-def economics_summary(result: Result, assumptions: Assumptions = DEFAULT) -> dict[str, Any]:
+def economics_summary(result: RunTables, assumptions: Assumptions = DEFAULT) -> dict[str, Any]:
     """Totals, national-scale figures per day, and a breakdown by node kind, for summary.json
     (under ``"economics"``); JSON-safe (None where a figure is undefined)."""
     pools = pool_economics(result, assumptions)
@@ -340,22 +361,20 @@ def _it_power_w(pools: pd.DataFrame, a: Assumptions) -> np.ndarray[Any, np.dtype
     return np.where(pools["kind"].to_numpy() == "job", job, llm)
 
 
-def _prices(result: Result) -> dict[str, tuple[float, float, float]]:
+def _prices(result: RunTables) -> dict[str, tuple[float, float, float]]:
     """Model id -> (input, cache-hit, output) list price, CNY per 1e6 tokens."""
-    from gridsim.scenario import scenario_catalog
-
-    models = scenario_catalog(result.scenario).models
+    models = result.scenario.resolved_catalog.models
     return {
         mid: (m.price_in_cny_per_m, m.price_cache_hit_cny_per_m, m.price_out_cny_per_m)
         for mid, m in models.items()
     }
 
 
-def _horizon_s(result: Result) -> float:
+def _horizon_s(result: RunTables) -> float:
     return float(result.summary.get("horizon_s") or result.scenario.horizon.duration)
 
 
-def _whole_horizon(result: Result) -> pd.DataFrame:
+def _whole_horizon(result: RunTables) -> pd.DataFrame:
     """One interval per pool covering the horizon, busy at its node's mean utilisation."""
     horizon_s = _horizon_s(result)
     by_node = result.summary.get("by_node", {})
@@ -369,7 +388,7 @@ def _whole_horizon(result: Result) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _flows_served(result: Result, a: Assumptions) -> pd.DataFrame:
+def _flows_served(result: RunTables, a: Assumptions) -> pd.DataFrame:
     """The run's flows with float counts, revenue at list prices and network cost."""
     cols = ["class", "region", "node", "pool", "requests", "input_tokens", "output_tokens"]
     if result.flows.empty:

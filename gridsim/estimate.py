@@ -51,6 +51,7 @@ FloatArray = npt.NDArray[np.float64]
 # 3-10 us each, while the flow engine gives the same aggregates in seconds; beyond it the
 # per-request detail is not worth the wait (and sampled hours stay well below it).
 AUTO_REQUEST_MAX = 2e7
+REQUEST_FIDELITY_MAX_S = 86400.0  # `fidelity: auto` simulates every request up to one day
 MAX_INTERVALS = 256  # growth x profile integrated on at most this many intervals
 WEEK_S = 7 * DAY_S
 CHUNK_S = 600.0  # the request engine draws arrivals this many seconds at a time (request.py)
@@ -228,11 +229,22 @@ def _profile_cumulative(cls: DemandClass, scenario: Scenario, t: FloatArray) -> 
     return out
 
 
+def fidelity_of(scenario: Scenario, override: str | None = None) -> str:
+    """The engine that runs: ``override`` or the scenario's fidelity; ``auto`` simulates every
+    request only over at most a day and at most ``AUTO_REQUEST_MAX`` expected requests, else
+    runs at flow fidelity."""
+    choice = override or scenario.fidelity
+    if choice == "auto":
+        if scenario.horizon.duration > REQUEST_FIDELITY_MAX_S:
+            return "flow"
+        return "request" if expected_requests(scenario) <= AUTO_REQUEST_MAX else "flow"
+    return choice
+
+
 def estimate_run(scenario: Scenario, fidelity: str | None = None) -> RunEstimate:
     """Size, memory and wall time of running ``scenario`` (at ``fidelity``: None is the
-    scenario's own, ``auto`` resolved as ``gridsim.run.fidelity_of`` does)."""
+    scenario's own, ``auto`` resolved by ``fidelity_of``)."""
     from gridsim.engine.flow import BLOCK_S, BLOCKS_PER_RUN, series_interval
-    from gridsim.run import fidelity_of
 
     chosen = fidelity_of(scenario, fidelity)
     if chosen not in ("request", "flow"):

@@ -37,7 +37,7 @@ def fit_trace_command(
     """Fit a demand class to a trace: token lengths (lognormal: mean and sigma of log),
     request rate, burstiness (index of dispersion) and, for traces of a day or more, the
     diurnal shape. Prints the class as YAML to paste under demand.classes."""
-    from gridsim.cli import _guard, out
+    from gridsim.console import guard, out
     from gridsim.demand.traces import TraceFormat
     from gridsim.fit import class_yaml, fit
     from gridsim.scenario.units import parse_duration
@@ -63,5 +63,5 @@ def fit_trace_command(
             raise ValueError(f"cannot fit {trace} (format {format}): {exc}{hint}") from None
         return class_yaml(result, name, empirical)
 
-    text = _guard(build)
+    text = guard(build)
     out.print(text, markup=False, highlight=False, end="")

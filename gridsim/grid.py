@@ -2,8 +2,11 @@
 
 It joins the topology (latency matrix), the pools flattened across nodes with their serving
 performance, which pools may serve which class, and the candidate pools for each class and
-region, nearest first. Both engines and every policy read the same Grid; nothing here changes
-during a run (the engines keep their own mutable state).
+region, nearest first, and the scenario's demand model, built once for both the class means
+here and the engine. Both engines and every policy read the same Grid; nothing here changes
+during a run (the engines keep their own mutable state). The demand model's one piece of state,
+where the request engine's chunked arrivals have got to, starts afresh for any call that does
+not continue it, so runs over one Grid are independent.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from gridsim.catalog import Catalog
-from gridsim.scenario import Problem, Scenario, ScenarioError, scenario_catalog
+from gridsim.demand import DemandModel, LengthSampler
+from gridsim.scenario import Problem, Scenario, ScenarioError
 from gridsim.scenario.schema import DemandClass, Node, Pool, pool_serves
 from gridsim.serving import ServingModel, loaded_replica, serving_model
 from gridsim.topology import Topology, build_topology, check_reachability, vertex
@@ -77,6 +81,7 @@ class Grid:
     mean_input_tokens: tuple[float, ...]
     mean_output_tokens: tuple[float, ...]
     mean_job_s: tuple[float, ...]
+    demand: DemandModel  # rates (flow engine) and arrivals (request engine)
 
     @property
     def region_ids(self) -> tuple[str, ...]:
@@ -147,8 +152,9 @@ class Grid:
 
 def build_grid(scenario: Scenario) -> Grid:
     """Everything the engines need, or a ScenarioError naming what makes the grid unusable."""
-    catalog = scenario_catalog(scenario)
-    means = _class_means(scenario, catalog)
+    catalog = scenario.resolved_catalog
+    demand = DemandModel(scenario, catalog)
+    means = _class_means(scenario, demand)
     problems = check_reachability(scenario, catalog)
     if problems:
         raise ScenarioError(problems)
@@ -182,7 +188,9 @@ def build_grid(scenario: Scenario) -> Grid:
                 )
     if problems:
         raise ScenarioError(problems)
-    return Grid(scenario, catalog, topology, tuple(pools), latency, serves, candidates, *means)
+    return Grid(
+        scenario, catalog, topology, tuple(pools), latency, serves, candidates, *means, demand
+    )
 
 
 def with_topology(grid: Grid, topology: Topology) -> Grid:
@@ -286,12 +294,9 @@ def _pool(
 ClassMeans = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
 
 
-def _class_means(scenario: Scenario, catalog: Catalog) -> ClassMeans:
+def _class_means(scenario: Scenario, demand: DemandModel) -> ClassMeans:
     """Mean input tokens, output tokens (LLM classes; from traces where replayed) and service
     time (job classes) per class, as the demand model draws them."""
-    from gridsim.demand import DemandModel, LengthSampler
-
-    demand = DemandModel(scenario, catalog)
     jobs = tuple(
         float(LengthSampler(c.service, tokens=False).mean) if c.service is not None else 0.0
         for c in scenario.demand.classes

@@ -11,10 +11,12 @@ from typing import Any
 
 import pandas as pd
 
+from gridsim.economics import economics_summary
+from gridsim.estimate import fidelity_of
 from gridsim.scenario import Scenario
 from gridsim.scenario.resolved import dump_resolved
 
-REQUEST_FIDELITY_MAX_S = 86400.0  # `fidelity: auto` simulates every request up to one day
+__all__ = ["Result", "fidelity_of", "manifest", "run"]  # fidelity_of lives in estimate.py
 
 
 @dataclass
@@ -39,20 +41,6 @@ class Result:
         )
 
 
-def fidelity_of(scenario: Scenario, override: str | None = None) -> str:
-    """The engine that runs: ``override`` or the scenario's fidelity; ``auto`` simulates every
-    request only over at most a day and at most ``estimate.AUTO_REQUEST_MAX`` expected
-    requests, else runs at flow fidelity."""
-    choice = override or scenario.fidelity
-    if choice == "auto":
-        from gridsim.estimate import AUTO_REQUEST_MAX, expected_requests
-
-        if scenario.horizon.duration > REQUEST_FIDELITY_MAX_S:
-            return "flow"
-        return "request" if expected_requests(scenario) <= AUTO_REQUEST_MAX else "flow"
-    return choice
-
-
 def run(
     scenario: Scenario,
     seed: int | None = None,
@@ -60,7 +48,8 @@ def run(
     progress: bool = False,
 ) -> Result:
     """Simulate ``scenario``; same scenario and seed give identical results."""
-    from gridsim.economics import economics_summary
+    # SimPy and the engines load only when a run starts: reading or comparing runs needs
+    # ``Result`` alone.
     from gridsim.engine.events import schedule
     from gridsim.engine.flow import FlowEngine
     from gridsim.engine.request import RequestEngine

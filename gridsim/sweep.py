@@ -482,11 +482,18 @@ def sweep(
 ) -> SweepResult:
     """Plan and run a sweep: ``axes`` maps dotted paths to values (adding to, or replacing,
     the file's ``sweep.axes``), ``seeds`` replications. See ``gridsim sweep``."""
-    from gridsim.sweep_cli import write_figure
-
     extra = [make_axis(p, list(v)) for p, v in (axes or {}).items()]
     plan = plan_sweep(file, extra, seeds, scenarios, sets, figures)
     result = run_sweep(plan, Path(out) if out else default_sweep_dir(plan), workers, scheduler)
     if not result.interrupted:
         write_figure(result, plan)
     return result
+
+
+def write_figure(result: SweepResult, plan: Plan) -> Path | None:
+    """``sweep.png`` in the sweep folder (when the sweep has an axis)."""
+    from gridsim.report.figures import write_sweep_figure  # matplotlib only for the figure
+
+    return write_sweep_figure(
+        result.summary, [a.path for a in plan.axes], plan.name, result.out_dir
+    )

@@ -1,5 +1,6 @@
 """``gridsim sweep`` and ``gridsim regress`` (picked up by ``gridsim.cli``), with what they
-show: the ``--axis`` syntax, the sweep's terminal table and its figure (``sweep.png``)."""
+show: the ``--axis`` syntax and the sweep's terminal table (its figure, ``sweep.png``, is
+drawn by ``gridsim.report.figures.plot_sweep``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import typer
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.figure import Figure
 
     from gridsim.sweep import Axis, Plan, SweepResult
 
@@ -74,12 +74,12 @@ def sweep_command(
     """Run a scenario over a grid of values x seeds, in parallel; a re-run resumes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from gridsim.cli import _guard, err, out
-    from gridsim.sweep import default_sweep_dir, plan_sweep, run_sweep
+    from gridsim.console import err, guard, out
+    from gridsim.sweep import default_sweep_dir, plan_sweep, run_sweep, write_figure
 
-    axes = _guard(lambda: [parse_axis(a) for a in axis or []])
+    axes = guard(lambda: [parse_axis(a) for a in axis or []])
     names = [n.strip() for n in scenario.split(",") if n.strip()] if scenario else []
-    plan = _guard(lambda: plan_sweep(file, axes, seeds, names, set_ or [], figures))
+    plan = guard(lambda: plan_sweep(file, axes, seeds, names, set_ or [], figures))
     target = out_dir or default_sweep_dir(plan)
     points = len(plan.tasks) // len(plan.seeds)
     out.print(
@@ -104,7 +104,7 @@ def sweep_command(
 
     try:
         with bar:
-            result = _guard(lambda: run_sweep(plan, target, workers, scheduler, on_result=seen))
+            result = guard(lambda: run_sweep(plan, target, workers, scheduler, on_result=seen))
     except KeyboardInterrupt:
         err.print("interrupted while starting: finished runs are intact; run again to resume")
         raise typer.Exit(130) from None
@@ -154,7 +154,7 @@ def _split_top(text: str) -> list[str]:
 
 
 def _report(result: SweepResult, plan: Plan, counts: Counter[str]) -> None:
-    from gridsim.cli import err, out
+    from gridsim.console import err, out
 
     runs = result.runs
     if not result.summary.empty:
@@ -214,55 +214,6 @@ def summary_table(summary: pd.DataFrame, axes: list[str], title: str) -> Any:
     return table
 
 
-def plot_sweep(summary: pd.DataFrame, axes: list[str], title: str) -> Figure | None:
-    """Each KPI against the first axis (one line per combination of the others), with its
-    95 % band; None when there is no axis or nothing measured."""
-    import numpy as np
-
-    from gridsim.report.figures import new_figure
-
-    if not axes or summary.empty:
-        return None
-    kpis = list(dict.fromkeys(summary["kpi"]))
-    ncols = min(3, len(kpis))
-    nrows = math.ceil(len(kpis) / ncols)
-    fig = new_figure(4.2 * ncols, 2.8 * nrows + 0.4)
-    fig.suptitle(f"{title}: KPIs against {axes[0]} (mean, 95 % CI over seeds)")
-    first, others = axes[0], axes[1:]
-    numeric = summary[first].map(lambda v: isinstance(v, int | float)).all()
-    categories = list(dict.fromkeys(summary[first]))
-    for i, kpi in enumerate(kpis):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        data = summary[summary["kpi"] == kpi]
-        groups = data.groupby(others, sort=False) if others else [((), data)]
-        for key, group in groups:
-            group = group.sort_values(first) if numeric else group
-            x = group[first].to_numpy(float) if numeric else group[first].map(categories.index)
-            label = ", ".join(f"{a}={v}" for a, v in zip(others, np.atleast_1d(key), strict=True))
-            (line,) = ax.plot(x, group["mean"], marker="o", ms=3, label=label or None)
-            low, high = group["ci95_low"].to_numpy(float), group["ci95_high"].to_numpy(float)
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, lw=0)
-        if not numeric:
-            ax.set_xticks(range(len(categories)), [str(c) for c in categories])
-        ax.set_title(kpi, fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        if others and i == 0:
-            ax.legend(fontsize=6)
-    fig.supxlabel(first, fontsize=9)
-    return fig
-
-
-def write_figure(result: SweepResult, plan: Plan) -> Path | None:
-    """``sweep.png`` in the sweep folder (when the sweep has an axis)."""
-    fig = plot_sweep(result.summary, [a.path for a in plan.axes], plan.name)
-    if fig is None:
-        return None
-    path = result.out_dir / "sweep.png"
-    fig.savefig(path, dpi=110)
-    return path
-
-
 # --- gridsim regress -------------------------------------------------------------------
 
 
@@ -283,11 +234,11 @@ def regress_command(
     ] = False,
 ) -> None:
     """Check baseline scenarios' KPIs against golden files; exit 1 on a regression."""
-    from gridsim.cli import _guard, out
+    from gridsim.console import guard, out
     from gridsim.regress import load_settings, moved_table, regress
 
-    config = _guard(lambda: load_settings(settings))
-    report = _guard(lambda: regress(config, against, scenarios or [], update=update))
+    config = guard(lambda: load_settings(settings))
+    report = guard(lambda: regress(config, against, scenarios or [], update=update))
     table = moved_table(report.checks)
     if not table.empty:
         _print_moved(table)
@@ -304,7 +255,7 @@ def regress_command(
 def _print_moved(table: pd.DataFrame) -> None:
     from rich.table import Table
 
-    from gridsim.cli import out
+    from gridsim.console import out
 
     table = table.sort_values("verdict", key=lambda v: v != "REGRESSION", kind="stable")
     rich_table = Table(title="KPIs that moved", header_style="bold")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -29,7 +28,6 @@ from scipy.sparse.csgraph import dijkstra
 
 from gridsim.catalog import Catalog, Site
 from gridsim.scenario.errors import Problem, ScenarioError
-from gridsim.scenario.loading import scenario_catalog
 from gridsim.scenario.schema import Link, Network, Scenario
 
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius
@@ -131,7 +129,7 @@ def _places(scenario: Scenario, catalog: Catalog, problems: list[Problem]) -> li
 def places(scenario: Scenario, catalog: Catalog | None = None) -> list[Place]:
     """Regions, nodes and (for hub_and_spoke) national cluster sites, in that order."""
     problems: list[Problem] = []
-    out = _places(scenario, catalog or scenario_catalog(scenario), problems)
+    out = _places(scenario, catalog or scenario.resolved_catalog, problems)
     if problems:
         raise ScenarioError(problems)
     return out
@@ -215,7 +213,7 @@ def _add_link(
 
 
 def _build(scenario: Scenario, catalog: Catalog | None) -> tuple[Topology, list[Problem]]:
-    catalog = catalog or scenario_catalog(scenario)
+    catalog = catalog or scenario.resolved_catalog
     problems: list[Problem] = []
     plist = _places(scenario, catalog, problems)
     net = scenario.network
@@ -372,62 +370,3 @@ def latency_pairs(topology: Topology) -> pd.DataFrame:
             "hops": hops.mask(hops < 0),
         }
     )
-
-
-_REGION_STYLE: dict[str, Any] = {
-    "facecolors": "none",
-    "edgecolors": "tab:green",
-    "linewidths": 1.2,
-    "zorder": 2,
-}
-_NODE: dict[str, Any] = {"s": 45, "edgecolors": "k", "linewidths": 0.4, "zorder": 4}
-_NODE_STYLE = {  # kind -> (marker, colour)
-    "data_centre": ("o", "tab:blue"),
-    "supercomputer": ("^", "tab:purple"),
-    "intelligent_computing": ("D", "tab:red"),
-}
-
-
-def plot_topology(
-    topology: Topology,
-    path: str | os.PathLike[str],
-    region_shares: Mapping[str, float] | None = None,
-) -> None:
-    """Draw places on lon/lat: links, hubs, nodes by kind, regions sized by demand share."""
-    from matplotlib.collections import LineCollection
-    from matplotlib.figure import Figure  # no pyplot: leaves the global backend alone
-
-    g = topology.graph
-    attrs = dict(g.nodes(data=True))
-    fig = Figure(figsize=(9, 7))
-    ax = fig.add_subplot()
-    ends = [(attrs[u], attrs[v]) for u, v in g.edges]
-    segments = [[(a["lon"], a["lat"]), (b["lon"], b["lat"])] for a, b in ends]
-    ax.add_collection(LineCollection(segments, colors="0.6", linewidths=0.5, zorder=1))
-
-    def draw(role: str, label: str, kind: str | None = None, **style: Any) -> None:
-        mine = [a for a in attrs.values() if a["role"] == role and kind in (None, a["kind"])]
-        if mine:
-            lon, lat = [a["lon"] for a in mine], [a["lat"] for a in mine]
-            ax.scatter(lon, lat, label=label, **style)
-
-    given = region_shares or {}
-    shares = np.array(
-        [given.get(a["id"], a["share"] or 0.0) for a in attrs.values() if a["role"] == "region"]
-    )
-    top = shares.max(initial=0.0)
-    size = 30 + 600 * shares / top if top > 0 else 60
-    draw("region", "demand region (area: share)", s=size, **_REGION_STYLE)
-    draw("hub", "national cluster (transit)", marker="s", s=70, c="0.2", zorder=3)
-    for kind in sorted({a["kind"] for a in attrs.values() if a["role"] == "node"}):
-        marker, colour = _NODE_STYLE.get(kind, ("P", "tab:orange"))
-        draw("node", f"node: {kind.replace('_', ' ')}", kind, marker=marker, c=colour, **_NODE)
-    mean_lat = float(np.mean([a["lat"] for a in attrs.values()])) if attrs else 0.0
-    ax.set_aspect(1 / max(0.2, math.cos(math.radians(mean_lat))))  # km-true at mid-latitude
-    ax.autoscale_view()
-    ax.set_xlabel("longitude (deg)")
-    ax.set_ylabel("latitude (deg)")
-    name = g.graph.get("name", "")
-    ax.set_title(f"Network {name}: {g.number_of_nodes()} places, {g.number_of_edges()} links")
-    ax.legend(loc="best", fontsize="small")
-    fig.savefig(path, dpi=150, bbox_inches="tight")

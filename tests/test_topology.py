@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from gridsim.catalog import Site, builtin_catalog
+from gridsim.report.maps import plot_topology
 from gridsim.scenario import Scenario, ScenarioError, load_scenario, load_scenario_text
 from gridsim.topology import (
     NATIONAL,
@@ -24,7 +25,6 @@ from gridsim.topology import (
     latency_pairs,
     latency_summary,
     places,
-    plot_topology,
 )
 
 DATA = Path(__file__).parent / "data"

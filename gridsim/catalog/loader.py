@@ -162,6 +162,11 @@ class Catalog:
         for kind in CATALOG_KINDS:
             object.__setattr__(self, kind, types.MappingProxyType(dict(getattr(self, kind))))
 
+    def __reduce__(self) -> tuple[type[Catalog], tuple[dict[str, typing.Any], ...]]:
+        # Mapping proxies cannot be pickled or deep-copied; a scenario carries its resolved
+        # catalogue, so pickle and copy.deepcopy rebuild it from plain dicts.
+        return (Catalog, (dict(self.accelerators), dict(self.models), dict(self.sites)))
+
     def get(self, kind: str) -> Mapping[str, Entry]:
         """Entries of one kind: ``accelerators``, ``models`` or ``sites``."""
         entry_type(kind)

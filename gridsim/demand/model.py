@@ -13,7 +13,7 @@ from gridsim.demand.arrivals import Arrivals, RenewalStream, Sizes, TraceStream
 from gridsim.demand.growth import DAY_S, HourlyIntensity, national_tokens_per_day, region_weights
 from gridsim.demand.lengths import LengthSampler
 from gridsim.demand.traces import TraceReplay
-from gridsim.scenario import Scenario, scenario_catalog
+from gridsim.scenario import Scenario
 from gridsim.scenario.schema import Bursty, DemandClass, TraceArrivals
 
 FloatArray = npt.NDArray[np.float64]
@@ -52,7 +52,7 @@ class DemandModel:
         self.classes: tuple[DemandClass, ...] = tuple(demand.classes)
         self.class_names = tuple(c.name for c in self.classes)
         self.region_ids = tuple(r.id for r in scenario.regions)
-        self.weights = region_weights(scenario, catalog or scenario_catalog(scenario))
+        self.weights = region_weights(scenario, catalog or scenario.resolved_catalog)
         self.sample_fraction = demand.sample_fraction
         self._sizes = [_sizes(c) for c in self.classes]
         self._replays = [

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from gridsim.demand import DemandModel
+from gridsim.metrics.recorder import Recorder, series_frame
 from gridsim.scenario.schema import Scenario
-
-if TYPE_CHECKING:
-    from gridsim.metrics.recorder import Recorder
 
 FloatArray = npt.NDArray[np.float64]
 SUSTAIN_S = 3600.0
@@ -110,21 +108,8 @@ class CapacityTracker:
                 "capacity_tokens_per_s": c * per_slot,
             }
         times = np.arange(n) * interval_s
-        return pd.concat(
-            [
-                pd.DataFrame(
-                    {
-                        "time_s": times,
-                        "entity_kind": "grid",
-                        "entity_id": "national",
-                        "metric": metric,
-                        "value": v,
-                    }
-                )
-                for metric, v in values.items()
-            ],
-            ignore_index=True,
-        )
+        frames = [series_frame(times, "grid", "national", m, v) for m, v in values.items()]
+        return pd.concat(frames, ignore_index=True)
 
     def kpis(self, rec: Recorder) -> dict[str, Any]:
         rows = np.vstack(self.rows) if self.rows else np.zeros((0, 5))

@@ -26,14 +26,13 @@ import numpy as np
 import numpy.typing as npt
 import simpy
 
-from gridsim.demand import DemandModel, LengthSampler
+from gridsim.demand import LengthSampler
 from gridsim.engine.capacity import CapacityTracker
 from gridsim.engine.queueing import erlang_c, wait_points
 from gridsim.engine.request import RunOutput, _Progress, recorder_layout, run_without_gc
 from gridsim.grid import Grid, with_topology
 from gridsim.metrics.recorder import Recorder
-from gridsim.policies import make_policy
-from gridsim.policies.base import FlowState
+from gridsim.policies.base import FlowState, make_policy
 from gridsim.scenario.schema import Bursty
 from gridsim.topology import Topology
 
@@ -56,7 +55,7 @@ class FlowEngine:
         self.horizon_s = sc.horizon.duration
         self.n_ticks = math.ceil(self.horizon_s / self.dt - 1e-9)
         self.policy = make_policy(sc.policy.name, grid, dict(sc.policy.params))
-        self.demand = DemandModel(sc, grid.catalog)
+        self.demand = grid.demand
         classes = sc.demand.classes
         pools = grid.pools
         n_r, n_c, n_p = len(grid.region_ids), len(classes), len(pools)

@@ -30,11 +30,10 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from gridsim.demand import DemandModel
 from gridsim.engine.shocks import Shocks
 from gridsim.grid import Grid, with_topology
 from gridsim.metrics.recorder import FLUSH_ROWS, Layout, Recorder
-from gridsim.policies import make_policy
+from gridsim.policies.base import make_policy
 from gridsim.topology import Topology
 
 INF = math.inf
@@ -93,7 +92,7 @@ class RequestEngine:
         self.horizon_s = sc.horizon.duration
         self.policy = make_policy(sc.policy.name, grid, dict(sc.policy.params))
         self.retry = sc.policy.on_failure == "retry"
-        self.demand = DemandModel(sc, grid.catalog)
+        self.demand = grid.demand
         self.shocks = Shocks(sc, seed)
         classes = sc.demand.classes
         pools = grid.pools

@@ -1,6 +1,5 @@
-"""Metrics primitives: mergeable latency histograms and time-weighted levels."""
+"""Metrics primitives: mergeable latency histograms and the Recorder that fills them."""
 
-from gridsim.metrics.histogram import BUFFER_SIZE, LogHistogram
-from gridsim.metrics.levels import TimeWeighted
+from gridsim.metrics.histogram import LogHistogram
 
-__all__ = ["BUFFER_SIZE", "LogHistogram", "TimeWeighted"]
+__all__ = ["LogHistogram"]

@@ -27,6 +27,8 @@ import pandas as pd
 
 from gridsim.metrics.histogram import LogHistogram, add_grouped, add_mixture
 
+FloatArray = npt.NDArray[np.float64]
+Pools = npt.NDArray[np.intp]  # pool indices
 FLUSH_ROWS = 1 << 16
 # Columns of a finished request, in the order the engine appends them.
 COLUMNS = (
@@ -208,12 +210,7 @@ class Recorder:
             add_mixture(targets, np.asarray(v).reshape(comps, -1), wt.reshape(comps, -1))
 
     def _spans(
-        self,
-        table: npt.NDArray[np.float64],
-        pool: npt.NDArray[np.intp],
-        t0: npt.NDArray[np.float64],
-        t1: npt.NDArray[np.float64],
-        weight: npt.NDArray[np.float64],
+        self, table: FloatArray, pool: Pools, t0: FloatArray, t1: FloatArray, weight: FloatArray
     ) -> None:
         """``add_span`` for many spans at once (most lie within one interval)."""
         w = self.interval_s
@@ -305,30 +302,10 @@ class Recorder:
         ]
         for kind, ids, metric, table in series:
             for i, entity in enumerate(ids):
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            "time_s": times,
-                            "entity_kind": kind,
-                            "entity_id": entity,
-                            "metric": metric,
-                            "value": table[i],
-                        }
-                    )
-                )
+                frames.append(series_frame(times, kind, entity, metric, table[i]))
         if self.prices:
             t, node, price = zip(*self.prices, strict=True)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "time_s": t,
-                        "entity_kind": "node",
-                        "entity_id": node,
-                        "metric": "price_cny_per_kwh",
-                        "value": price,
-                    }
-                )
-            )
+            frames.append(series_frame(t, "node", node, "price_cny_per_kwh", price))
         return pd.concat([*frames, *self.extra_series], ignore_index=True)
 
     def flows(self) -> pd.DataFrame:
@@ -435,6 +412,22 @@ class Recorder:
         with np.errstate(invalid="ignore", divide="ignore"):
             per_bin = np.where(cap > 0, busy / cap, np.nan)
         return {"mean": float(busy.sum() / cap.sum()), "peak": float(np.nanmax(per_bin))}
+
+
+def series_frame(
+    time_s: Any, entity_kind: str, entity_id: Any, metric: str, value: Any
+) -> pd.DataFrame:
+    """One block of a tidy time series: the columns every series table has, in their order
+    (scalars are repeated over the block's rows)."""
+    return pd.DataFrame(
+        {
+            "time_s": time_s,
+            "entity_kind": entity_kind,
+            "entity_id": entity_id,
+            "metric": metric,
+            "value": value,
+        }
+    )
 
 
 def _count(value: Any) -> int:

@@ -1,5 +1,9 @@
-"""Routing policies: a protocol, a registry, and the built-ins."""
+"""Routing policies: the names (``registry``, which the scenario layer reads), the protocol and
+``make_policy`` (``base``), and the built-ins (``builtin``).
 
-from gridsim.policies.registry import BUILTIN_POLICIES, make_policy, policy_names, register
+Only the registry is imported here: validating a scenario must not import the grid.
+"""
 
-__all__ = ["BUILTIN_POLICIES", "make_policy", "policy_names", "register"]
+from gridsim.policies.registry import BUILTIN_POLICIES, policy_names, register
+
+__all__ = ["BUILTIN_POLICIES", "policy_names", "register"]

@@ -7,17 +7,20 @@ Two decisions over one Grid:
 - ``allocate``: for the flow engine, the shares of each region's and class's demand sent to each
   pool, as an array regions x classes x pools, from the tick's ``FlowState`` (demand, slots up,
   work carried over).
+
+``make_policy`` builds a policy by the name the registry knows it by (``registry.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from gridsim.grid import Grid
+from gridsim.policies.registry import policy_factory
 
 FloatArray = npt.NDArray[np.float64]
 Route = tuple[int, float, float, float]
@@ -124,18 +127,15 @@ class PolicyBase:
         """The first route whose forecast wait fits its SLO slack; failing that (spill), the
         route with the least forecast end-to-end latency; -1 when every pool is down."""
         free = view.free
-        best, best_s = -1, INF
-        for p, net, slack, base in routes:
-            wait = free[p][0] - t - net
-            if wait <= slack:
+        for p, net, slack, _base in routes:
+            if free[p][0] - t - net <= slack:
                 return p
-            e2e = base + wait if wait > 0 else base
-            if e2e < best_s:
-                best, best_s = p, e2e
-        return best
+        # Spill: a second pass, only when nothing fits, keeps the usual path one loop.
+        return PolicyBase.least_e2e(view, routes, t)
 
     @staticmethod
     def least_e2e(view: PoolView, routes: tuple[Route, ...], t: float) -> int:
+        """The route with the least forecast end-to-end latency; -1 when every pool is down."""
         free = view.free
         best, best_s = -1, INF
         for p, net, _slack, base in routes:
@@ -209,3 +209,17 @@ class FlowState:
     slots: FloatArray  # (pools,) slots up (0 while down)
     queued_work_rate: FloatArray  # (pools,) carried-over work, slot-seconds per second of tick
     alive: npt.NDArray[np.bool_]  # (pools,)
+
+
+def make_policy(name: str, grid: Grid, params: dict[str, Any] | None = None) -> Policy:
+    """Build the named policy over ``grid``; ValueError says what is wrong and how to fix it."""
+    params = params or {}
+    factory = policy_factory(name)
+    try:
+        policy = factory(grid, **params)
+    except TypeError as exc:
+        raise ValueError(f"policy {name!r} rejected its params {params}: {exc}") from None
+    for method in ("choose", "allocate"):
+        if not callable(getattr(policy, method, None)):
+            raise ValueError(f"policy {name!r} has no {method}() method; see gridsim.policies")
+    return cast(Policy, policy)

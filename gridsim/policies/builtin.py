@@ -156,8 +156,3 @@ class EastWest(LatencySlo):
         """Tolerant classes fill western pools first (within the network budget), then the
         rest as latency_slo would."""
         return self.fill(state, self.west_first, self.network_fits)
-
-
-BUILTIN: dict[str, type[PolicyBase]] = {
-    cls.name: cls for cls in (Nearest, LeastLoaded, Cheapest, Greenest, LatencySlo, EastWest)
-}

@@ -1,31 +1,33 @@
-"""Policies by name: the built-ins, and user policies named ``module:Class`` in a scenario.
+"""Policy names: the built-ins, names added with ``register``, and user policies named
+``module:Class`` in a scenario.
 
-A user policy is code the scenario opts into by naming it; it is imported only when a run
-builds it, never while a scenario is validated.
+The scenario layer reads the names here (to check ``policy.name`` and ``policy_switch`` events)
+without importing the grid. A factory is looked up by name only when a run builds the policy
+(``gridsim.policies.base.make_policy``): built-ins are imported as a user policy is, so user
+code the scenario names is imported then, never while a scenario is validated.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-if TYPE_CHECKING:
-    from gridsim.grid import Grid
-    from gridsim.policies.base import Policy
-
-BUILTIN_POLICIES: tuple[str, ...] = (
-    "nearest",
-    "least_loaded",
-    "cheapest",
-    "greenest",
-    "latency_slo",
-    "east_west",
-)
-_REGISTERED: dict[str, Any] = {}
+# name -> "module:Class" that implements it (each class's ``name`` is the same name).
+BUILTIN_POLICIES: dict[str, str] = {
+    "nearest": "gridsim.policies.builtin:Nearest",
+    "least_loaded": "gridsim.policies.builtin:LeastLoaded",
+    "cheapest": "gridsim.policies.builtin:Cheapest",
+    "greenest": "gridsim.policies.builtin:Greenest",
+    "latency_slo": "gridsim.policies.builtin:LatencySlo",
+    "east_west": "gridsim.policies.builtin:EastWest",
+}
+_REGISTERED: dict[str, Callable[..., Any]] = {}
 
 
-def register(name: str, factory: Any) -> None:
-    """Make ``factory(grid, **params)`` available as ``policy: {name: NAME}``."""
+def register(name: str, factory: Callable[..., Any]) -> None:
+    """Make ``factory(grid, **params)`` available as ``policy: {name: NAME}`` and in
+    ``policy_switch`` events (register before loading the scenario that names it)."""
     _REGISTERED[name] = factory
 
 
@@ -34,31 +36,20 @@ def policy_names() -> frozenset[str]:
     return frozenset(BUILTIN_POLICIES) | frozenset(_REGISTERED)
 
 
-def make_policy(name: str, grid: Grid, params: dict[str, Any] | None = None) -> Policy:
-    """Build the named policy over ``grid``; ValueError says what is wrong and how to fix it."""
-    from gridsim.policies.builtin import BUILTIN
-
-    params = params or {}
+def policy_factory(name: str) -> Callable[..., Any]:
+    """What builds the policy ``name``: a registered factory, else a built-in, else the class
+    named ``module:Class``; ValueError says what is wrong and how to fix it."""
     if name in _REGISTERED:
-        factory = _REGISTERED[name]
-    elif name in BUILTIN:
-        factory = BUILTIN[name]
-    elif ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(
-                f"policy {name!r} cannot be loaded ({exc}); check the module is importable "
-                "and the class name is right"
-            ) from None
-    else:
+        return _REGISTERED[name]
+    target = BUILTIN_POLICIES.get(name) or (name if ":" in name else None)
+    if target is None:
         raise ValueError(f"unknown policy {name!r}; known: {', '.join(sorted(policy_names()))}")
+    module_name, _, attr = target.partition(":")
     try:
-        policy = factory(grid, **params)
-    except TypeError as exc:
-        raise ValueError(f"policy {name!r} rejected its params {params}: {exc}") from None
-    for method in ("choose", "allocate"):
-        if not callable(getattr(policy, method, None)):
-            raise ValueError(f"policy {name!r} has no {method}() method; see gridsim.policies")
-    return policy
+        factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"policy {name!r} cannot be loaded ({exc}); check the module is importable "
+            "and the class name is right"
+        ) from None
+    return factory

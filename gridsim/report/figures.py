@@ -3,6 +3,7 @@
 Each ``plot_*`` function returns a Figure, or None when the run lacks what it needs;
 ``write_figures`` saves those that exist as PNGs. Money and energy are shown at national scale
 per day (simulated totals / ``demand.sample_fraction`` x 86400 / horizon), as planners read them.
+``plot_sweep`` draws a sweep's KPIs against its first axis.
 """
 
 from __future__ import annotations
@@ -16,36 +17,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from gridsim import economics
+from gridsim.report.maps import plot_map
+from gridsim.report.style import DPI, PARTS, new_figure
 from gridsim.run import Result
 
-DPI = 110
-KIND_STYLE = {  # node kind -> (marker, colour, label)
-    "data_centre": ("o", "tab:blue", "data centre"),
-    "supercomputer": ("^", "tab:purple", "supercomputer"),
-    "intelligent_computing": ("D", "tab:red", "intelligent computing"),
-}
-_REGION: dict[str, Any] = {"c": "tab:cyan", "alpha": 0.45, "edgecolors": "teal", "zorder": 2}
-_NODE: dict[str, Any] = {"edgecolors": "k", "linewidths": 0.6, "zorder": 4}
-_LABEL: dict[str, Any] = {
-    "fontsize": 7,
-    "zorder": 5,
-    "bbox": {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.6},
-}
-PARTS: tuple[tuple[str, str, str], ...] = (  # cost column, label, colour
-    ("electricity_cny", "electricity", "tab:orange"),
-    ("capex_cny", "capex", "tab:blue"),
-    ("network_cny", "network", "tab:green"),
-)
-
-
-def new_figure(width: float = 10.0, height: float = 5.0) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    fig.set_facecolor("white")
-    return fig
+__all__ = [  # plot_map is drawn in maps.py and belongs to a run's figures too
+    "PLOTS",
+    "plot_cost_energy",
+    "plot_demand_capacity",
+    "plot_latency",
+    "plot_map",
+    "plot_sweep",
+    "plot_utilization",
+    "time_axis",
+    "write_figures",
+    "write_sweep_figure",
+]
 
 
 def time_axis(result: Result, times_s: np.ndarray[Any, Any]) -> tuple[Any, str]:
@@ -319,99 +309,54 @@ def _top(table: pd.DataFrame, col: str, n: int) -> pd.DataFrame:
     return pd.concat([head, other[table.columns]], ignore_index=True)
 
 
-# --- map ----------------------------------------------------------------------------------------
+# --- sweep ------------------------------------------------------------------------------------
 
 
-def plot_map(result: Result) -> Figure | None:
-    """Nodes by kind (area: national IT power), demand regions (area: tokens demanded) and
-    flows from regions to nodes as lines (width: tokens; jobs dashed, by requests)."""
-    from gridsim.topology import places
-
-    try:
-        region_xy = {p.id: (p.lon, p.lat) for p in places(result.scenario) if p.role == "region"}
-    except Exception:  # a scenario that no longer resolves: map the nodes only
-        region_xy = {}
-    pools = result.pools
-    if pools.empty:
+def plot_sweep(summary: pd.DataFrame, axes: list[str], title: str) -> Figure | None:
+    """Each KPI against the first axis (one line per combination of the others), with its
+    95 % band; None when there is no axis or nothing measured."""
+    if not axes or summary.empty:
         return None
-    node_xy = pools.groupby("node")[["lon", "lat"]].first()
-    fig = new_figure(9.5, 7.5)
-    ax = fig.add_subplot()
-    flows = result.flows
-    if not flows.empty and region_xy:
-        _draw_flows(ax, flows, region_xy, node_xy)
-    by_region = result.summary.get("by_region", {})
-    demand = {
-        r: sum(
-            ((b.get("tokens") or {}).get(k) or {}).get("demanded") or 0 for k in ("input", "output")
-        )
-        for r, b in by_region.items()
-    }
-    if region_xy:
-        ids = list(region_xy)
-        w = np.array([demand.get(r, 0.0) for r in ids], dtype=float)
-        size = 20 + 500 * w / w.max() if w.max() > 0 else np.full(len(ids), 40.0)
-        xy = np.array([region_xy[r] for r in ids])
-        ax.scatter(xy[:, 0], xy[:, 1], s=size, label="demand region (area: tokens)", **_REGION)
-    power = economics.economics_by(result, "node").set_index("node")["it_power_kw"]
-    national_mw = power / 1e3 / float(result.scenario.demand.sample_fraction)
-    top = float(national_mw.max()) if len(national_mw) else 0.0
-    kinds = pools.groupby("node")["node_kind"].first()
-    for kind in sorted(kinds.unique()):
-        marker, colour, label = KIND_STYLE.get(kind, ("P", "tab:orange", kind))
-        nodes = kinds.index[kinds == kind]
-        mw = national_mw.reindex(nodes).fillna(0.0).to_numpy()
-        size = 40 + 400 * mw / top if top > 0 else 60
-        lon, lat = node_xy.loc[nodes, "lon"], node_xy.loc[nodes, "lat"]
-        ax.scatter(lon, lat, s=size, marker=marker, c=colour, label=f"node: {label}", **_NODE)
-    _label_nodes(ax, node_xy)
-    lats = list(node_xy["lat"]) + [y for _, y in region_xy.values()]
-    ax.set_aspect(1 / max(0.2, math.cos(math.radians(float(np.mean(lats))))))
-    ax.set_xlabel("longitude (deg)")
-    ax.set_ylabel("latitude (deg)")
-    ax.set_title(f"Nodes (area: national IT power, max {top:,.0f} MW), demand and flows")
-    ax.grid(alpha=0.2)
-    ax.legend(loc="lower left", fontsize="small", markerscale=0.6)
+    kpis = list(dict.fromkeys(summary["kpi"]))
+    ncols = min(3, len(kpis))
+    nrows = math.ceil(len(kpis) / ncols)
+    fig = new_figure(4.2 * ncols, 2.8 * nrows + 0.4)
+    fig.suptitle(f"{title}: KPIs against {axes[0]} (mean, 95 % CI over seeds)")
+    first, others = axes[0], axes[1:]
+    numeric = summary[first].map(lambda v: isinstance(v, int | float)).all()
+    categories = list(dict.fromkeys(summary[first]))
+    for i, kpi in enumerate(kpis):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        data = summary[summary["kpi"] == kpi]
+        groups = data.groupby(others, sort=False) if others else [((), data)]
+        for key, group in groups:
+            group = group.sort_values(first) if numeric else group
+            x = group[first].to_numpy(float) if numeric else group[first].map(categories.index)
+            label = ", ".join(f"{a}={v}" for a, v in zip(others, np.atleast_1d(key), strict=True))
+            (line,) = ax.plot(x, group["mean"], marker="o", ms=3, label=label or None)
+            low, high = group["ci95_low"].to_numpy(float), group["ci95_high"].to_numpy(float)
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, lw=0)
+        if not numeric:
+            ax.set_xticks(range(len(categories)), [str(c) for c in categories])
+        ax.set_title(kpi, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if others and i == 0:
+            ax.legend(fontsize=6)
+    fig.supxlabel(first, fontsize=9)
     return fig
 
 
-def _draw_flows(
-    ax: Axes, flows: pd.DataFrame, region_xy: dict[str, tuple[float, float]], node_xy: pd.DataFrame
-) -> None:
-    """Region-to-node lines; the smallest flows that together carry under 5 % are left out."""
-    f = flows.assign(tokens=flows["input_tokens"] + flows["output_tokens"])
-    for jobs, weight_col, style, colour, label in (
-        (False, "tokens", "solid", "0.35", "flow region→node (width: tokens)"),
-        (True, "requests", "dashed", "tab:purple", "job flow (width: jobs)"),
-    ):
-        rows = f[(f["tokens"] == 0) if jobs else (f["tokens"] > 0)]
-        part: pd.DataFrame = rows.groupby(["region", "node"], as_index=False)[[weight_col]].sum()
-        part = part[part["region"].isin(region_xy) & part["node"].isin(node_xy.index)]
-        if part.empty:
-            continue
-        part = part.sort_values(weight_col, ascending=False)
-        w = part[weight_col].to_numpy(dtype=float)
-        keep = np.cumsum(w) <= 0.95 * w.sum()
-        keep[0] = True
-        part, w = part[keep], w[keep]
-        segs = [
-            [region_xy[r], (node_xy.loc[n, "lon"], node_xy.loc[n, "lat"])]
-            for r, n in zip(part["region"], part["node"], strict=True)
-        ]
-        widths = 0.4 + 4.0 * w / w.max()
-        lines = LineCollection(segs, linewidths=widths, colors=colour, linestyles=style)
-        lines.set(alpha=0.45, zorder=1, label=label)
-        ax.add_collection(lines)
-
-
-def _label_nodes(ax: Axes, node_xy: pd.DataFrame) -> None:
-    """Node names beside their markers, stacked where nodes share a city."""
-    placed: list[tuple[float, float]] = []
-    for n, (lon, lat) in node_xy.sort_values("lat", ascending=False).iterrows():
-        near = sum(abs(lon - x) < 1.5 and abs(lat - y) < 0.8 for x, y in placed)
-        placed.append((lon, lat))
-        offset = (7, 2 - 9 * near)
-        ax.annotate(str(n), (lon, lat), xytext=offset, textcoords="offset points", **_LABEL)
+def write_sweep_figure(
+    summary: pd.DataFrame, axes: list[str], title: str, out_dir: Path
+) -> Path | None:
+    """``plot_sweep`` saved as ``out_dir/sweep.png``; None when there is nothing to draw."""
+    fig = plot_sweep(summary, axes, title)
+    if fig is None:
+        return None
+    path = Path(out_dir) / "sweep.png"
+    fig.savefig(path, dpi=DPI)
+    return path
 
 
 # --- all --------------------------------------------------------------------------------------

@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import pandas as pd
 
 from gridsim import economics
 from gridsim.run import Result
@@ -246,79 +249,97 @@ def _figure(path: Path) -> str:
     )
 
 
+# A table cell of one class, region or node: from its id, its summary block and its economics
+# row (None when economics has no row for it).
+Cell = Callable[[str, dict[str, Any], "pd.Series[Any] | None"], str]
+
+
+def _requests(key: str) -> Cell:
+    return lambda _id, block, _cost: _int(block["requests"][key])
+
+
+def _sla(_id: str, block: dict[str, Any], _cost: pd.Series[Any] | None) -> str:
+    return _pct(block.get("sla_attainment"))
+
+
+def _quantile(metric: str, q: str) -> Cell:
+    return lambda _id, block, _cost: _secs(block[metric].get(q))
+
+
+def _token_count(key: str) -> Cell:
+    return lambda _id, block, _cost: _int(_tokens(block, key))
+
+
+def _cost(column: str) -> Cell:
+    return lambda _id, _block, cost: _num(None if cost is None else cost[column])
+
+
+def _utilization(key: str) -> Cell:
+    return lambda _id, block, _cost: _pct((block.get("utilization") or {}).get(key))
+
+
+CLASS_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    ("arrived", _requests("arrived")),
+    ("served", _requests("served")),
+    ("dropped", _requests("dropped")),
+    ("SLA", _sla),
+    ("latency p50", _quantile("latency_s", "p50")),
+    ("p95", _quantile("latency_s", "p95")),
+    ("p99", _quantile("latency_s", "p99")),
+    ("TTFT p95", _quantile("ttft_s", "p95")),
+    ("tokens served", _token_count("served")),
+    ("cost CNY/M tok", _cost("cost_cny_per_m_tokens")),
+    ("revenue CNY/M tok", _cost("revenue_cny_per_m_tokens")),
+)
+REGION_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    ("arrived", _requests("arrived")),
+    ("served", _requests("served")),
+    ("SLA", _sla),
+    ("latency p95", _quantile("latency_s", "p95")),
+    ("tokens demanded", _token_count("demanded")),
+    ("tokens served", _token_count("served")),
+    ("cost CNY", _cost("cost_cny")),
+    ("cost CNY/M tok", _cost("cost_cny_per_m_tokens")),
+)
+NODE_COLUMNS: tuple[tuple[str, Cell], ...] = (  # after the node's kind
+    ("util mean", _utilization("mean")),
+    ("util peak", _utilization("peak")),
+    ("served", _requests("served")),
+    ("latency p95", _quantile("latency_s", "p95")),
+    ("energy kWh", _cost("energy_kwh")),
+    ("cost CNY", _cost("cost_cny")),
+    ("carbon kg", _cost("carbon_kg")),
+    ("cost CNY/M tok", _cost("cost_cny_per_m_tokens")),
+)
+
+
 def _class_table(result: Result) -> str:
-    costs = economics.by_class(result).set_index("class")
-    rows = []
-    for name, b in result.summary.get("by_class", {}).items():
-        c = costs.loc[name] if name in costs.index else None
-        rows.append(
-            [
-                name,
-                _int(b["requests"]["arrived"]),
-                _int(b["requests"]["served"]),
-                _int(b["requests"]["dropped"]),
-                _pct(b.get("sla_attainment")),
-                _secs(b["latency_s"].get("p50")),
-                _secs(b["latency_s"].get("p95")),
-                _secs(b["latency_s"].get("p99")),
-                _secs(b["ttft_s"].get("p95")),
-                _int(_tokens(b, "served")),
-                _num(None if c is None else c["cost_cny_per_m_tokens"]),
-                _num(None if c is None else c["revenue_cny_per_m_tokens"]),
-            ]
-        )
-    head = ["class", "arrived", "served", "dropped", "SLA", "latency p50", "p95", "p99"]
-    head += ["TTFT p95", "tokens served", "cost CNY/M tok", "revenue CNY/M tok"]
-    return _table(head, rows)
+    return _breakdown(result, "class", CLASS_COLUMNS)
 
 
 def _region_table(result: Result) -> str:
-    costs = economics.by_region(result).set_index("region")
-    rows = []
-    for rid, b in result.summary.get("by_region", {}).items():
-        c = costs.loc[rid] if rid in costs.index else None
-        rows.append(
-            [
-                rid,
-                _int(b["requests"]["arrived"]),
-                _int(b["requests"]["served"]),
-                _pct(b.get("sla_attainment")),
-                _secs(b["latency_s"].get("p95")),
-                _int(_tokens(b, "demanded")),
-                _int(_tokens(b, "served")),
-                _num(None if c is None else c["cost_cny"]),
-                _num(None if c is None else c["cost_cny_per_m_tokens"]),
-            ]
-        )
-    head = ["region", "arrived", "served", "SLA", "latency p95", "tokens demanded"]
-    head += ["tokens served", "cost CNY", "cost CNY/M tok"]
-    return _table(head, rows)
+    return _breakdown(result, "region", REGION_COLUMNS)
 
 
 def _node_table(result: Result) -> str:
-    costs = economics.by_node(result).set_index("node")
     kinds = result.pools.groupby("node")["node_kind"].first()
+
+    def kind(node: str, _block: dict[str, Any], _cost: pd.Series[Any] | None) -> str:
+        return str(kinds.get(node, "")).replace("_", " ")
+
+    return _breakdown(result, "node", (("kind", kind), *NODE_COLUMNS))
+
+
+def _breakdown(
+    result: Result, by: Literal["class", "region", "node"], columns: tuple[tuple[str, Cell], ...]
+) -> str:
+    """One row per block of the summary's ``by_<by>``: its id, then one cell per column."""
+    costs = economics.economics_by(result, by).set_index(by)
     rows = []
-    for nid, b in result.summary.get("by_node", {}).items():
-        c = costs.loc[nid] if nid in costs.index else None
-        util = b.get("utilization") or {}
-        rows.append(
-            [
-                nid,
-                str(kinds.get(nid, "")).replace("_", " "),
-                _pct(util.get("mean")),
-                _pct(util.get("peak")),
-                _int(b["requests"]["served"]),
-                _secs(b["latency_s"].get("p95")),
-                _num(None if c is None else c["energy_kwh"]),
-                _num(None if c is None else c["cost_cny"]),
-                _num(None if c is None else c["carbon_kg"]),
-                _num(None if c is None else c["cost_cny_per_m_tokens"]),
-            ]
-        )
-    head = ["node", "kind", "util mean", "util peak", "served", "latency p95", "energy kWh"]
-    head += ["cost CNY", "carbon kg", "cost CNY/M tok"]
-    return _table(head, rows)
+    for key, block in result.summary.get(f"by_{by}", {}).items():
+        cost = costs.loc[key] if key in costs.index else None
+        rows.append([key, *(cell(key, block, cost) for _, cell in columns)])
+    return _table([by, *(head for head, _ in columns)], rows)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from gridsim.policies.registry import BUILTIN_POLICIES
-from gridsim.scenario.fields import Date, Duration, Model
-
-if TYPE_CHECKING:
-    from gridsim.scenario.schema import Scenario
-
+from gridsim.scenario.fields import Date, Duration, Model, PolicyName
 
 When = Annotated[
     Date | Duration,
@@ -82,7 +77,7 @@ class PriceChange(_Timed):
 
 class PolicySwitch(_Timed):
     kind: Literal["policy_switch"]
-    policy: str
+    policy: PolicyName
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -90,34 +85,3 @@ Event = Annotated[
     NodeOutage | LinkOutage | BuildOut | Retirement | DemandShock | PriceChange | PolicySwitch,
     Field(discriminator="kind"),
 ]
-
-
-def check_events(scenario: Scenario) -> None:
-    """Events name nodes, pools, classes and regions that exist."""
-    nodes = {n.id: n for n in scenario.nodes}
-    classes = {c.name for c in scenario.demand.classes}
-    regions = {r.id for r in scenario.regions}
-    for i, event in enumerate(scenario.events):
-        where = f"events[{i}] ({event.kind})"
-        node_id = getattr(event, "node", None)
-        if node_id is not None and node_id not in nodes:
-            raise ValueError(f"{where} names unknown node {node_id!r}; nodes: {sorted(nodes)}")
-        pool_id = getattr(event, "pool", None)
-        if node_id is not None and pool_id is not None:
-            pools = {p.id: p for p in nodes[node_id].pools}
-            if pool_id not in pools:
-                raise ValueError(f"{where}: node {node_id!r} has no pool {pool_id!r}")
-            pool = pools[pool_id]
-            amount = (getattr(event, "replicas", None), getattr(event, "slots", None))
-            if (pool.is_llm and amount[0] is None) or (not pool.is_llm and amount[1] is None):
-                need = "replicas" if pool.is_llm else "slots"
-                raise ValueError(f"{where}: pool {pool_id!r} changes by {need}: give {need}")
-        for name in getattr(event, "classes", None) or []:
-            if name not in classes:
-                raise ValueError(f"{where} names unknown class {name!r}")
-        for rid in getattr(event, "regions", None) or []:
-            if rid not in regions:
-                raise ValueError(f"{where} names unknown region {rid!r}")
-        policy = getattr(event, "policy", None)
-        if isinstance(policy, str) and policy not in BUILTIN_POLICIES and ":" not in policy:
-            raise ValueError(f"{where}: unknown policy {policy!r}")

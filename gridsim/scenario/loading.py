@@ -282,8 +282,9 @@ def _check_traces(scenario: Scenario, locator: Locator) -> list[Problem]:
 
 
 def scenario_catalog(scenario: Scenario) -> Catalog:
-    """The packaged catalogue with the scenario's own entries added or overriding by id."""
-    return extend_catalog(builtin_catalog(), scenario.catalog, Locator(), None)
+    """The packaged catalogue with the scenario's own entries added or overriding by id
+    (resolved once, when the scenario was validated: ``Scenario.resolved_catalog``)."""
+    return scenario.resolved_catalog
 
 
 def extend_catalog(

@@ -10,11 +10,31 @@ unknown accelerator is reported in the same pass as every other problem.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from gridsim.catalog import Catalog
+from gridsim.scenario.demand_spec import (
+    Arrival,
+    Bursty,
+    Constant,
+    Demand,
+    DemandClass,
+    Distribution,
+    Empirical,
+    Exponential,
+    ExponentialGrowth,
+    Growth,
+    GrowthPoint,
+    LogisticGrowth,
+    Lognormal,
+    NoGrowth,
+    PiecewiseGrowth,
+    Poisson,
+    Slo,
+    TraceArrivals,
+)
 from gridsim.scenario.events import (
     BuildOut,
     DemandShock,
@@ -25,25 +45,47 @@ from gridsim.scenario.events import (
     PriceChange,
     Retirement,
     When,
-    check_events,
 )
-from gridsim.scenario.fields import Date, Duration, Id, Model, check_ref
+from gridsim.scenario.fields import (
+    MAX_COUNT,
+    AcceleratorRef,
+    Date,
+    Duration,
+    Id,
+    Model,
+    ModelRef,
+    PolicyName,
+    SiteRef,
+)
 from gridsim.scenario.units import format_duration
 
-# Upper bounds far beyond any real grid, so that no arithmetic downstream overflows.
-MAX_COUNT = 10**9  # replicas, slots, queue places
-MAX_TOKENS = 1e9  # tokens in one request (today's longest contexts are ~1e7)
-MAX_TOKENS_PER_DAY = 1e20  # national volume (China: 1.4e14 in March 2026)
-
-__all__ = [
+__all__ = [  # the demand and event models are defined beside, and read from here too
+    "Arrival",
     "BuildOut",
+    "Bursty",
+    "Constant",
+    "Demand",
+    "DemandClass",
     "DemandShock",
+    "Distribution",
+    "Empirical",
     "Event",
+    "Exponential",
+    "ExponentialGrowth",
+    "Growth",
+    "GrowthPoint",
     "LinkOutage",
+    "LogisticGrowth",
+    "Lognormal",
+    "NoGrowth",
     "NodeOutage",
+    "PiecewiseGrowth",
+    "Poisson",
     "PolicySwitch",
     "PriceChange",
     "Retirement",
+    "Slo",
+    "TraceArrivals",
     "When",
 ]
 
@@ -89,8 +131,8 @@ class Pool(Model):
     """Capacity at a node: an LLM served on an accelerator type, or generic job slots."""
 
     id: Id
-    model: str | None = Field(default=None, description="catalogue model id (LLM pool)")
-    accelerator: str | None = Field(default=None, description="catalogue accelerator id")
+    model: ModelRef = Field(default=None, description="catalogue model id (LLM pool)")
+    accelerator: AcceleratorRef = Field(default=None, description="catalogue accelerator id")
     replicas: int | None = Field(
         default=None, ge=0, le=MAX_COUNT, description="model replicas (LLM pool)"
     )
@@ -103,16 +145,6 @@ class Pool(Model):
     reserved_share: float = Field(
         default=0.0, ge=0, lt=1, description="capacity kept for the owner's own work (HPC)"
     )
-
-    @field_validator("accelerator")
-    @classmethod
-    def _known_accelerator(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return check_ref(info, "accelerators", v)
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return check_ref(info, "models", v)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Pool:
@@ -138,7 +170,7 @@ class Node(Model):
 
     id: Id
     kind: NodeKind
-    site: str | None = Field(default=None, description="catalogue site id")
+    site: SiteRef = Field(default=None, description="catalogue site id")
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     region: str | None = Field(default=None, description="region id the node sits in")
@@ -146,11 +178,6 @@ class Node(Model):
     price_cny_per_kwh: float | None = Field(default=None, ge=0)
     carbon_g_per_kwh: float | None = Field(default=None, ge=0)
     pools: list[Pool] = Field(min_length=1)
-
-    @field_validator("site")
-    @classmethod
-    def _known_site(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return check_ref(info, "sites", v)
 
     @model_validator(mode="after")
     def _located(self) -> Node:
@@ -164,15 +191,10 @@ class Region(Model):
     """A demand region, usually a province (its capital is where requests start)."""
 
     id: Id
-    site: str | None = Field(default=None, description="catalogue site id; default: the id")
+    site: SiteRef = Field(default=None, description="catalogue site id; default: the id")
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     share: float | None = Field(default=None, ge=0, description="demand weight (given shares)")
-
-    @field_validator("site")
-    @classmethod
-    def _known_site(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return check_ref(info, "sites", v)
 
     @model_validator(mode="after")
     def _located(self, info: ValidationInfo) -> Region:
@@ -209,197 +231,17 @@ class Network(Model):
     links: list[Link] = Field(default_factory=list)
 
 
-# --- demand ----------------------------------------------------------------------------
-
-
-class Lognormal(Model):
-    dist: Literal["lognormal"]
-    mean: float = Field(gt=0, le=MAX_TOKENS)
-    sigma: float = Field(gt=0, le=5, description="shape: std of log(x)")
-
-
-class Exponential(Model):
-    dist: Literal["exponential"]
-    mean: float = Field(gt=0, le=MAX_TOKENS)
-
-
-class Constant(Model):
-    dist: Literal["constant"]
-    value: float = Field(gt=0, le=MAX_TOKENS)
-
-
-class Empirical(Model):
-    """Lengths resampled from a trace file (Azure CSV or Mooncake JSONL)."""
-
-    dist: Literal["empirical"]
-    trace: str = Field(description="path, relative to the scenario file")
-    field: Literal["input", "output"]
-
-
-Distribution = Annotated[
-    Lognormal | Exponential | Constant | Empirical, Field(discriminator="dist")
-]
-
-
-class Poisson(Model):
-    process: Literal["poisson"]
-
-
-class Bursty(Model):
-    """Over-dispersed arrivals: index of dispersion (variance/mean of counts) above 1."""
-
-    process: Literal["bursty"]
-    dispersion: float = Field(gt=1, le=1e6)
-
-
-class TraceArrivals(Model):
-    process: Literal["trace"]
-    path: str = Field(description="Azure-style CSV or Mooncake-style JSONL, relative path")
-    format: Literal["auto", "azure", "mooncake"] = "auto"
-    time_scale: float = Field(
-        default=1.0, ge=1e-6, le=1e6, description=">1 stretches, <1 compresses"
-    )
-    loop: bool = False
-
-
-Arrival = Annotated[Poisson | Bursty | TraceArrivals, Field(discriminator="process")]
-
-
-class Slo(Model):
-    ttft: Duration | None = None
-    e2e: Duration | None = None
-
-
-class DemandClass(Model):
-    """A class of work: LLM requests (token lengths) or generic jobs (service time)."""
-
-    name: Id
-    kind: Literal["llm", "job"] = "llm"
-    share: float = Field(default=0.0, ge=0, le=1, description="share of national token volume")
-    rate_per_s: float | None = Field(
-        default=None, gt=0, le=1e12, description="explicit arrival rate"
-    )
-    model: str | None = Field(default=None, description="catalogue model id that serves it")
-    input_tokens: Distribution | None = None
-    output_tokens: Distribution | None = None
-    service: Distribution | None = Field(default=None, description="job service time, s")
-    slots_per_job: int = Field(default=1, ge=1, le=MAX_COUNT)
-    slo: Slo = Slo()
-    latency_sensitivity: Literal["high", "medium", "low"] = "medium"
-    arrival: Arrival = Poisson(process="poisson")
-    diurnal: list[float] | None = Field(default=None, description="24 hourly weights")
-    weekly: list[float] | None = Field(default=None, description="7 daily weights, Monday first")
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return check_ref(info, "models", v)
-
-    @field_validator("diurnal")
-    @classmethod
-    def _hours(cls, v: list[float] | None) -> list[float] | None:
-        if v is not None and (len(v) != 24 or min(v) < 0 or sum(v) <= 0):
-            raise ValueError("diurnal needs 24 non-negative hourly weights, not all zero")
-        return v
-
-    @field_validator("weekly")
-    @classmethod
-    def _days(cls, v: list[float] | None) -> list[float] | None:
-        if v is not None and (len(v) != 7 or min(v) < 0 or sum(v) <= 0):
-            raise ValueError("weekly needs 7 non-negative daily weights, not all zero")
-        return v
-
-    @model_validator(mode="after")
-    def _complete(self) -> DemandClass:
-        replayed = isinstance(self.arrival, TraceArrivals)  # lengths come from the trace
-        if self.kind == "llm":
-            if not replayed and (self.input_tokens is None or self.output_tokens is None):
-                raise ValueError("an llm class needs input_tokens and output_tokens")
-        elif self.service is None:
-            raise ValueError("a job class needs a service time distribution (service:)")
-        if (
-            self.rate_per_s is None
-            and self.share == 0
-            and not isinstance(self.arrival, TraceArrivals)
-        ):
-            raise ValueError("give the class a share of national demand or a rate_per_s")
-        return self
-
-
-class GrowthPoint(Model):
-    date: Date
-    tokens_per_day: float = Field(gt=0, le=MAX_TOKENS_PER_DAY)
-
-
-class NoGrowth(Model):
-    law: Literal["none"]
-
-
-class ExponentialGrowth(Model):
-    law: Literal["exponential"]
-    rate_per_month: float = Field(
-        gt=-1, le=10, description="e.g. 0.1 for +10 % a month; above -1 (-100 %)"
-    )
-
-
-class LogisticGrowth(Model):
-    law: Literal["logistic"]
-    rate_per_month: float = Field(gt=0, le=10)
-    ceiling_tokens_per_day: float = Field(gt=0, le=MAX_TOKENS_PER_DAY)
-
-
-class PiecewiseGrowth(Model):
-    """Straight lines in log space through dated points."""
-
-    law: Literal["piecewise"]
-    points: list[GrowthPoint] = Field(min_length=2)
-
-    @field_validator("points")
-    @classmethod
-    def _distinct_dates(cls, v: list[GrowthPoint]) -> list[GrowthPoint]:
-        dates = [p.date for p in v]
-        if len(set(dates)) != len(dates):
-            repeated = sorted({d for d in dates if dates.count(d) > 1})
-            raise ValueError(f"two points share the date {repeated[0]}; give each date once")
-        return v
-
-
-Growth = Annotated[
-    NoGrowth | ExponentialGrowth | LogisticGrowth | PiecewiseGrowth, Field(discriminator="law")
-]
-
-
-class Demand(Model):
-    tokens_per_day: float = Field(
-        gt=0, le=MAX_TOKENS_PER_DAY, description="national volume at the horizon start"
-    )
-    growth: Growth = NoGrowth(law="none")
-    region_weights: Literal["gdp", "population", "equal", "given"] = "gdp"
-    sample_fraction: float = Field(default=1.0, ge=1e-9, le=1)
-    classes: list[DemandClass] = Field(min_length=1)
-
-
 # --- policy, admission, outputs --------------------------------------------------------
 
 
 class Policy(Model):
     """A registered policy name, or ``module:Class`` for a user policy."""
 
-    name: str = "nearest"
+    name: PolicyName = "nearest"
     params: dict[str, Any] = Field(default_factory=dict)
     on_failure: Literal["retry", "drop"] = Field(
         default="retry", description="requests at a failed node: route again, or count as lost"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str, info: ValidationInfo) -> str:
-        names = (info.context or {}).get("policies")
-        if names is None or v in names or ":" in v:
-            return v
-        close = difflib.get_close_matches(v, sorted(names), n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(names))}"
-        raise ValueError(f"unknown policy {v!r}; {hint} (or name a user policy as module:Class)")
 
 
 class Admission(Model):
@@ -461,6 +303,9 @@ class Scenario(Model):
     events: list[Event] = Field(default_factory=list)
     outputs: Outputs = Outputs()
     sweep: SweepSpec | None = Field(default=None, description="axes x seeds for gridsim sweep")
+    # The packaged catalogue with this scenario's entries, resolved once by the validation that
+    # made the scenario (``loading.validate`` passes it as the context's ``"catalog"``).
+    _catalog: Catalog | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -473,7 +318,7 @@ class Scenario(Model):
         return data
 
     @model_validator(mode="after")
-    def _references(self) -> Scenario:
+    def _references(self, info: ValidationInfo) -> Scenario:
         _unique([n.id for n in self.nodes], "node id")
         _unique([r.id for r in self.regions], "region id")
         _unique([c.name for c in self.demand.classes], "class name")
@@ -493,11 +338,22 @@ class Scenario(Model):
                     f"no node can serve class {cls.name!r}: add {need} "
                     f"(or list {cls.name!r} under a pool's serves:)"
                 )
-        check_events(self)
+        _check_events(self)
         total_share = sum(c.share for c in self.demand.classes)
         if total_share > 1 + 1e-9:
             raise ValueError(f"class shares add up to {total_share:g}; they must not exceed 1")
+        self._catalog = (info.context or {}).get("catalog")
         return self
+
+    @property
+    def resolved_catalog(self) -> Catalog:
+        """The packaged catalogue with this scenario's own entries added or overriding by id."""
+        if self._catalog is None:
+            raise ValueError(
+                "this scenario was validated without a catalogue; load it with "
+                "gridsim.load_scenario (or gridsim.scenario.validate)"
+            )
+        return self._catalog
 
 
 def pool_serves(pool: Pool, cls: DemandClass) -> bool:
@@ -507,6 +363,35 @@ def pool_serves(pool: Pool, cls: DemandClass) -> bool:
     if cls.kind == "job":
         return not pool.is_llm
     return pool.is_llm and (cls.model is None or cls.model == pool.model)
+
+
+def _check_events(scenario: Scenario) -> None:
+    """Events name nodes, pools, classes and regions that exist (policy names are checked as
+    fields, against the registry's names in the validation context)."""
+    nodes = {n.id: n for n in scenario.nodes}
+    classes = {c.name for c in scenario.demand.classes}
+    regions = {r.id for r in scenario.regions}
+    for i, event in enumerate(scenario.events):
+        where = f"events[{i}] ({event.kind})"
+        node_id = getattr(event, "node", None)
+        if node_id is not None and node_id not in nodes:
+            raise ValueError(f"{where} names unknown node {node_id!r}; nodes: {sorted(nodes)}")
+        pool_id = getattr(event, "pool", None)
+        if node_id is not None and pool_id is not None:
+            pools = {p.id: p for p in nodes[node_id].pools}
+            if pool_id not in pools:
+                raise ValueError(f"{where}: node {node_id!r} has no pool {pool_id!r}")
+            pool = pools[pool_id]
+            amount = (getattr(event, "replicas", None), getattr(event, "slots", None))
+            if (pool.is_llm and amount[0] is None) or (not pool.is_llm and amount[1] is None):
+                need = "replicas" if pool.is_llm else "slots"
+                raise ValueError(f"{where}: pool {pool_id!r} changes by {need}: give {need}")
+        for name in getattr(event, "classes", None) or []:
+            if name not in classes:
+                raise ValueError(f"{where} names unknown class {name!r}")
+        for rid in getattr(event, "regions", None) or []:
+            if rid not in regions:
+                raise ValueError(f"{where} names unknown region {rid!r}")
 
 
 def _unique(ids: list[str], what: str) -> None:

@@ -1,0 +1,177 @@
+"""The ``demand:`` section of a scenario: token volume and growth, and the classes of work with
+their length distributions, arrival processes, SLOs and daily and weekly profiles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from gridsim.scenario.fields import (
+    MAX_COUNT,
+    MAX_TOKENS,
+    MAX_TOKENS_PER_DAY,
+    Date,
+    Duration,
+    Id,
+    Model,
+    ModelRef,
+)
+
+
+class Lognormal(Model):
+    dist: Literal["lognormal"]
+    mean: float = Field(gt=0, le=MAX_TOKENS)
+    sigma: float = Field(gt=0, le=5, description="shape: std of log(x)")
+
+
+class Exponential(Model):
+    dist: Literal["exponential"]
+    mean: float = Field(gt=0, le=MAX_TOKENS)
+
+
+class Constant(Model):
+    dist: Literal["constant"]
+    value: float = Field(gt=0, le=MAX_TOKENS)
+
+
+class Empirical(Model):
+    """Lengths resampled from a trace file (Azure CSV or Mooncake JSONL)."""
+
+    dist: Literal["empirical"]
+    trace: str = Field(description="path, relative to the scenario file")
+    field: Literal["input", "output"]
+
+
+Distribution = Annotated[
+    Lognormal | Exponential | Constant | Empirical, Field(discriminator="dist")
+]
+
+
+class Poisson(Model):
+    process: Literal["poisson"]
+
+
+class Bursty(Model):
+    """Over-dispersed arrivals: index of dispersion (variance/mean of counts) above 1."""
+
+    process: Literal["bursty"]
+    dispersion: float = Field(gt=1, le=1e6)
+
+
+class TraceArrivals(Model):
+    process: Literal["trace"]
+    path: str = Field(description="Azure-style CSV or Mooncake-style JSONL, relative path")
+    format: Literal["auto", "azure", "mooncake"] = "auto"
+    time_scale: float = Field(
+        default=1.0, ge=1e-6, le=1e6, description=">1 stretches, <1 compresses"
+    )
+    loop: bool = False
+
+
+Arrival = Annotated[Poisson | Bursty | TraceArrivals, Field(discriminator="process")]
+
+
+class Slo(Model):
+    ttft: Duration | None = None
+    e2e: Duration | None = None
+
+
+class DemandClass(Model):
+    """A class of work: LLM requests (token lengths) or generic jobs (service time)."""
+
+    name: Id
+    kind: Literal["llm", "job"] = "llm"
+    share: float = Field(default=0.0, ge=0, le=1, description="share of national token volume")
+    rate_per_s: float | None = Field(
+        default=None, gt=0, le=1e12, description="explicit arrival rate"
+    )
+    model: ModelRef = Field(default=None, description="catalogue model id that serves it")
+    input_tokens: Distribution | None = None
+    output_tokens: Distribution | None = None
+    service: Distribution | None = Field(default=None, description="job service time, s")
+    slots_per_job: int = Field(default=1, ge=1, le=MAX_COUNT)
+    slo: Slo = Slo()
+    latency_sensitivity: Literal["high", "medium", "low"] = "medium"
+    arrival: Arrival = Poisson(process="poisson")
+    diurnal: list[float] | None = Field(default=None, description="24 hourly weights")
+    weekly: list[float] | None = Field(default=None, description="7 daily weights, Monday first")
+
+    @field_validator("diurnal", "weekly")
+    @classmethod
+    def _profile(cls, v: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        n, step = (24, "hourly") if info.field_name == "diurnal" else (7, "daily")
+        if v is not None and (len(v) != n or min(v) < 0 or sum(v) <= 0):
+            raise ValueError(
+                f"{info.field_name} needs {n} non-negative {step} weights, not all zero"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> DemandClass:
+        replayed = isinstance(self.arrival, TraceArrivals)  # lengths come from the trace
+        if self.kind == "llm":
+            if not replayed and (self.input_tokens is None or self.output_tokens is None):
+                raise ValueError("an llm class needs input_tokens and output_tokens")
+        elif self.service is None:
+            raise ValueError("a job class needs a service time distribution (service:)")
+        if (
+            self.rate_per_s is None
+            and self.share == 0
+            and not isinstance(self.arrival, TraceArrivals)
+        ):
+            raise ValueError("give the class a share of national demand or a rate_per_s")
+        return self
+
+
+class GrowthPoint(Model):
+    date: Date
+    tokens_per_day: float = Field(gt=0, le=MAX_TOKENS_PER_DAY)
+
+
+class NoGrowth(Model):
+    law: Literal["none"]
+
+
+class ExponentialGrowth(Model):
+    law: Literal["exponential"]
+    rate_per_month: float = Field(
+        gt=-1, le=10, description="e.g. 0.1 for +10 % a month; above -1 (-100 %)"
+    )
+
+
+class LogisticGrowth(Model):
+    law: Literal["logistic"]
+    rate_per_month: float = Field(gt=0, le=10)
+    ceiling_tokens_per_day: float = Field(gt=0, le=MAX_TOKENS_PER_DAY)
+
+
+class PiecewiseGrowth(Model):
+    """Straight lines in log space through dated points."""
+
+    law: Literal["piecewise"]
+    points: list[GrowthPoint] = Field(min_length=2)
+
+    @field_validator("points")
+    @classmethod
+    def _distinct_dates(cls, v: list[GrowthPoint]) -> list[GrowthPoint]:
+        dates = [p.date for p in v]
+        if len(set(dates)) != len(dates):
+            repeated = sorted({d for d in dates if dates.count(d) > 1})
+            raise ValueError(f"two points share the date {repeated[0]}; give each date once")
+        return v
+
+
+Growth = Annotated[
+    NoGrowth | ExponentialGrowth | LogisticGrowth | PiecewiseGrowth, Field(discriminator="law")
+]
+
+
+class Demand(Model):
+    tokens_per_day: float = Field(
+        gt=0, le=MAX_TOKENS_PER_DAY, description="national volume at the horizon start"
+    )
+    growth: Growth = NoGrowth(law="none")
+    region_weights: Literal["gdp", "population", "equal", "given"] = "gdp"
+    sample_fraction: float = Field(default=1.0, ge=1e-9, le=1)
+    classes: list[DemandClass] = Field(min_length=1)
