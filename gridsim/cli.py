@@ -111,12 +111,17 @@ def run(
     """Run a scenario and write its results folder."""
     from gridsim.output import claim_out_dir, default_out_dir
     from gridsim.run import fidelity_of
+    from gridsim.topology import check_reachability
     from gridsim.run import run as run_scenario
 
     if fidelity not in (None, "auto", "request", "flow"):
         err.print(f"error: --fidelity {fidelity}: choose request, flow or auto")
         raise typer.Exit(2)
     sc = _load(file, scenario, set_, seed)
+    problems = check_reachability(sc)  # what validate checks beyond the schema, before anything
+    if problems:
+        err.print(str(ScenarioError(problems)), markup=False, highlight=False)
+        raise typer.Exit(2)
     chosen = guard(lambda: fidelity_of(sc, fidelity))
     guard(lambda: _check_size(sc, chosen, force))
     target = out_dir or default_out_dir(sc, sc.seed, chosen)

@@ -314,8 +314,16 @@ class Topology:
 
 
 def check_reachability(scenario: Scenario, catalog: Catalog | None = None) -> list[Problem]:
-    """Problems: links naming unknown places, and each region that reaches no node."""
+    """Problems: links naming unknown places, link outages naming no link, and each region
+    that reaches no node."""
     topology, problems = _build(scenario, catalog)
+    for i, event in enumerate(scenario.events):
+        if event.kind == "link_outage":
+            try:
+                topology.without_link(event.a, event.b)
+            except KeyError as exc:
+                hint = "name both ends as in network.links (hub:<cluster> for a cluster)"
+                problems.append(Problem(("events", i), f"{exc.args[0]}; {hint}"))
     reported = {p.path for p in problems}  # an unlocatable region is already reported
     for region in topology.unreachable_regions():
         if ("regions", topology.region_ids.index(region)) in reported:

@@ -336,3 +336,13 @@ def test_readme_quotes_the_limits_in_force() -> None:
         f"at most {AUTO_REQUEST_MAX:.0e} expected requests".replace("e+0", "e"),
     ):
         assert quoted in readme, quoted
+
+
+def test_a_link_outage_naming_no_link_is_refused_before_running(tmp_path: Path) -> None:
+    cross = yaml.safe_load((ROOT / "scenarios" / "validation" / "cross_fidelity.yaml").read_text())
+    cross["events"] = [{"kind": "link_outage", "a": "shanghai", "b": "yrd", "at": "1h"}]
+    path = write(tmp_path, cross)
+    for command in (["validate", path], ["run", path, "--out", tmp_path / "out"]):
+        code, output = invoke(*command)
+        assert code == 2 and "events[0]: no link between 'shanghai' and 'yrd'" in output, output
+    assert not (tmp_path / "out").exists()

@@ -100,3 +100,26 @@ def test_a_registered_policy_takes_over_at_flow_fidelity(farthest: list[Grid]) -
     assert served(switched)["shanghai", "shaoguan"] > served(unswitched)["shanghai", "shaoguan"]
     req = switched.summary["requests"]
     assert req["arrived"] == req["served"] + req["dropped"] + req["in_flight"]
+
+
+@pytest.mark.parametrize("fidelity", ["request", "flow"])
+def test_a_link_cut_keeps_the_switched_policy_and_a_switch_keeps_the_cut_routes(
+    fidelity: str,
+) -> None:
+    from gridsim.engine.events import schedule
+    from gridsim.engine.flow import FlowEngine
+    from gridsim.engine.request import RequestEngine
+
+    cut = "{kind: link_outage, a: 'hub:yrd_demo_zone', b: 'hub:guian', at: 1h}"
+    for events, last in (
+        (f"[{{kind: policy_switch, policy: nearest, at: 30min}}, {cut}]", "cut"),
+        (f"[{cut}, {{kind: policy_switch, policy: nearest, at: 2h}}]", "switch"),
+    ):
+        sc = gs.load_scenario(CROSS, sets=["horizon.duration=3h", f"events={events}"])
+        grid = build_grid(sc)
+        engine = (RequestEngine if fidelity == "request" else FlowEngine)(grid, seed=1)
+        engine.run(schedule(engine))
+        assert engine.policy.name == "nearest", last  # the switch holds after the cut
+        routed = engine.policy.grid  # type: ignore[attr-defined]
+        assert routed is engine.routing.routed, last  # ... over the routes of the cut
+        assert not np.array_equal(routed.latency_s, grid.latency_s), last

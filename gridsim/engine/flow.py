@@ -30,9 +30,10 @@ from gridsim.demand import LengthSampler
 from gridsim.engine.capacity import CapacityTracker
 from gridsim.engine.queueing import erlang_c, wait_points
 from gridsim.engine.request import RunOutput, _Progress, recorder_layout, run_without_gc
-from gridsim.grid import Grid, with_topology
+from gridsim.engine.routing import Routing
+from gridsim.grid import Grid
 from gridsim.metrics.recorder import Recorder
-from gridsim.policies.base import FlowState, make_policy
+from gridsim.policies.base import FlowState
 from gridsim.scenario.schema import Bursty
 from gridsim.topology import Topology
 
@@ -54,7 +55,8 @@ class FlowEngine:
         self.dt = sc.horizon.resolution
         self.horizon_s = sc.horizon.duration
         self.n_ticks = math.ceil(self.horizon_s / self.dt - 1e-9)
-        self.policy = make_policy(sc.policy.name, grid, dict(sc.policy.params))
+        self.routing = Routing(grid)
+        self.policy = self.routing.policy
         self.demand = grid.demand
         classes = sc.demand.classes
         pools = grid.pools
@@ -357,13 +359,11 @@ class FlowEngine:
             self.alive[p] = False
 
     def set_topology(self, topology: Topology) -> None:
-        rerouted = with_topology(self.grid, topology)
-        self.latency = rerouted.latency_s.copy()
-        policy = self.grid.scenario.policy
-        self.policy = make_policy(policy.name, rerouted, dict(policy.params))
+        self.latency = self.routing.reroute(topology).copy()
+        self.policy = self.routing.policy
 
     def set_policy(self, name: str, params: dict[str, Any]) -> None:
-        self.policy = make_policy(name, self.grid, params)
+        self.policy = self.routing.switch(name, params)
 
     def set_demand_factor(self, factor: FloatArray) -> None:
         self.demand_factor = factor

@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from gridsim.engine.routing import Routing
 from gridsim.engine.shocks import Shocks
-from gridsim.grid import Grid, with_topology
+from gridsim.grid import Grid
 from gridsim.metrics.recorder import FLUSH_ROWS, Layout, Recorder
-from gridsim.policies.base import make_policy
 from gridsim.topology import Topology
 
 INF = math.inf
@@ -90,7 +90,8 @@ class RequestEngine:
         self.progress = progress
         self.env = simpy.Environment()
         self.horizon_s = sc.horizon.duration
-        self.policy = make_policy(sc.policy.name, grid, dict(sc.policy.params))
+        self.routing = Routing(grid)
+        self.policy = self.routing.policy
         self.retry = sc.policy.on_failure == "retry"
         self.demand = grid.demand
         self.shocks = Shocks(sc, seed)
@@ -386,7 +387,7 @@ class RequestEngine:
                 free.append(INF)
 
     def set_policy(self, name: str, params: dict[str, Any]) -> None:
-        self.policy = make_policy(name, self.grid, params)
+        self.policy = self.routing.switch(name, params)
 
     def set_demand_factor(self, factor: np.ndarray) -> None:
         """Nothing to do at the instant: shocks shape the arrivals as they are drawn."""
@@ -395,15 +396,9 @@ class RequestEngine:
         self.recorder.prices.append((t, node_id, price_cny_per_kwh))
 
     def set_topology(self, topology: Topology) -> None:
-        """After a link cut or repair: new routes for requests routed from now on.
-
-        Policies only decide, so a fresh one over the rerouted grid replaces the old; requests
-        already on their way keep the route they took.
-        """
-        rerouted = with_topology(self.grid, topology)
-        self.latency = rerouted.latency_s.tolist()
-        policy = self.grid.scenario.policy
-        self.policy = make_policy(policy.name, rerouted, dict(policy.params))
+        """After a link cut or repair: new routes for requests routed from now on."""
+        self.latency = self.routing.reroute(topology).tolist()
+        self.policy = self.routing.policy
 
     # --- the end -----------------------------------------------------------------------------
 
