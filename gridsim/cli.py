@@ -111,8 +111,8 @@ def run(
     """Run a scenario and write its results folder."""
     from gridsim.output import claim_out_dir, default_out_dir
     from gridsim.run import fidelity_of
-    from gridsim.topology import check_reachability
     from gridsim.run import run as run_scenario
+    from gridsim.topology import check_reachability
 
     if fidelity not in (None, "auto", "request", "flow"):
         err.print(f"error: --fidelity {fidelity}: choose request, flow or auto")
