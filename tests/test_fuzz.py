@@ -69,13 +69,13 @@ def test_run_hazard(name: str, run_limit: dict[str, str]) -> None:
     _check(fz.probe("run", fz.hazard(name, SMALL), fz.DEFAULT_LIMITS["run"], run_limit))
 
 
-@settings(FAST, max_examples=80)
+@settings(FAST, max_examples=200)
 @given(fz.mutants(SOURCES))
 def test_validate_mutants(mutant: fz.Mutant) -> None:
     _check(fz.probe("validate", mutant, fz.DEFAULT_LIMITS["validate"]))
 
 
-@settings(FAST, max_examples=15)
+@settings(FAST, max_examples=25)
 @given(mutant=fz.mutants(SMALL, max_ops=2, weights=fz.RUN_WEIGHTS))
 def test_run_mutants(mutant: fz.Mutant, run_limit: dict[str, str]) -> None:
     _check(fz.probe("run", mutant, fz.DEFAULT_LIMITS["run"], run_limit))

@@ -22,6 +22,7 @@ from gridsim.scenario.schema import (
     PiecewiseGrowth,
     Scenario,
 )
+from gridsim.scenario.weights import raw_region_weights
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -72,42 +73,10 @@ def national_tokens_per_day(demand: Demand, start: dt.date, t_s: npt.ArrayLike) 
 
 
 def region_weights(scenario: Scenario, catalog: Catalog) -> FloatArray:
-    """Each region's share of national demand, in ``scenario.regions`` order, summing to 1.
-
-    ``gdp`` and ``population`` read the region's catalogue site (``region.site`` or its id);
-    ``given`` reads ``region.share`` (relative weights, normalised here).
-    """
-    how = scenario.demand.region_weights
-    regions = scenario.regions
-    if how == "equal":
-        raw = np.ones(len(regions))
-    elif how == "given":
-        missing = [r.id for r in regions if r.share is None]
-        if missing:
-            raise ValueError(
-                f"region_weights: given needs a share on every region; missing on {missing}"
-            )
-        raw = np.array([float(r.share or 0.0) for r in regions])
-    else:
-        field = "gdp_100m_cny" if how == "gdp" else "population_10k"
-        values: list[float] = []
-        missing = []
-        for region in regions:
-            site = catalog.sites.get(region.site or region.id)
-            value = getattr(site, field) if site is not None else None
-            if value is None:
-                missing.append(region.id)
-            values.append(float(value or 0.0))
-        if missing:
-            raise ValueError(
-                f"region_weights: {how} needs {field} from each region's catalogue site; "
-                f"none for {missing}. Give site: <province id>, or use equal or given weights"
-            )
-        raw = np.array(values)
-    total = raw.sum()
-    if not total > 0:
-        raise ValueError(f"region weights ({how}) add up to 0; give some region a positive weight")
-    out: FloatArray = raw / total
+    """Each region's share of national demand, in ``scenario.regions`` order, summing to 1
+    (the raw weights of ``raw_region_weights``, normalised)."""
+    raw = np.array(raw_region_weights(scenario, catalog))
+    out: FloatArray = raw / raw.sum()
     return out
 
 

@@ -34,6 +34,7 @@ from gridsim.scenario.merging import (
 )
 from gridsim.scenario.schema import CatalogAdditions, Empirical, Scenario, TraceArrivals
 from gridsim.scenario.tracefile import TraceFormat, load_trace
+from gridsim.scenario.weights import raw_region_weights
 from gridsim.scenario.yamlio import YAML_SUFFIXES, Document, parse_yaml, read_yaml
 
 # Fields that hold file paths, relative to the file that wrote them: (path pattern, '*' = any).
@@ -255,6 +256,11 @@ def validate(data: dict[str, Any], locator: Locator | None = None) -> Scenario:
         problems += _problems(exc, data, Scenario, locator)
         raise ScenarioError(problems) from None
     problems += _check_traces(scenario, locator)
+    try:
+        raw_region_weights(scenario, catalog)
+    except ValueError as exc:
+        path = ("demand", "region_weights")
+        problems.append(Problem(path, str(exc), locator.find(path)))
     if problems:
         raise ScenarioError(problems)
     return scenario
