@@ -9,8 +9,12 @@ golden files are ``<against>/<name>.json``. The KPIs are the summary's headline 
 Rules, first match (``fnmatch`` on the dotted name) wins; without a match, integers, strings
 and nulls must be equal and floats agree to a relative 1e-9 (runs are deterministic on one
 machine). A ``statistical`` block runs the scenario over several seeds and compares the mean
-of each listed KPI: it passes when ``|mean - golden mean| <= z * sqrt(sd^2/n + sd_golden^2/n)``
-(a two-sample z test; z = 4 by default). On one machine the seeds give the same values; it is
+of each listed KPI. Where the block names a closed form (``theory: erlang_c``, for an M/M/c
+scenario) the reference is the theory, computed from the scenario itself and recorded in the
+golden file: the check passes when ``|mean - theory| <= z * sd / sqrt(n)`` (a z test against
+the closed form; z = 4 by default), and the recorded theory must match today's. Other KPIs are
+compared with the golden seeds' mean: ``|mean - golden mean| <= z * sqrt(sd^2/n +
+sd_golden^2/n)`` (a two-sample z test). On one machine the seeds give the same values; it is
 the check that stays meaningful when the random streams change (a numpy upgrade), when the
 per-value checks can only say that something moved.
 """
@@ -24,13 +28,16 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridsim.scenario.yamlio import read_yaml
+
+if TYPE_CHECKING:
+    from gridsim.scenario import Scenario
 
 BLOCKS = (  # the summary's blocks that are compared (by_region and by_node are left out)
     "requests",
@@ -88,6 +95,7 @@ class Statistical(_Strict):
     seeds: list[int] = Field(min_length=2)
     kpis: list[str] = Field(min_length=1)
     z: float = Field(default=4.0, gt=0)
+    theory: Literal["erlang_c"] | None = None  # a closed form to compare the seeds' means with
 
 
 class Baseline(_Strict):
@@ -187,7 +195,66 @@ def measure(baseline: Baseline, base_dir: Path) -> dict[str, Any]:
             kpi: _moments([float(s[kpi]) for s in samples if _number(s.get(kpi))])
             for kpi in baseline.statistical.kpis
         }
+        if baseline.statistical.theory == "erlang_c":
+            closed = erlang_c_theory(scenario)
+            doc["theory"] = {k: v for k, v in closed.items() if k in baseline.statistical.kpis}
     return doc
+
+
+def erlang_c_theory(scenario: Scenario) -> dict[str, float]:
+    """M/M/c closed forms (Erlang C) for a scenario that is one queue: one pool of c slots, one
+    job class with Poisson arrivals at lambda (no growth, profile or events) and exponential
+    service of mean s, no network delay and no admission limits. With a = lambda s < c and
+    C = P(wait > 0) (Erlang C): mean wait W = C s / (c - a), mean latency W + s, utilisation
+    a / c, and requests served over the horizon T: lambda T arrive, less the lambda (W + s)
+    still in the system at the end (Little's law, stationary)."""
+    import numpy as np
+
+    from gridsim.engine.queueing import erlang_c
+    from gridsim.grid import build_grid
+    from gridsim.scenario.schema import Exponential, NoGrowth, Poisson
+
+    pools = [pool for node in scenario.nodes for pool in node.pools]
+    demand = scenario.demand
+    cls = demand.classes[0]
+    admission = scenario.admission
+    if not (
+        len(pools) == 1
+        and pools[0].slots
+        and len(demand.classes) == 1
+        and cls.kind == "job"
+        and cls.rate_per_s is not None
+        and isinstance(cls.arrival, Poisson)
+        and isinstance(cls.service, Exponential)
+        and isinstance(demand.growth, NoGrowth)
+        and cls.diurnal is None
+        and cls.weekly is None
+        and not scenario.events
+        and admission.queue_limit is None
+        and admission.max_wait is None
+        and not build_grid(scenario).latency_s.any()
+    ):
+        raise ValueError(
+            f"{scenario.name}: theory erlang_c needs an M/M/c scenario: one pool, one job class "
+            "with Poisson arrivals and exponential service, no growth, profile, events, "
+            "admission limits or network delay"
+        )
+    c = float(pools[0].slots)
+    rate = cls.rate_per_s * demand.sample_fraction  # the region weights add up to 1
+    service = cls.service.mean
+    load = rate * service
+    if load >= c:
+        raise ValueError(f"{scenario.name}: M/M/c has no steady state at load {load} >= {c}")
+    p_wait = float(erlang_c(np.array([c]), np.array([load]))[0])
+    wait = p_wait * service / (c - load)
+    horizon = scenario.horizon.duration
+    return {
+        "requests.served": rate * horizon - rate * (wait + service),
+        "wait_s.mean": wait,
+        "wait_s.share_waited": p_wait,
+        "latency_s.mean": wait + service,
+        "utilization.mean": load / c,
+    }
 
 
 def _settings_of(baseline: Baseline, seed: int) -> dict[str, Any]:
@@ -219,16 +286,30 @@ def compare(golden: dict[str, Any], now: dict[str, Any], rules: Sequence[Rule]) 
             rule = rule_for(kpi, g, rules)
             checks.append(Check(name, kpi, g, n, rule.text(), rule.allows(g, n)))
     z = float((now["settings"].get("statistical") or {}).get("z", 4.0))
+    theory, recorded = now.get("theory") or {}, golden.get("theory") or {}
+    for kpi in list(dict.fromkeys([*recorded, *theory])):  # the closed form as recorded
+        g, n = recorded.get(kpi, MISSING), theory.get(kpi, MISSING)
+        label = f"{kpi} (theory)"
+        if g is MISSING or n is MISSING:
+            checks.append(Check(name, label, g, n, "present", g is MISSING))
+        else:
+            checks.append(Check(name, label, g, n, DEFAULT_RULE.text(), DEFAULT_RULE.allows(g, n)))
     for kpi, cur in (now.get("statistical") or {}).items():
         ref = (golden.get("statistical") or {}).get(kpi)
+        earlier = MISSING if ref is None else ref["mean"]
         label = f"{kpi} (mean over {cur['n']} seeds)"
-        if ref is None:
+        if kpi in theory:  # a z test against the closed form (the earlier mean is shown)
+            se = cur["sd"] / math.sqrt(cur["n"])
+            ok = abs(cur["mean"] - theory[kpi]) <= max(z * se, 1e-9 * abs(theory[kpi]))
+            text = f"z {z:g} x se {se:.3g} from theory {theory[kpi]:.6g}"
+            checks.append(Check(name, label, earlier, cur["mean"], text, ok))
+        elif ref is None:
             checks.append(Check(name, label, MISSING, cur["mean"], "present", True))
-            continue
-        se = math.sqrt(ref["sd"] ** 2 / ref["n"] + cur["sd"] ** 2 / cur["n"])
-        diff = abs(cur["mean"] - ref["mean"])
-        ok = diff <= max(z * se, 1e-9 * abs(ref["mean"]))
-        checks.append(Check(name, label, ref["mean"], cur["mean"], f"z {z:g} x se {se:.3g}", ok))
+        else:
+            se = math.sqrt(ref["sd"] ** 2 / ref["n"] + cur["sd"] ** 2 / cur["n"])
+            ok = abs(cur["mean"] - ref["mean"]) <= max(z * se, 1e-9 * abs(ref["mean"]))
+            text = f"z {z:g} x se {se:.3g}"
+            checks.append(Check(name, label, ref["mean"], cur["mean"], text, ok))
     return checks
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from gridsim.regress import erlang_c_theory, load_settings
 from gridsim.run import run
 from gridsim.scenario import load_scenario
 
-MMC = Path(__file__).resolve().parents[1] / "scenarios" / "validation" / "mmc.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+MMC = ROOT / "scenarios" / "validation" / "mmc.yaml"
 SEEDS = range(10)
 
 
@@ -106,11 +111,62 @@ def test_mmc_64_servers_half_load_almost_never_waits() -> None:
     assert waited <= stats.poisson.ppf(0.999, expected) + 1
 
 
-def test_erlang_c_formula_reference_values() -> None:
+def erlang_c_exact(c: int, a: Fraction) -> Fraction:
+    """Erlang C from its definition, in exact rational arithmetic:
+    C = (a^c / c! x c / (c - a)) / (sum_{k < c} a^k / k! + a^c / c! x c / (c - a))."""
+    terms = [a**k / math.factorial(k) for k in range(c)]
+    top = a**c / math.factorial(c) * c / (c - a)
+    return top / (sum(terms) + top)
+
+
+def erlang_c_by_erlang_b(c: int, a: float) -> float:
+    """Erlang C from Erlang B's recursion B(k) = a B(k-1) / (k + a B(k-1)), B(0) = 1 (stable
+    in floats for any c): C = c B / (c - a (1 - B))."""
+    b = 1.0
+    for k in range(1, c + 1):
+        b = a * b / (k + a * b)
+    return c * b / (c - a * (1 - b))
+
+
+def test_erlang_c_reference_against_exact_and_recursive_formulas() -> None:
+    """The reference the slow tests compare the engine with, checked against two other
+    computations: exact fractions for small c, Erlang B's recursion for thousands of servers."""
     # M/M/1: P(wait) = rho. M/M/2 at a = 1: C = 1/3 (textbook).
-    assert erlang_c(1, 0.7) == pytest.approx(0.7)
-    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
-    assert 0 < erlang_c(5000, 4900.0) < 1  # stable for thousands of servers
+    assert erlang_c(1, 0.7) == pytest.approx(0.7, rel=1e-12)
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3, rel=1e-12)
+    for c, a in ((1, 0.5), (1, 0.9), (8, 4.0), (8, 7.2), (64, 57.6), (64, 32.0)):
+        exact = float(erlang_c_exact(c, Fraction(a)))
+        assert erlang_c(c, a) == pytest.approx(exact, rel=1e-9), (c, a)
+        assert erlang_c_by_erlang_b(c, a) == pytest.approx(exact, rel=1e-9), (c, a)
+    for c, a in ((500, 480.0), (5000, 4900.0), (5000, 4999.0)):
+        assert erlang_c(c, a) == pytest.approx(erlang_c_by_erlang_b(c, a), rel=1e-9), (c, a)
+    assert erlang_c(64, 32.0) == pytest.approx(4.3e-7, rel=0.05)  # as the 64-server test says
+
+
+def test_regress_compares_the_mmc_baseline_with_erlang_c() -> None:
+    """``gridsim regress``'s closed form for its M/M/c baseline (8 slots, 7.2 jobs/s, mean
+    service 1 s, 30 minutes), recorded in the golden file and computed from the scenario, is
+    the textbook one, here in exact fractions."""
+    golden = json.loads((ROOT / "results" / "baselines" / "mmc.json").read_text("utf-8"))
+    settings = load_settings(ROOT / "results" / "baselines" / "regress.yaml")
+    baseline = next(b for b in settings.scenarios if b.name == "mmc")
+    assert baseline.statistical is not None and baseline.statistical.theory == "erlang_c"
+    scenario = load_scenario(settings.base_dir / baseline.file, sets=baseline.set)
+    c, a, horizon_s = 8, Fraction(72, 10), 1800
+    p_wait = erlang_c_exact(c, a)
+    wait = p_wait / (c - a)  # mean service 1 s
+    expected = {
+        "wait_s.share_waited": float(p_wait),
+        "wait_s.mean": float(wait),
+        "latency_s.mean": float(wait + 1),
+        "utilization.mean": float(a / c),
+        "requests.served": float(a * horizon_s - a * (wait + 1)),  # less those still inside
+    }
+    assert golden["theory"] == pytest.approx(expected, rel=1e-9)
+    assert erlang_c_theory(scenario) == pytest.approx(expected, rel=1e-9)
+    for change in ("admission.max_wait=1s", "demand.classes[jobs].rate_per_s=8"):
+        with pytest.raises(ValueError, match="M/M/c"):  # no closed form to compare with
+            erlang_c_theory(load_scenario(MMC, sets=[change]))
 
 
 def test_mm8_quick_check() -> None:

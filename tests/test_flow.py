@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import gridsim as gs
 from gridsim.engine.events import schedule
@@ -40,10 +43,11 @@ def test_cross_fidelity_request_and_flow_agree() -> None:
     assert req["utilization"]["mean"] > 0.6  # loaded enough for queueing to matter
 
 
-def engine_for(scenario: gs.Scenario) -> FlowEngine:
+def engine_for(scenario: gs.Scenario) -> tuple[FlowEngine, dict[str, Any]]:
+    """The engine after a run (its arrays) and the run's summary."""
     engine = FlowEngine(build_grid(scenario), seed=scenario.seed)
-    engine.run(schedule(engine))
-    return engine
+    summary = engine.run(schedule(engine)).summary
+    return engine, summary
 
 
 OVERLOAD = [
@@ -55,18 +59,86 @@ OVERLOAD = [
 
 def test_conservation_and_capacity_hold_at_every_tick_under_overload() -> None:
     scenario = load_scenario(CROSS, sets=OVERLOAD)
-    engine = engine_for(scenario)
+    engine, s = engine_for(scenario)
     assert engine.max_conservation_gap < 1e-9
     assert engine.max_load <= 1 + 1e-9
-    result = gs.run(scenario, fidelity="flow")
-    s = result.summary
     assert s["requests"]["dropped"] > 0  # the overload is real
-    for block in (s, *s["by_class"].values(), *s["by_region"].values()):
+    # In flight at the end is what the engine still holds in its queues (by class and pool),
+    # not the remainder arrived - served - dropped that the summary reports for the fluid
+    # engine: compare the two (three rounded counts: within 1.5).
+    queued = engine.backlog.sum(axis=0)  # (classes, pools)
+    assert queued.sum() > 0
+    layout = engine.recorder.layout
+    node_of = np.asarray(layout.pool_node)
+    expected = [(s, queued.sum())]
+    expected += [(s["by_class"][n], queued[i].sum()) for i, n in enumerate(layout.class_names)]
+    expected += [
+        (s["by_node"][n], queued[:, node_of == i].sum()) for i, n in enumerate(layout.node_ids)
+    ]
+    for block, waiting in expected:
         r = block["requests"]
-        assert r["arrived"] == r["served"] + r["dropped"] + r["in_flight"]
+        assert abs(r["in_flight"] - waiting) <= 1.5, (r, waiting)
+    for block in (s, *s["by_class"].values(), *s["by_region"].values(), *s["by_node"].values()):
+        r = block["requests"]
+        assert min(r["served"], r["dropped"], r["in_flight"]) >= 0, r
+    regions = sum(b["requests"]["in_flight"] for b in s["by_region"].values())
+    assert abs(regions - queued.sum()) <= 1.5 * len(s["by_region"]) + 0.5
+    result = gs.run(scenario, fidelity="flow")
     pools = result.timeseries[result.timeseries["entity_kind"] == "pool"]
     wide = pools.pivot_table(index=["entity_id", "time_s"], columns="metric", values="value")
     assert (wide["busy_slot_s"] <= wide["capacity_slot_s"] * (1 + 1e-9)).all()
+
+
+QUEUE = """
+name: queue
+fidelity: flow
+horizon: {{start: 2026-01-01, duration: 1h, resolution: 1min}}
+regions: [{{id: a, lat: 30, lon: 110, share: 3}}, {{id: b, lat: 31, lon: 111, share: 1}}]
+nodes:
+  - {{id: dc, kind: data_centre, lat: 30, lon: 110, pools: [{{id: jobs, slots: 1}}]}}
+network: {{generate: full_mesh}}
+admission: {admission}
+demand:
+  tokens_per_day: 1
+  region_weights: given
+  classes:
+    - {{name: jobs, kind: job, rate_per_s: 2, service: {{dist: constant, value: 1.0}}}}
+"""
+
+
+def test_in_flight_is_the_queue_left_by_a_hand_calculation() -> None:
+    """One slot, jobs of exactly 1 s arriving at 2/s for an hour, 3/4 from region a: the slot
+    serves 1 job/s (3,600), the other 3,600 are still queued at the end (no wait limit), 3/4 of
+    them from a."""
+    s = gs.run(load_scenario_text(QUEUE.format(admission="{}"))).summary
+    assert s["requests"] == {
+        "arrived": 7200,
+        "served": 3600,
+        "dropped": 0,
+        "in_flight": 3600,
+        "lost": 0,
+        "retried": 0,
+    }
+    for region, share in (("a", 0.75), ("b", 0.25)):
+        r = s["by_region"][region]["requests"]
+        counts = (r["arrived"], r["served"], r["dropped"], r["in_flight"])
+        assert counts == (7200 * share, 3600 * share, 0, 3600 * share)
+    assert s["by_node"]["dc"]["requests"]["in_flight"] == 3600
+
+
+def test_in_flight_under_a_wait_limit_is_at_most_the_last_max_wait_of_arrivals() -> None:
+    """The same queue with at most 5 minutes of waiting: the slot still serves 3,600; those
+    queued at the end arrived in the last 5 minutes (at most 600; at least the 480 of the last
+    four 1-minute ticks, as the queue is FIFO and never drains); the rest were dropped."""
+    s = gs.run(load_scenario_text(QUEUE.format(admission="{max_wait: 5min}"))).summary
+    r = s["requests"]
+    assert (r["arrived"], r["served"]) == (7200, 3600)
+    assert 480 <= r["in_flight"] <= 600
+    assert r["dropped"] == 3600 - r["in_flight"]
+    for region, share in (("a", 0.75), ("b", 0.25)):
+        part = s["by_region"][region]["requests"]
+        assert part["served"] == 3600 * share
+        assert 480 * share <= part["in_flight"] <= 600 * share
 
 
 def test_flow_is_deterministic() -> None:
@@ -135,9 +207,22 @@ def test_shortfall_date_matches_the_hand_calculation(slots: int, d0: float, rate
     capacity = gs.run(scenario).summary["capacity"]
     month_s = 30.436875 * 86400
     expected_s = math.log(slots / d0) / math.log(1 + rate) * month_s
-    assert capacity["shortfall_at_s"] == pytest.approx(expected_s, abs=3600.0)
-    assert capacity["shortfall_at"].startswith("20")
-    assert capacity["headroom"]["min"] < 0 < capacity["headroom"]["mean"] + 1
+    # Demand is held per hourly tick at the hour's middle: the shortfall starts with the first
+    # tick whose middle is past the crossing, h = floor(t / 1 h - 1/2) + 1.
+    first_tick_s = (math.floor(expected_s / 3600 - 0.5) + 1) * 3600.0
+    assert capacity["shortfall_at_s"] == first_tick_s
+    when = dt.datetime.fromisoformat(capacity["shortfall_at"])  # the date, from 2026-01-01
+    assert when == dt.datetime(2026, 1, 1) + dt.timedelta(seconds=first_tick_s)
+    # Headroom 1 - D(t) / C per hourly tick, D(t) = D0 exp(k t) with k = ln(1 + r) per month
+    # (each hour at its middle). Over the horizon T its time-mean is 1 - D0/C (e^kT - 1)/(kT)
+    # (the hourly midpoint rule is off by (k h)^2 / 24 ~ 2e-10), and its minimum the last
+    # hour's, 1 - D0/C exp(k (T - 30 min)).
+    horizon_s = 730 * 86400
+    k = math.log(1 + rate) / month_s
+    mean = 1 - d0 / slots * math.expm1(k * horizon_s) / (k * horizon_s)
+    last = 1 - d0 / slots * math.exp(k * (horizon_s - 1800))
+    assert capacity["headroom"]["mean"] == pytest.approx(mean, abs=1e-9)
+    assert capacity["headroom"]["min"] == pytest.approx(last, abs=1e-9)
 
 
 def test_auto_fidelity_uses_flow_beyond_a_day() -> None:
@@ -145,30 +230,67 @@ def test_auto_fidelity_uses_flow_beyond_a_day() -> None:
     assert gs.run(scenario).summary["fidelity"] == "flow"
 
 
+def erlang_c_by_erlang_b(c: int, a: float) -> float:
+    """Erlang C from Erlang B's recursion B(k) = a B(k-1) / (k + a B(k-1)), B(0) = 1, which is
+    stable in floats for any c: C = c B / (c - a (1 - B))."""
+    b = 1.0
+    for k in range(1, c + 1):
+        b = a * b / (k + a * b)
+    return c * b / (c - a * (1 - b))
+
+
 def test_erlang_c_matches_the_textbook_and_is_stable() -> None:
-    assert erlang_c(np.array([1.0]), np.array([0.7]))[0] == pytest.approx(0.7)
-    assert erlang_c(np.array([2.0]), np.array([1.0]))[0] == pytest.approx(1 / 3)
-    big = erlang_c(np.array([5000.0]), np.array([4900.0]))[0]
-    assert 0 < big < 1 and np.isfinite(big)
+    # M/M/1: P(wait) = rho. M/M/2 at a = 1: C = 1/3 (textbook).
+    assert erlang_c(np.array([1.0]), np.array([0.7]))[0] == pytest.approx(0.7, rel=1e-12)
+    assert erlang_c(np.array([2.0]), np.array([1.0]))[0] == pytest.approx(1 / 3, rel=1e-12)
+    # up to thousands of servers, against the recursion and scipy's Poisson pmf/cdf ratio
+    for c, a in ((8, 7.2), (64, 60.0), (500, 480.0), (5000, 4900.0), (5000, 4999.0)):
+        got = erlang_c(np.array([float(c)]), np.array([a]))[0]
+        assert got == pytest.approx(erlang_c_by_erlang_b(c, a), rel=1e-9), (c, a)
+        top = stats.poisson.pmf(c, a) * c / (c - a)
+        assert got == pytest.approx(top / (stats.poisson.cdf(c - 1, a) + top), rel=1e-9)
+    # saturated and idle pools; arrays broadcast as the engine calls it (ticks x pools)
     assert erlang_c(np.array([8.0]), np.array([9.0]))[0] == 1.0
+    assert erlang_c(np.array([8.0]), np.array([0.0]))[0] == 0.0
+    loads = np.array([[0.5, 7.2, 60.0], [0.9, 4.0, 63.0]])
+    got = erlang_c(np.array([[1.0, 8.0, 64.0]]), loads)
+    want = [
+        [erlang_c_by_erlang_b(c, a) for c, a in zip((1, 8, 64), row, strict=True)] for row in loads
+    ]
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    # fractional slots (the gamma-function extension) lie between their integer neighbours
+    mid = erlang_c(np.array([8.5]), np.array([7.2]))[0]
+    assert erlang_c_by_erlang_b(9, 7.2) < mid < erlang_c_by_erlang_b(8, 7.2)
 
 
 def test_demand_shock_in_both_engines() -> None:
+    """Chat (60 % of 5e9 tokens/day, 1155 + 211 tokens a request, sampled at 0.25) is doubled
+    from 1 h to 3 h. Its rate in hour h is the national rate x diurnal[h] / mean(diurnal), so
+    over six hours: calm = rate x 3600 x sum(diurnal[0:6]) / mean, and the shock adds hours 1
+    and 2 again: a factor 1 + (0.3 + 0.3) / 2.2 = 14/11 for this profile."""
     shock = "events=[{kind: demand_shock, factor: 2, at: 1h, duration: 2h, classes: [chat]}]"
     scenario = load_scenario(CROSS, sets=["horizon.duration=6h", shock])
-    flow = gs.run(scenario, fidelity="flow").summary
-    calm = gs.run(load_scenario(CROSS, sets=["horizon.duration=6h"]), fidelity="flow").summary
-    extra = (
-        flow["by_class"]["chat"]["requests"]["arrived"]
-        / calm["by_class"]["chat"]["requests"]["arrived"]
+    calm_scenario = load_scenario(CROSS, sets=["horizon.duration=6h"])
+    diurnal = np.asarray(calm_scenario.demand.classes[0].diurnal)
+    rate = 5.0e9 * 0.6 * 0.25 / (1155 + 211) / 86400  # requests/s, before the profile
+    calm_expected = rate * 3600 * diurnal[:6].sum() / diurnal.mean()
+    extra_expected = 1 + diurnal[1:3].sum() / diurnal[:6].sum()
+    assert extra_expected == pytest.approx(14 / 11, rel=1e-12)
+    hit, flow = engine_for(scenario)
+    quiet, calm = engine_for(calm_scenario)
+    chat_calm = quiet.recorder.arrived[0].sum()
+    assert chat_calm == pytest.approx(calm_expected, rel=1e-9)
+    assert hit.recorder.arrived[0].sum() / chat_calm == pytest.approx(extra_expected, rel=1e-9)
+    assert abs(calm["by_class"]["chat"]["requests"]["arrived"] - calm_expected) <= 0.5
+    assert (
+        flow["by_class"]["batch"]["requests"]["arrived"]
+        == (calm["by_class"]["batch"]["requests"]["arrived"])
     )
-    assert 1.2 < extra < 1.6  # two of six hours doubled (a daytime-light profile at night)
-    request = gs.run(scenario, fidelity="request").summary
-    calm_request = gs.run(load_scenario(CROSS, sets=["horizon.duration=6h"]), fidelity="request")
-    ratio = (
-        request["by_class"]["chat"]["requests"]["arrived"]
-        / (calm_request.summary["by_class"]["chat"]["requests"]["arrived"])
-    )
-    assert ratio == pytest.approx(extra, rel=0.03)  # both engines shock alike
-    batch = request["by_class"]["batch"]["requests"]["arrived"]
-    assert batch == calm_request.summary["by_class"]["batch"]["requests"]["arrived"]
+    # The request engine draws Poisson arrivals with those means: each count within the
+    # Poisson interval of probability 1 - 1e-6 around its hand-computed mean.
+    shocked = gs.run(scenario, fidelity="request").summary["by_class"]
+    unshocked = gs.run(calm_scenario, fidelity="request").summary["by_class"]
+    for by_class, mean in ((shocked, calm_expected * extra_expected), (unshocked, calm_expected)):
+        low, high = stats.poisson.interval(1 - 1e-6, mean)
+        assert low <= by_class["chat"]["requests"]["arrived"] <= high, (low, high)
+    assert shocked["batch"]["requests"]["arrived"] == unshocked["batch"]["requests"]["arrived"]

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gridsim.cli import app
-from gridsim.run import run
-from gridsim.scenario import ScenarioError, load_scenario_text
+from gridsim.run import Result, run
+from gridsim.scenario import Scenario, ScenarioError, load_scenario_text
 
 TWO_NODES = """
 name: two-nodes
@@ -71,27 +71,31 @@ def scenario_text(**kw: object) -> str:
     return TWO_NODES.format(**values)
 
 
-def scenario(**kw: object) -> object:
+def scenario(**kw: object) -> Scenario:
     return load_scenario_text(scenario_text(**kw))
 
 
-def check_invariants(result: object) -> None:
-    s = result.summary  # type: ignore[attr-defined]
+def check_invariants(result: Result) -> None:
+    s = result.summary
     req = s["requests"]
     assert req["arrived"] == req["served"] + req["dropped"] + req["in_flight"]
     for block in (*s["by_class"].values(), *s["by_region"].values()):
         r = block["requests"]
         assert r["arrived"] == r["served"] + r["dropped"] + r["in_flight"]
-    assert sum(b["requests"]["served"] for b in s["by_node"].values()) == req["served"]
-    table: pd.DataFrame = result.requests  # type: ignore[attr-defined]
+    table: pd.DataFrame = result.requests
     assert len(table) == req["served"]
+    # every breakdown against the per-request table, a record of its own of each request served
+    for column, by in (("node", "by_node"), ("class", "by_class"), ("region", "by_region")):
+        counts = table[column].astype(str).value_counts()
+        for name, block in s[by].items():
+            assert block["requests"]["served"] == counts.get(name, 0), (by, name)
     eps = 1e-9
     assert (table["arrival_s"] <= table["start_s"] + eps).all()
     assert (table["start_s"] <= table["first_token_s"] + eps).all()
     assert (table["first_token_s"] <= table["end_s"] + eps).all()
     assert (table["reach_s"] <= table["start_s"] + eps).all()
     # no pool over capacity at any instant: sweep starts (+1) and ends (-1), ends first at ties
-    sc = result.scenario  # type: ignore[attr-defined]
+    sc = result.scenario
     slots = {n.id: n.pools[0].slots for n in sc.nodes}
     for node, rows in table.groupby("node", observed=True):
         times = np.concatenate([rows["start_s"], rows["service_end_s"]])

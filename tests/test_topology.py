@@ -55,6 +55,7 @@ def scenario(regions: Any, nodes: list[dict[str, Any]], network: dict[str, Any])
         "network": network,
         "demand": {
             "tokens_per_day": 1,
+            "region_weights": "equal",  # places given by coordinates have no GDP figure
             "classes": [
                 {
                     "name": "jobs",

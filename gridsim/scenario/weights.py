@@ -24,9 +24,7 @@ def raw_region_weights(scenario: Scenario, catalog: Catalog) -> list[float]:
     elif how == "given":
         missing = [r.id for r in regions if r.share is None]
         if missing:
-            raise ValueError(
-                f"given needs a share on every region; missing on {missing}"
-            )
+            raise ValueError(f"given needs a share on every region; missing on {missing}")
         raw = [float(r.share or 0.0) for r in regions]
     else:
         field = "gdp_100m_cny" if how == "gdp" else "population_10k"
