@@ -27,6 +27,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -57,7 +58,10 @@ RUN_FILES = frozenset(
 _LOCK = ".gridsim-lock"
 _TMP = ".gridsim-tmp-"
 _OLD = ".gridsim-old-"
-_SUFFIX_BYTES = len(f"..{_TMP}{2**22}-{'0' * 8}")  # the longest helper name beside a run
+# Locks and helper folders name their process as "<host>.<pid>": a sweep folder may be shared
+# by machines (a Dask cluster), and only a process on this machine can be known to be gone.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_SUFFIX_BYTES = len(f"..{_TMP}{_HOST}.{2**22}-{'0' * 8}")  # the longest helper name beside a run
 
 
 class OutputError(ValueError):
@@ -133,13 +137,13 @@ class RunSlot:
         if self._lock is None:
             raise RuntimeError("this output folder was already written or released")
         target = self.target
-        tmp = target.parent / f".{target.name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = target.parent / f".{target.name}{_TMP}{owner_token()}-{secrets.token_hex(4)}"
         try:
             tmp.mkdir()
             _write_contents(result, tmp)
             _check_place(target, self.overwrite)  # still as it was claimed?
             if target.exists():
-                old = target.parent / f".{target.name}{_OLD}{os.getpid()}-{secrets.token_hex(4)}"
+                old = target.parent / f".{target.name}{_OLD}{owner_token()}-{secrets.token_hex(4)}"
                 target.rename(old)
                 try:
                     tmp.rename(target)
@@ -241,21 +245,19 @@ def _take_lock(lock: Path, target: Path) -> None:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            pid = _pid_in(lock.read_text("utf-8", errors="replace") if lock.is_file() else "")
-            if pid is not None and _alive(pid):
+            owner = _read_owner(lock)
+            if owner is None or not _gone(owner):
+                who = f"process {owner}" if owner else "unknown process"
                 raise OutputError(
-                    f"another gridsim run (process {pid}) is writing {target}; wait for it, "
-                    "or choose another --out"
+                    f"another gridsim run ({who}) is writing {target}; wait for it, or choose "
+                    f"another --out (if no run is writing there, remove {lock})"
                 ) from None
-            if not lock.is_file():
-                message = f"{lock} is in the way; remove it or choose another --out"
-                raise OutputError(message) from None
             lock.unlink(missing_ok=True)  # left by a killed run
             continue
         except OSError as exc:
             raise OutputError(f"cannot write in {lock.parent}: {exc.strerror}") from None
         with os.fdopen(fd, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
+            handle.write(f"{owner_token()}\n")
         return
     raise OutputError(f"could not lock {target}; another run keeps claiming it")
 
@@ -263,40 +265,50 @@ def _take_lock(lock: Path, target: Path) -> None:
 def _clean_leftovers(target: Path) -> list[Path]:
     """Remove what killed runs left beside ``target`` (any run's, since default run ids are
     new each time): temporary and replaced folders holding only gridsim's files, and locks,
-    all named after a process that is gone."""
+    all named after a process of this machine that is gone."""
     removed = []
     for marker in (_TMP, _OLD):
         for entry in target.parent.glob(f".*{marker}*"):
-            pid = _pid_in(entry.name.rpartition(marker)[2].split("-")[0])
-            if pid is None or _alive(pid) or entry.is_symlink() or not entry.is_dir():
+            owner = entry.name.rpartition(marker)[2].rpartition("-")[0]
+            if not _gone(owner) or entry.is_symlink() or not entry.is_dir():
                 continue
             if foreign_entries(entry):
                 continue  # not only gridsim's files: leave it alone
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     for lock in target.parent.glob(f".*{_LOCK}"):
-        pid = _pid_in(lock.read_text("utf-8", errors="replace")) if lock.is_file() else None
-        if pid is not None and not _alive(pid) and not lock.is_symlink():
+        held_by = _read_owner(lock)
+        if held_by is not None and _gone(held_by):
             lock.unlink(missing_ok=True)
             removed.append(lock)
     return removed
 
 
-def _pid_in(text: str) -> int | None:
-    text = text.strip()
-    return int(text) if text.isdigit() and len(text) < 10 else None
+def owner_token(pid: int | None = None) -> str:
+    """``<host>.<pid>`` of this process (or of ``pid`` on this machine)."""
+    return f"{_HOST}.{os.getpid() if pid is None else pid}"
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _read_owner(lock: Path) -> str | None:
+    if lock.is_symlink() or not lock.is_file():
+        return None
+    return lock.read_text("utf-8", errors="replace").strip() or None
+
+
+def _gone(owner: str) -> bool:
+    """Whether the process ``owner`` names is known to have ended: only this machine's can be."""
+    host, _, pid = owner.partition(".")
+    if host != _HOST or not pid.isdigit() or len(pid) >= 10:
         return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
     except PermissionError:
-        return True  # someone else's process
-    return True
+        return False  # someone else's process
+    return False
 
 
 def _name_max(folder: Path) -> int:

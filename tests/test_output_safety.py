@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gridsim.cli import app
-from gridsim.output import OutputError, claim_out_dir, default_out_dir
+from gridsim.output import OutputError, claim_out_dir, default_out_dir, owner_token
 from gridsim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def dead_pid() -> int:
 
 
 def test_what_a_killed_run_left_is_cleaned_and_reported(tmp_path: Path) -> None:
-    pid = dead_pid()
+    pid = owner_token(dead_pid())  # "<host>.<pid>", as gridsim names its process
     out = tmp_path / "run"
     lock = tmp_path / ".run.gridsim-lock"
     lock.write_text(f"{pid}\n")
@@ -185,9 +185,24 @@ def test_what_a_killed_run_left_is_cleaned_and_reported(tmp_path: Path) -> None:
 
 
 def test_a_live_runs_lock_is_respected(tmp_path: Path, no_simulation: None) -> None:
-    (tmp_path / ".run.gridsim-lock").write_text(f"{os.getppid()}\n")  # a live process
+    (tmp_path / ".run.gridsim-lock").write_text(f"{owner_token(os.getppid())}\n")  # alive
     code, output = invoke("run", MMC, *QUICK, "--out", str(tmp_path / "run"))
     assert code == 2 and "another gridsim run" in output
+
+
+def test_another_machines_runs_are_never_taken_for_dead(tmp_path: Path) -> None:
+    """A sweep folder shared by a cluster: a pid of another host says nothing about this one."""
+    elsewhere = f"0badf00d.{dead_pid()}"  # no such process here, but it is another machine's
+    assert not owner_token().startswith("0badf00d.")
+    (tmp_path / ".run.gridsim-lock").write_text(f"{elsewhere}\n")
+    writing = tmp_path / f".other.gridsim-tmp-{elsewhere}-abcd1234"
+    writing.mkdir()
+    (writing / "summary.json").write_text("{}")
+    code, output = invoke("run", MMC, *QUICK, "--out", str(tmp_path / "run"))
+    assert code == 2 and "another gridsim run" in output
+    code, output = invoke("run", MMC, *QUICK, "--out", str(tmp_path / "free"))
+    assert code == 0, output
+    assert (writing / "summary.json").exists() and (tmp_path / ".run.gridsim-lock").exists()
 
 
 def test_resolved_scenario_of_a_flow_run_reproduces_it_byte_for_byte(tmp_path: Path) -> None:
