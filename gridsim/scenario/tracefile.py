@@ -19,6 +19,11 @@ import pandas as pd
 
 MAX_TRACE_BYTES = 4 * 2**30  # a trace is read whole into memory
 
+
+class TraceFileError(ValueError):
+    """A trace file that cannot be replayed: what is wrong, naming the file."""
+
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 TraceFormat = Literal["auto", "azure", "mooncake"]
@@ -67,16 +72,16 @@ def _load(path: str, format: TraceFormat) -> TraceData:
     if not file.exists():
         raise FileNotFoundError(f"trace file {path} not found")
     if not file.is_file():
-        raise ValueError(f"trace file {path} is not a regular file")
+        raise TraceFileError(f"trace file {path} is not a regular file")
     if file.stat().st_size > MAX_TRACE_BYTES:
-        raise ValueError(f"trace file {path} is over {MAX_TRACE_BYTES // 2**30} GiB")
+        raise TraceFileError(f"trace file {path} is over {MAX_TRACE_BYTES // 2**30} GiB")
     fmt = detect_format(file) if format == "auto" else format
     try:
         return _parse(file, fmt, path)
-    except (ValueError, UnicodeError, OverflowError) as exc:  # pandas' and pyarrow's too
-        if str(exc).startswith(f"trace file {path}"):
-            raise
-        raise ValueError(f"trace file {path} is not a valid {fmt} trace: {exc}") from None
+    except TraceFileError:
+        raise
+    except (ValueError, UnicodeError, OverflowError) as exc:  # pandas' and pyarrow's parsers
+        raise TraceFileError(f"trace file {path} is not a valid {fmt} trace: {exc}") from None
 
 
 def _parse(file: Path, fmt: str, path: str) -> TraceData:
@@ -113,11 +118,11 @@ def _parse(file: Path, fmt: str, path: str) -> TraceData:
         output_tokens=outputs.to_numpy(dtype=np.int64)[order],
     )
     if not np.isfinite(data.arrival_s).all():
-        raise ValueError(f"trace file {path} has timestamps that are not finite numbers")
+        raise TraceFileError(f"trace file {path} has timestamps that are not finite numbers")
     for name, column in (("input", data.input_tokens), ("output", data.output_tokens)):
         if (column < 0).any():
             row = int(order[np.flatnonzero(column < 0)[0]])
-            raise ValueError(
+            raise TraceFileError(
                 f"trace file {path} has a negative {name} token count (data row {row + 1})"
             )
     for array in (data.arrival_s, data.input_tokens, data.output_tokens):
@@ -140,9 +145,9 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], path: str) -> None:
     # A JSON reader given a schema fills absent fields with nulls, so test for those too.
     missing = [c for c in columns if c not in frame.columns or frame[c].isna().any()]
     if len(frame) == 0:
-        raise ValueError(f"trace file {path} has no requests")
+        raise TraceFileError(f"trace file {path} has no requests")
     if missing:
-        raise ValueError(
+        raise TraceFileError(
             f"trace file {path} lacks (or has blanks in) columns {missing}; "
             f"expected {list(columns)} (set arrival.format to azure or mooncake "
             "if auto-detection guessed wrong)"
