@@ -140,10 +140,14 @@ def run(
     s = result.summary
     req, lat = s["requests"], s["latency_s"]
     util = s.get("utilization", {}).get("mean")
+    lost = f", {req['lost']:,} lost to failures" if req["lost"] else ""
     out.print(
         f"{sc.name}: {req['arrived']:,} requests arrived, {req['served']:,} served, "
-        f"{req['dropped']:,} dropped, {req['in_flight']:,} in flight"
+        f"{req['dropped']:,} dropped, {req['abandoned']:,} abandoned{lost}, "
+        f"{req['in_flight']:,} in flight"
     )
+    for warning in s.get("engine_warnings") or []:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
     if lat["mean"] is not None:
         out.print(
             f"latency mean {lat['mean']:.3g} s, p95 {lat['p95']:.3g} s; "

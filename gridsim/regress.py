@@ -39,7 +39,7 @@ from gridsim.scenario.yamlio import read_yaml
 if TYPE_CHECKING:
     from gridsim.scenario import Scenario
 
-BLOCKS = (  # the summary's blocks that are compared (by_region and by_node are left out)
+BLOCKS = (  # the summary's blocks that are compared (by_region, by_node, by_pool left out)
     "requests",
     "tokens",
     "sla_attainment",
@@ -204,10 +204,11 @@ def measure(baseline: Baseline, base_dir: Path) -> dict[str, Any]:
 def erlang_c_theory(scenario: Scenario) -> dict[str, float]:
     """M/M/c closed forms (Erlang C) for a scenario that is one queue: one pool of c slots, one
     job class with Poisson arrivals at lambda (no growth, profile or events) and exponential
-    service of mean s, no network delay and no admission limits. With a = lambda s < c and
-    C = P(wait > 0) (Erlang C): mean wait W = C s / (c - a), mean latency W + s, utilisation
-    a / c, and requests served over the horizon T: lambda T arrive, less the lambda (W + s)
-    still in the system at the end (Little's law, stationary)."""
+    service of mean s, no network delay, no admission limits and no patience (nobody
+    abandons). With a = lambda s < c and C = P(wait > 0) (Erlang C): mean wait
+    W = C s / (c - a), mean latency W + s, utilisation a / c, and requests served over the
+    horizon T: lambda T arrive, less the lambda (W + s) still in the system at the end
+    (Little's law, stationary)."""
     import numpy as np
 
     from gridsim.engine.queueing import erlang_c
@@ -226,6 +227,7 @@ def erlang_c_theory(scenario: Scenario) -> dict[str, float]:
         and cls.rate_per_s is not None
         and isinstance(cls.arrival, Poisson)
         and isinstance(cls.service, Exponential)
+        and cls.patience is None
         and isinstance(demand.growth, NoGrowth)
         and cls.diurnal is None
         and cls.weekly is None
@@ -237,7 +239,7 @@ def erlang_c_theory(scenario: Scenario) -> dict[str, float]:
         raise ValueError(
             f"{scenario.name}: theory erlang_c needs an M/M/c scenario: one pool, one job class "
             "with Poisson arrivals and exponential service, no growth, profile, events, "
-            "admission limits or network delay"
+            "admission limits, patience or network delay"
         )
     c = float(pools[0].slots)
     rate = cls.rate_per_s * demand.sample_fraction  # the region weights add up to 1

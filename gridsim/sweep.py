@@ -45,6 +45,8 @@ KPIS: dict[str, tuple[str, ...]] = {
     "requests_arrived": ("requests", "arrived"),
     "requests_served": ("requests", "served"),
     "requests_dropped": ("requests", "dropped"),
+    "requests_abandoned": ("requests", "abandoned"),
+    "requests_lost": ("requests", "lost"),
     "sla_attainment": ("sla_attainment",),
     "latency_mean_s": ("latency_s", "mean"),
     "latency_p95_s": ("latency_s", "p95"),

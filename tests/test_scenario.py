@@ -293,3 +293,60 @@ def test_a_layer_that_changes_a_growth_law_replaces_it(tmp_path: Path, minimal_y
     )
     growth = load_scenario(child).demand.growth
     assert growth.law == "piecewise"  # not merged with rate_per_month, which would be an error
+
+
+# --- patience ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("patience", "field", "says"),
+    [
+        ("{dist: exponential, mean: -30}", "patience.mean", "greater than 0"),
+        ("{dist: exponential, mean: 0}", "patience.mean", "greater than 0"),
+        ("{dist: exponential, mean: .nan}", "patience.mean", "finite number"),
+        ("{dist: lognormal, mean: .inf, sigma: 1}", "patience.mean", "finite number"),
+        ("{dist: constant, value: -1}", "patience.value", "greater than 0"),
+        ("{dist: constant, value: .inf}", "patience.value", "finite number"),
+        ("{dist: lognormal, mean: 60, sigma: -1}", "patience.sigma", "greater than 0"),
+        ("{dist: weibull, mean: 60}", "patience", "dist"),
+        ("-5", "patience", "valid dictionary"),
+    ],
+)
+def test_patience_refuses_bad_values_at_its_field(
+    patience: str, field: str, says: str, minimal_yaml: str, tmp_path: Path
+) -> None:
+    text = minimal_yaml.replace(
+        "service: {dist: exponential, mean: 1}}",
+        f"service: {{dist: exponential, mean: 1}}, patience: {patience}}}",
+    )
+    assert "patience" in text
+    with pytest.raises(ScenarioError) as info:
+        load_scenario_text(text)
+    [problem] = info.value.problems
+    assert problem.dotted == f"demand.classes[0].{field}", problem.dotted
+    assert says in problem.message, problem.message
+    assert problem.mark is not None and problem.mark.line == 17  # the class line
+    result = runner.invoke(app, ["validate", str(write(tmp_path, "bad.yaml", text))])
+    assert result.exit_code == 2 and f"demand.classes[0].{field}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_patience_is_optional_round_trips_and_is_in_the_schema(
+    minimal_yaml: str, tmp_path: Path
+) -> None:
+    sc = load_scenario_text(minimal_yaml)
+    assert sc.demand.classes[0].patience is None
+    text = minimal_yaml.replace(
+        "service: {dist: exponential, mean: 1}}",
+        "service: {dist: exponential, mean: 1}, patience: {dist: exponential, mean: 90}}",
+    )
+    sc = load_scenario_text(text)
+    assert sc.demand.classes[0].patience is not None
+    assert sc.demand.classes[0].patience.mean == 90
+    again = load_scenario_text(dump_resolved(sc))
+    assert again.demand.classes[0].patience == sc.demand.classes[0].patience
+    out = tmp_path / "schema.json"
+    assert runner.invoke(app, ["schema", "-o", str(out)]).exit_code == 0
+    doc = json.loads(out.read_text("utf-8"))
+    [demand_class] = [d for d in doc["$defs"].values() if "patience" in d.get("properties", {})]
+    assert "abandoned" in demand_class["properties"]["patience"]["description"]

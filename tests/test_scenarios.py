@@ -7,6 +7,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,8 +75,9 @@ def test_every_scenario_runs_in_quick_mode(path: Path, tmp_path: Path) -> None:
     assert result.summary["fidelity"] == fidelity
     req = result.summary["requests"]
     assert req["arrived"] > 0 and req["served"] > 0
-    accounted = req["served"] + req["dropped"] + req["in_flight"]
-    assert accounted == pytest.approx(req["arrived"], rel=1e-6)
+    terms = ("served", "dropped", "abandoned", "lost", "in_flight")
+    assert req["arrived"] == sum(req[k] for k in terms)
+    assert min(req[k] for k in terms) >= 0
     out = write_run(result, tmp_path / "run")
     assert (out / "summary.json").is_file() and not (out / "report.html").exists()
 
@@ -138,7 +140,12 @@ def test_the_hub_outage_takes_guian_down_for_a_day() -> None:
     nearest = gs.run(
         gs.load_scenario(SCENARIOS / "hub-outage.yaml", sets=[*sets, "events=[]"])
     ).summary
-    assert result.summary["requests"]["dropped"] > nearest["requests"]["dropped"]
+
+    def unserved(summary: dict[str, Any]) -> int:
+        r = summary["requests"]
+        return int(r["dropped"] + r["abandoned"] + r["lost"])
+
+    assert unserved(result.summary) > unserved(nearest)
 
 
 @pytest.fixture(scope="module")
@@ -205,33 +212,38 @@ def test_the_baseline_national_tokens_per_day_by_hand(
     assert national == pytest.approx(
         (tokens - summary["capacity"]["unserved_tokens"]) / days, rel=1e-8
     )
-    assert national == pytest.approx(157e12, rel=0.005)
+    assert 0.95 * tokens / days < national <= tokens / days
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 10: the flow engine's per-region in-flight remainder (arrived - served - "
-        "dropped) is negative in 13 regions of the baseline"
-    ),
-)
 def test_the_baseline_never_has_a_negative_count(
     baseline_run: tuple[Result, Path, float],
 ) -> None:
+    """Every block of the baseline accounts for its requests: no negative term, and arrived =
+    served + dropped + abandoned + lost + in flight (issue 10 found 13 regions negative)."""
     summary = baseline_run[0].summary
-    blocks = {"": summary, **summary["by_class"], **summary["by_region"], **summary["by_node"]}
+    blocks = {
+        "": summary,
+        **summary["by_class"],
+        **summary["by_region"],
+        **summary["by_node"],
+        **summary["by_pool"],
+    }
+    terms = ("served", "dropped", "abandoned", "lost", "in_flight")
     negative = {
         name: block["requests"]
         for name, block in blocks.items()
-        if min(block["requests"][k] for k in ("served", "dropped", "in_flight")) < 0
+        if min(block["requests"][k] for k in terms) < 0
     }
     assert not negative
+    for name, block in blocks.items():
+        r = block["requests"]
+        assert r["arrived"] == sum(r[k] for k in terms), name
 
 
 def test_baseline_hour_is_the_baseline_at_request_fidelity() -> None:
     hour = gs.load_scenario(SCENARIOS / "baseline-hour.yaml")
     base = gs.load_scenario(SCENARIOS / "baseline.yaml")
     assert hour.fidelity == "request" and hour.horizon.duration == 3600
-    assert hour.demand.sample_fraction == 1e-5
+    assert hour.demand.sample_fraction == 1.0 and hour.demand.sample_pools is not None
     assert hour.nodes == base.nodes and hour.demand.classes == base.demand.classes
     assert hour.policy == base.policy

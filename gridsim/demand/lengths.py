@@ -40,6 +40,12 @@ class LengthSampler:
             column = data.input_tokens if dist.field == "input" else data.output_tokens
             self._values = np.maximum(column, 1) if tokens else column.astype(np.float64)
 
+    def support(self) -> FloatArray | IntArray:
+        """The values an ``empirical`` law resamples from (its whole trace column)."""
+        if self._values is None:
+            raise ValueError(f"a {self.dist.dist} law has no finite support to list")
+        return self._values
+
     @property
     def mean(self) -> float:
         dist = self.dist

@@ -2,18 +2,32 @@
 
 A SimPy process steps ticks of ``horizon.resolution``; scheduled events (outages, build-outs,
 shocks, price changes, policy switches) are SimPy processes that change the arrays at their
-instants. Each tick: demand comes in (requests per region and class), the policy's vectorised
-allocation splits it over pools, pools serve work (slot-seconds) up to capacity oldest first
-(FIFO by cohort), and what is left is carried over and aged; cohorts older than
-``admission.max_wait`` are dropped.
+instants. Each tick, demand comes in (expected requests per region and class) and the policy's
+vectorised allocation splits it over pools. Each pool is then in one of two regimes:
 
-Work that does not depend on the previous tick is done for a block of ticks at once: demand
-rates, Erlang C waits and the latency histograms. Waiting inside a tick comes from Erlang C
-(the Poisson pmf/cdf ratio, stable for thousands of slots) scaled by the Allen-Cunneen factor
-``(ca^2 + cs^2) / 2`` for burstiness and service variability; carried-over requests wait their
-age. Latency percentiles come from the same mergeable histograms as the request engine: per
-block and (class, pool), the wait mixture (no wait, Erlang-C exponential tail, carried-over age)
-is combined with quantile points of the class's service-time distribution on that pool.
+- **steady state**: a pool that can keep up, or whose admission rules bound its queue (a queue
+  limit, a maximum wait, users' patience), is at the steady state of its queue for the tick's
+  load (``queueing.stationary``: Erlang C; M/M/n+G for a maximum wait and patience; M/M/n/K
+  for a queue limit). Each class's arrivals split into served, dropped and abandoned, and the
+  served get the steady-state wait law. Nothing is carried to the next tick, so the answer does
+  not depend on the tick: a planner's KPIs converge as the tick shrinks.
+- **fluid overload**: a pool with nothing to bound its queue and more work than slots (or with
+  work still queued from such a stretch) carries a backlog. Work in the queue grows or drains
+  linearly within the tick; under FCFS an arrival's wait is the queued work ahead of it over
+  the slots, fixed when it arrives (as in the request engine), so the tick's arrivals wait
+  uniformly between the queue at its start and at its end. Impatient classes leave at their
+  patience law's share of that wait.
+
+Accounting is exact at every level: the backlog is kept per region, class and pool, served in
+proportion within a pool (FIFO cannot tell the regions of one cohort apart), so for every
+region, class, node and pool, arrived = served + dropped + abandoned + lost + in flight, with
+no negative term. Requests are counted served, with their latency, when admitted; what is
+still queued at the end is taken back out as in flight.
+
+Work that does not depend on the previous tick is done for a stretch of ticks at once:
+demand rates, the steady-state laws (once per distinct load: demand is constant within each
+clock hour), and the latency histograms (per block of ticks, the block's wait points are
+merged into equal-mass bands).
 """
 
 from __future__ import annotations
@@ -24,40 +38,31 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import simpy
 
 from gridsim.demand import LengthSampler
+from gridsim.engine.base import EngineBase, Progress, RunOutput, recorder_layout
 from gridsim.engine.capacity import CapacityTracker
-from gridsim.engine.queueing import erlang_c, wait_points
-from gridsim.engine.request import RunOutput, _Progress, recorder_layout, run_without_gc
-from gridsim.engine.routing import Routing
+from gridsim.engine.queueing import WAIT_POINTS, Outcome, band_means, patience_law, stationary
 from gridsim.grid import Grid
 from gridsim.metrics.recorder import Recorder
 from gridsim.policies.base import FlowState
 from gridsim.scenario.schema import Bursty
-from gridsim.topology import Topology
 
 FloatArray = npt.NDArray[np.float64]
 SERVICE_POINTS = 32  # quantile points of each service-time distribution
 BLOCK_S = 3600.0  # ticks are grouped in blocks (at least an hour) for the vectorised work
 BLOCKS_PER_RUN = 1000  # ... and at most about this many blocks in a run
-MAX_AGES = 120  # carried-over cohorts kept apart; older ones share the last cohort
+WAIT_BANDS = 8  # a block's waits per (class, pool): no wait, then this many equal-mass bands
 NICE_INTERVALS_S = (60, 300, 600, 900, 1800, 3600, 7200, 21600, 86400, 7 * 86400)
 MAX_SERIES_BINS = 20_000
 
 
-class FlowEngine:
+class FlowEngine(EngineBase):
     def __init__(self, grid: Grid, seed: int, progress: bool = False) -> None:
+        super().__init__(grid, progress)
         sc = grid.scenario
-        self.grid = grid
-        self.progress = progress
-        self.env = simpy.Environment()
         self.dt = sc.horizon.resolution
-        self.horizon_s = sc.horizon.duration
         self.n_ticks = math.ceil(self.horizon_s / self.dt - 1e-9)
-        self.routing = Routing(grid)
-        self.policy = self.routing.policy
-        self.demand = grid.demand
         classes = sc.demand.classes
         pools = grid.pools
         n_r, n_c, n_p = len(grid.region_ids), len(classes), len(pools)
@@ -74,17 +79,27 @@ class FlowEngine:
         self.latency = grid.latency_s.copy()
         self.demand_factor = np.ones((n_r, n_c))
         self._service_templates(seed)
-        max_wait = sc.admission.max_wait
-        self.max_age = math.ceil(max_wait / self.dt) if max_wait is not None else None
-        # Requests waiting, by age in ticks: as many ages as the maximum wait needs, else one.
-        ages = min(self.max_age, MAX_AGES) if self.max_age is not None else 1
-        self.backlog = np.zeros((ages, n_c, n_p))
+        # Admission rules, the same at both fidelities.
+        self.max_wait_s = sc.admission.max_wait
+        self.queue_limit = sc.admission.queue_limit
+        self.patience = [patience_law(getattr(c, "patience", None)) for c in classes]
+        self.impatient = np.array([law is not None for law in self.patience])
+        # Requests queued in fluid overload, by region, class and pool.
+        self.backlog = np.zeros((n_r, n_c, n_p))
         self.backlog_any = False
-        self.max_conservation_gap = 0.0  # largest relative gap in arrived = served + dropped + ...
+        self.backlog_since: float | None = None  # when the current queued stretch began
+        self.backlog_peak = 0.0
+        self.overloaded_pools: set[int] = set()
+        self.max_conservation_gap = 0.0  # largest relative gap in arrived = served + ...
+        self.min_term = 0.0  # most negative accounting term seen (0 if none)
         self.max_load = 0.0  # largest busy / capacity of any pool in any tick
         ca2 = [c.arrival.dispersion if isinstance(c.arrival, Bursty) else 1.0 for c in classes]
         self.ca2 = np.asarray(ca2)
         self.capacity = CapacityTracker(sc, self.demand, self.dt)
+        self.coarse_ticks = 0  # fluid ticks longer than twice the shortest SLO they serve
+        budgets = np.array([min(c.slo.ttft or math.inf, c.slo.e2e or math.inf) for c in classes])
+        # per pool, the shortest SLO budget (s) of the classes it may serve (inf: none)
+        self.shortest_slo_s = np.where(grid.serves, budgets[:, None], np.inf).min(axis=0)
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -106,11 +121,9 @@ class FlowEngine:
                 assert cls.service is not None
                 job = np.asarray(LengthSampler(cls.service, tokens=False).sample(rng, n), float)
                 samples = np.repeat(job[:, None], n_p, axis=1)
-                pre = np.zeros((n, n_p))
             else:
                 inp, out = self._lengths(c, rng, n)
-                pre = inp[:, None] * prefill[None, :]
-                samples = pre + out[:, None] * tpot[None, :]
+                samples = inp[:, None] * prefill[None, :] + out[:, None] * tpot[None, :]
             # The mean is exact (from the class means, as the policies forecast it); samples
             # only give the shape: squared CV and quantile points, rescaled to that mean.
             exact = self._exact_mean(c, prefill, tpot)
@@ -140,25 +153,27 @@ class FlowEngine:
 
     # --- running ------------------------------------------------------------------------------
 
-    def run(self, events: list[tuple[float, Any]] | None = None) -> RunOutput:
-        for t, action in sorted(events or [], key=lambda e: e[0]):
-            self.env.process(self._at(t, action))
-        self.env.process(self._ticks())
-        run_without_gc(self.env, self.n_ticks * self.dt + self.dt / 2)
-        return self._finish()
+    def _until(self) -> float:
+        return self.n_ticks * self.dt + self.dt / 2
 
-    def _at(self, t: float, action: Any) -> Generator[Any, Any, None]:
+    def _event_time(self, t: float) -> float:
         # Changes take effect from the first tick that starts at or after their instant.
-        tick = math.ceil(t / self.dt - 1e-9)
-        yield self.env.timeout(tick * self.dt)
-        action(t)
+        return math.ceil(t / self.dt - 1e-9) * self.dt
 
-    def _ticks(self) -> Generator[Any, Any, None]:
+    def _main(self) -> Generator[Any, Any, None]:
+        """The ticks, a block at a time."""
         block = max(1, round(max(BLOCK_S, self.horizon_s / BLOCKS_PER_RUN) / self.dt))
-        bar = _Progress(self.horizon_s) if self.progress else None
+        bar = Progress(self.horizon_s) if self.progress else None
+        warmup_s = self.recorder.warmup_s
+        # The tick holding the end of the warm-up is a block of its own, kept in part.
+        w_tick = math.floor(warmup_s / self.dt + 1e-9)
         k0 = 0
         while k0 < self.n_ticks:
             k1 = min(k0 + block, self.n_ticks)
+            if k0 < w_tick:
+                k1 = min(k1, w_tick)
+            elif k0 == w_tick:
+                k1 = k0 + 1
             # Demand for the block at once; events that change it end the block early.
             next_event = self.env.peek()
             if math.isfinite(next_event):
@@ -168,7 +183,9 @@ class FlowEngine:
             widths = np.diff(edges)
             arrivals = rates * self.demand_factor[None] * widths[:, None, None]
             self._count_arrivals(arrivals)
-            self._block(k0, arrivals, widths)
+            kept = np.clip((edges[1:] - warmup_s) / np.maximum(widths, 1e-300), 0.0, 1.0)
+            keep = float((kept * widths).sum() / max(widths.sum(), 1e-300))
+            self._block(k0, arrivals, widths, keep)
             k0 = k1
             yield self.env.timeout(k1 * self.dt - self.env.now)
             if bar:
@@ -183,20 +200,22 @@ class FlowEngine:
         rec.input_demanded += per_rc * self.demand.mean_input_tokens[:, None]
         rec.output_demanded += per_rc * self.demand.mean_output_tokens[:, None]
 
-    def _block(self, k0: int, arrivals: FloatArray, widths: FloatArray) -> None:
+    def _block(self, k0: int, arrivals: FloatArray, widths: FloatArray, keep: float) -> None:
         """Advance the ticks of one block; then record their latencies in one pass.
 
-        While nothing is carried over and the policy's split does not depend on demand, the
-        split is the same for every tick, so runs of ticks that fit in capacity are computed
-        at once; the first tick that overflows, and every tick while a queue lasts, is
-        stepped on its own.
+        While nothing is queued in fluid overload and the policy's split does not depend on
+        demand, every pool is at its steady state and the split is the same for every tick:
+        such stretches are computed at once (one steady-state law per distinct load). A tick in
+        which some pool has no steady state, and every tick while a backlog lasts, is stepped
+        on its own.
         """
         acc = _Block(arrivals.shape[0], self.shape)
-        steady = not getattr(self.policy, "demand_dependent", True)
+        acc.k0_offset = k0
+        static = not getattr(self.policy, "demand_dependent", True)
         i = 0
         while i < acc.n_t:
-            if steady and not self.backlog_any:
-                i += self._steady(i, arrivals, widths, acc)
+            if not self.backlog_any:
+                i += self._steady(i, arrivals, widths, acc, static)
                 if i >= acc.n_t:
                     break
             self._tick(i, arrivals, widths, acc)
@@ -206,19 +225,252 @@ class FlowEngine:
         self.capacity.add(
             t0, widths, acc.work_rate, arrivals, acc.impacted, acc.impacted_national, self.slots_up
         )
-        self.recorder.dropped[:, :, : self.shape[2]] += _spread(acc.dropped, acc.routed)
-        self._record_latency(t0, acc, widths)
+        rec = self.recorder
+        n_p = self.shape[2]
+        rec.dropped[:, :, :n_p] += acc.dropped.transpose(1, 0, 2)
+        rec.abandoned += acc.abandoned.transpose(1, 0, 2)
+        # demand with no pool to go to (every candidate down): dropped, at no pool
+        rec.dropped[:, :, n_p] += acc.unrouted.T
+        self._record_latency(acc, keep)
         self._check(acc, widths)
 
-    def _check(self, acc: _Block, widths: FloatArray) -> None:
-        """Invariants, kept as figures the tests read: requests are conserved (arrived =
-        served + dropped + waiting) and no pool serves more than its slots in any tick."""
-        rec = self.recorder
-        arrived = float(rec.arrived.sum())
-        accounted = float(rec.served.sum() + rec.dropped.sum() + self.backlog.sum())
-        self.max_conservation_gap = max(
-            self.max_conservation_gap, abs(arrived - accounted) / max(arrived, 1.0)
+    # --- the two regimes ----------------------------------------------------------------------
+
+    def _state(self, demand_rps: FloatArray, dt: float) -> FlowState:
+        queued = np.einsum("rcp,cp->p", self.backlog, self.svc_mean) / dt
+        return FlowState(demand_rps, self.svc_mean, self.slots_up, queued, self.alive)
+
+    def _laws(self, new: FloatArray, dt: FloatArray) -> tuple[Outcome, FloatArray, FloatArray]:
+        """Steady-state laws for the pools of several ticks: ``new`` (T, C, P) requests,
+        ``dt`` (T,) seconds. Returns the outcome over T x P pools, arrivals/s and Erlangs."""
+        n_t, n_c, n_p = new.shape
+        lam = new.sum(axis=1) / dt[:, None]  # (T, P)
+        work = np.einsum("tcp,cp->tp", new, self.svc_mean)
+        load = work / dt[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.nan_to_num(new / new.sum(axis=1, keepdims=True))  # (T, C, P)
+            by_work = np.nan_to_num(new * self.svc_mean[None] / work[:, None, :])
+        cs2 = (share * self.svc_cv2[None]).sum(axis=1)
+        ca2 = (share * self.ca2[None, :, None]).sum(axis=1)
+        kappa = np.maximum((ca2 + cs2) / 2, 1e-9)
+        servers = np.broadcast_to(self.slots_up[None, :], (n_t, n_p))
+        outcome = stationary(
+            servers.reshape(-1),
+            lam.reshape(-1),
+            load.reshape(-1),
+            share.transpose(0, 2, 1).reshape(-1, n_c),
+            self.patience,
+            self.max_wait_s,
+            self.queue_limit,
+            kappa.reshape(-1),
+            by_work.transpose(0, 2, 1).reshape(-1, n_c),
         )
+        return outcome, lam, load
+
+    def _steady(
+        self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block, static: bool
+    ) -> int:
+        """Ticks from ``i`` on in which every pool is at its steady state; returns how many."""
+        _n_r, n_c, n_p = self.shape
+        shares = self.policy.allocate(self._state(arrivals[i] / widths[i], widths[i]))
+        if static:
+            end = arrivals.shape[0]
+        else:
+            # A policy that reads demand splits equal demand equally (nothing is queued):
+            # the ticks with the same demand as tick i share its split.
+            same = _same_rows(arrivals[i:].reshape(arrivals.shape[0] - i, -1), arrivals[i])
+            end = i + (int(np.argmin(same)) if not same.all() else same.size)
+        arr = arrivals[i:end]
+        # per class, (ticks x regions) @ (regions x pools): plain matrix products
+        new = np.stack([arr[:, :, c] @ shares[:, c, :] for c in range(n_c)], 1)  # (T, C, P)
+        # one law per distinct row of loads (demand is constant within each clock hour)
+        flat = new.reshape(new.shape[0], -1)
+        changed = np.concatenate([[True], ~np.atleast_1d(_same_rows(flat[1:], flat[:-1]))])
+        firsts = np.flatnonzero(changed)
+        row = np.cumsum(changed) - 1
+        outcome, lam_u, load_u = self._laws(new[firsts], widths[i:end][firsts])
+        stable_law = np.asarray(outcome.stable.reshape(len(firsts), n_p).all(axis=1))
+        stable = stable_law[row]
+        bad = np.flatnonzero(~stable)
+        k = int(bad[0]) if bad.size else new.shape[0]
+        if k == 0:
+            return 0
+        j = i + k
+        served = outcome.served.reshape(len(firsts), n_p, n_c)[row[:k]]  # (k, P, C)
+        dropped = outcome.dropped.reshape(len(firsts), n_p, n_c)[row[:k]]
+        abandoned = outcome.abandoned.reshape(len(firsts), n_p, n_c)[row[:k]]
+        # per region: the tick's flow x the pool's shares (summed over the stretch)
+        flow_t = arr[:k, :, :, None] * shares[None]  # (k, R, C, P)
+        acc.routed += flow_t.sum(axis=0)
+        acc.unrouted += arr[:k].sum(axis=0) * _unrouted(shares)
+        acc.admitted += np.einsum("trcp,tpc->rcp", flow_t, served)
+        acc.dropped += np.einsum("trcp,tpc->rcp", flow_t, dropped)
+        acc.abandoned += np.einsum("trcp,tpc->rcp", flow_t, abandoned)
+        new_k = new[:k]
+        acc.lam[i:j] = lam_u[row[:k]]
+        acc.work_rate[i:j] = load_u[row[:k]]
+        acc.busy[i:j] = np.einsum("tcp,tpc,cp->tp", new_k, served, self.svc_mean)
+        mean_all = outcome.mean_wait_all_s.reshape(len(firsts), n_p, n_c)[row[:k]]
+        acc.queue_s[i:j] = np.einsum("tcp,tpc->tp", new_k, mean_all)
+        self._impacts(acc, i, arr[:k], shares, acc.work_rate[i:j])
+        # waits: each distinct law once, weighted by the requests that met it
+        per_law = np.zeros((len(firsts), n_c, n_p))
+        np.add.at(per_law, row[:k], new_k)
+        vals = outcome.wait_values.reshape(len(firsts), n_p, n_c, WAIT_POINTS)
+        wts = outcome.wait_weights.reshape(len(firsts), n_p, n_c, WAIT_POINTS)
+        used = per_law.sum(axis=(1, 2)) > 0
+        for u in np.flatnonzero(used):
+            acc.waits(
+                vals[u].transpose(1, 0, 2), wts[u].transpose(1, 0, 2) * per_law[u][:, :, None]
+            )
+        return k
+
+    def _impacts(
+        self, acc: _Block, i: int, arr: FloatArray, shares: FloatArray, load: FloatArray
+    ) -> None:
+        """Share of each region's (and all) demand meeting a pool whose load exceeds its slots."""
+        full = load >= self.slots_up[None, :] * (1 - 1e-12)  # (T, P)
+        full &= load > 0
+        if not full.any():
+            return
+        total = arr.sum(axis=2)  # (T, R)
+        hit = np.einsum("trc,rcp,tp->tr", arr, shares, full.astype(np.float64))
+        n = arr.shape[0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc.impacted[i : i + n] = np.where(total > 0, hit / total, 0.0)
+            all_ = total.sum(axis=1)
+            acc.impacted_national[i : i + n] = np.where(all_ > 0, hit.sum(axis=1) / all_, 0.0)
+
+    def _tick(self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block) -> None:
+        """One tick in general: steady-state pools and fluid pools side by side."""
+        dt = float(widths[i])
+        _n_r, _n_c, _n_p = self.shape
+        shares = self.policy.allocate(self._state(arrivals[i] / dt, dt))
+        flow = arrivals[i][:, :, None] * shares  # (R, C, P) requests
+        acc.routed += flow
+        acc.unrouted += arrivals[i] * _unrouted(shares)
+        new = flow.sum(axis=0)  # (C, P)
+        outcome, lam, load = self._laws(new[None], np.array([dt]))
+        acc.lam[i] = lam[0]
+        acc.work_rate[i] = load[0]
+        self._impacts(acc, i, arrivals[i][None], shares, load)
+        queued_work = np.einsum("rcp,cp->p", self.backlog, self.svc_mean)
+        fluid = ~outcome.stable | (queued_work > 0)
+        steady = ~fluid
+        # steady-state pools
+        served = np.where(steady[:, None], outcome.served, 0.0)  # (P, C)
+        acc.admitted += flow * served.T[None]
+        acc.dropped += flow * np.where(steady[:, None], outcome.dropped, 0.0).T[None]
+        acc.abandoned += flow * np.where(steady[:, None], outcome.abandoned, 0.0).T[None]
+        acc.busy[i] = np.where(steady, (new * served.T * self.svc_mean).sum(axis=0), 0.0)
+        mean_all = np.where(steady[:, None], outcome.mean_wait_all_s, 0.0)
+        acc.queue_s[i] = (new * mean_all.T).sum(axis=0)
+        weights = np.where(steady[:, None, None], outcome.wait_weights, 0.0)
+        values = np.nan_to_num(outcome.wait_values).transpose(1, 0, 2)
+        acc.waits(values, weights.transpose(1, 0, 2) * new[:, :, None])
+        if fluid.any():
+            self._fluid(np.flatnonzero(fluid), flow, queued_work, dt, i, acc)
+        self.backlog_any = bool((self.backlog > 0).any())
+        t = (i + acc.k0_offset) * self.dt
+        if self.backlog_any and self.backlog_since is None:
+            self.backlog_since = t
+        elif not self.backlog_any:
+            self.backlog_since = None
+        self.backlog_peak = max(self.backlog_peak, float(self.backlog.sum()))
+
+    def _fluid(
+        self,
+        pools: npt.NDArray[np.intp],
+        flow: FloatArray,
+        queued_work: FloatArray,
+        dt: float,
+        i: int,
+        acc: _Block,
+    ) -> None:
+        """Pools in fluid overload: the queue's work W grows (or drains) linearly in the tick;
+        an arrival at s waits W(s) / slots, fixed on arrival (FCFS)."""
+        svc = self.svc_mean[:, pools]  # (C, F)
+        n = self.slots_up[pools]
+        w0 = queued_work[pools]
+        f = flow[:, :, pools]  # (R, C, F)
+        new = f.sum(axis=0)  # (C, F)
+        self.overloaded_pools.update(int(p) for p in pools)
+        # Impatient classes leave at their patience law's share of the tick's middle wait.
+        work_in = (new * svc).sum(axis=0)
+        w1_all = np.maximum(w0 + work_in - n * dt, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mid_wait = np.where(n > 0, (w0 + w1_all) / (2 * n), np.inf)
+        leave = np.zeros(new.shape)
+        for c, law in enumerate(self.patience):
+            if law is not None:
+                leave[c] = law.cdf(mid_wait)
+        leave = np.where(n[None, :] > 0, leave, 1.0)  # a pool down: nobody is admitted
+        admitted = f * (1 - leave)[None]
+        gone = f * leave[None]
+        acc.abandoned[:, :, pools] += np.where(n > 0, gone, 0.0)
+        acc.dropped[:, :, pools] += np.where(n > 0, 0.0, gone)
+        acc.admitted[:, :, pools] += admitted
+        adm_new = admitted.sum(axis=0)
+        work_adm = (adm_new * svc).sum(axis=0)
+        w1 = np.maximum(w0 + work_adm - n * dt, 0.0)
+        done = w0 + work_adm - w1  # slot-seconds served this tick
+        queue = self.backlog[:, :, pools] + admitted
+        with np.errstate(invalid="ignore", divide="ignore"):
+            left = np.where(w0 + work_adm > 0, w1 / (w0 + work_adm), 0.0)
+        self.backlog[:, :, pools] = queue * left[None, None, :]
+        acc.busy[i, pools] = done
+        # Waits of this tick's admitted: linear in arrival time from w0/n to where the work
+        # reaches zero (if it does within the tick), zero after.
+        rate = work_adm / dt - n  # dW/ds while the queue lasts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s_zero = np.where(rate < 0, w0 / -rate, np.inf)
+            s_lin = np.minimum(s_zero, dt)
+            w_end = np.where(n > 0, np.maximum(w0 + rate * s_lin, 0.0) / n, 0.0)
+            w_start = np.where(n > 0, w0 / n, 0.0)
+        lin_share = s_lin / dt
+        bands = WAIT_POINTS - 1
+        pts = (np.arange(bands) + 0.5) / bands
+        values = np.zeros((len(pools), WAIT_POINTS))
+        values[:, 1:] = w_start[:, None] + (w_end - w_start)[:, None] * pts[None, :]
+        weights = np.zeros((len(pools), WAIT_POINTS))
+        weights[:, 0] = 1 - lin_share
+        weights[:, 1:] = (lin_share / bands)[:, None]
+        n_c = self.shape[1]
+        v_full = np.zeros((n_c, self.shape[2], WAIT_POINTS))
+        w_full = np.zeros((n_c, self.shape[2], WAIT_POINTS))
+        v_full[:, pools] = values[None]
+        w_full[:, pools] = weights[None] * adm_new[:, :, None]
+        acc.waits(v_full, w_full)
+        # request-seconds waiting: the mean queue (work / mean slot time) over the tick
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mix_svc = np.where(adm_new.sum(0) > 0, work_adm / adm_new.sum(0), svc.mean(axis=0))
+        mean_work = np.where(
+            rate < 0, 0.5 * (w0 + np.maximum(w0 + rate * s_lin, 0.0)) * lin_share, 0.5 * (w0 + w1)
+        )
+        acc.queue_s[i, pools] = mean_work / np.maximum(mix_svc, 1e-12) * dt
+        short = self.shortest_slo_s[pools]
+        self.coarse_ticks += int((dt > 2 * short).any())
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def _check(self, acc: _Block, widths: FloatArray) -> None:
+        """Invariants, kept as figures the tests read: for every region, class and pool,
+        arrived = served + dropped + abandoned + lost + in flight with no negative term, and
+        no pool serves more than its slots in any tick."""
+        rec = self.recorder
+        arrived = rec.arrived.sum(axis=1)  # (C,) ... per class and region below
+        served = rec.served - self.backlog.transpose(1, 0, 2)  # (C, R, P) served so far
+        terms = (served, rec.dropped, rec.abandoned, np.asarray(rec.lost), self.backlog)
+        self.min_term = min(self.min_term, *(float(np.min(t, initial=0.0)) for t in terms))
+        outcome = (
+            served.sum(axis=2)
+            + rec.dropped.sum(axis=2)
+            + rec.abandoned.sum(axis=2)
+            + np.asarray(rec.lost).reshape(served.shape).sum(axis=2)
+            + self.backlog.sum(axis=2).T
+        )  # (C, R)
+        gap = np.abs(rec.arrived - outcome).max(initial=0.0) / max(float(arrived.sum()), 1.0)
+        self.max_conservation_gap = max(self.max_conservation_gap, float(gap))
         cap = self.slots_up[None, :] * widths[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             over = np.where(cap > 0, acc.busy / cap, np.where(acc.busy > 0, np.inf, 0.0))
@@ -229,100 +481,6 @@ class FlowEngine:
         out: FloatArray = self.slots * self.alive
         return out
 
-    def _state(self, demand_rps: FloatArray, dt: float) -> FlowState:
-        queued = (self.backlog * self.svc_mean[None]).sum(axis=(0, 1)) / dt
-        return FlowState(demand_rps, self.svc_mean, self.slots_up, queued, self.alive)
-
-    def _steady(self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block) -> int:
-        """Ticks from ``i`` on with one split and room for all; returns how many."""
-        shares = self.policy.allocate(self._state(arrivals[i] / widths[i], widths[i]))
-        # per class, (ticks x regions) @ (regions x pools): plain matrix products
-        new = np.stack([arrivals[i:, :, c] @ shares[:, c, :] for c in range(shares.shape[1])], 1)
-        work = np.einsum("tcp,cp->tp", new, self.svc_mean)
-        cap = self.slots_up[None, :] * widths[i:, None]
-        over = np.flatnonzero((work > cap * (1 + 1e-12)).any(axis=1))
-        k = int(over[0]) if over.size else work.shape[0]
-        if k == 0:
-            return 0
-        j = i + k
-        acc.routed += arrivals[i:j].sum(axis=0)[:, :, None] * shares
-        acc.served_new[i:j] = new[:k]
-        acc.lam[i:j] = new[:k].sum(axis=1) / widths[i:j, None]
-        acc.work_rate[i:j] = work[:k] / widths[i:j, None]
-        acc.busy[i:j] = work[:k]
-        return k
-
-    def _tick(self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block) -> None:
-        """One tick, in general: split, serve oldest first, carry over and age the rest."""
-        dt = widths[i]
-        svc = self.svc_mean
-        shares = self.policy.allocate(self._state(arrivals[i] / dt, dt))
-        flow = arrivals[i][:, :, None] * shares  # (R, C, P) requests
-        acc.routed += flow
-        new = flow.sum(axis=0)  # (C, P)
-        new_work = (new * svc).sum(axis=0)
-        cap = self.slots_up * dt
-        acc.lam[i] = new.sum(axis=0) / dt
-        acc.work_rate[i] = new_work / dt
-        if not self.backlog_any and (new_work <= cap).all():
-            acc.served_new[i] = new
-            acc.busy[i] = new_work
-            return
-        acc.busy[i] = self._fifo(i, new, new_work, cap, acc, dt)
-        # A pool is full when work is left over, measured before ageing can drop it (a tick as
-        # long as the maximum wait would otherwise hide every queue).
-        waiting = self.backlog.sum(axis=(0, 1))
-        full = waiting > 0
-        acc.queue_s[i] = waiting * dt
-        total = flow.sum(axis=(1, 2))
-        hit = flow[:, :, full].sum(axis=(1, 2))
-        acc.impacted[i] = np.where(total > 0, hit / np.maximum(total, 1e-300), 0.0)
-        acc.impacted_national[i] = hit.sum() / total.sum() if total.sum() > 0 else 0.0
-        acc.dropped += self._age()
-        self.backlog_any = bool(self.backlog.any())
-
-    def _fifo(
-        self, i: int, new: FloatArray, new_work: FloatArray, cap: FloatArray, acc: _Block, dt: float
-    ) -> FloatArray:
-        """Serve carried-over cohorts oldest first, then this tick's arrivals; carry the rest."""
-        backlog = self.backlog  # (ages, C, P)
-        cohort_work = np.einsum("acp,cp->ap", backlog, self.svc_mean)  # (ages, P)
-        order = np.concatenate([cohort_work[::-1], new_work[None]])  # oldest first, then new
-        before = np.cumsum(order, axis=0) - order
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.where(order > 0, np.clip((cap[None] - before) / order, 0.0, 1.0), 1.0)
-        served = backlog * frac[-2::-1][:, None, :]  # cohorts back in age order
-        acc.served_old += served.sum(axis=0)
-        if self.max_age is None:
-            # one carried cohort: its wait is the time to drain what was queued, FIFO
-            with np.errstate(invalid="ignore", divide="ignore"):
-                drain = np.where(cap > 0, cohort_work[0] / cap * dt, 0.0)
-            acc.old_wait += served[0] * (drain + 0.5 * dt)[None, :]
-        else:
-            ages = np.arange(backlog.shape[0], dtype=np.float64)
-            acc.old_wait += np.einsum("a,acp->cp", (ages + 0.5) * dt, served)
-        acc.served_new[i] = new * frac[-1][None]
-        self.backlog = backlog - served
-        self.backlog[0] += new - acc.served_new[i]  # the unserved part of this tick waits
-        return np.minimum(order.sum(axis=0), cap)
-
-    def _age(self) -> FloatArray:
-        """Move cohorts one tick older; drop those past the maximum wait. Returns drops (C, P)."""
-        b = self.backlog
-        if self.max_age is None:
-            return np.zeros(b.shape[1:])  # one cohort, no limit: nothing ages out
-        last = b[-1].copy()
-        aged = np.empty_like(b)
-        aged[1:] = b[:-1]
-        aged[0] = 0.0
-        dropped = np.zeros(b.shape[1:])
-        if b.shape[0] >= self.max_age:
-            dropped = last  # the oldest cohort has waited its maximum
-        else:
-            aged[-1] += last  # cohorts beyond MAX_AGES share the last one
-        self.backlog = aged
-        return dropped
-
     # --- changes at event instants -------------------------------------------------------------
 
     def fail_pool(self, p: int, t: float) -> None:
@@ -331,22 +489,38 @@ class FlowEngine:
         if not self.alive[p]:
             return
         self.alive[p] = False
-        waiting = self.backlog[:, :, p].copy()  # (ages, C)
+        waiting = self.backlog[:, :, p].copy()  # (R, C)
+        if not waiting.any():
+            return
         self.backlog[:, :, p] = 0.0
+        self._unadmit(waiting, p)
         rec = self.recorder
+        retry = self.grid.scenario.policy.on_failure == "retry"
         for c in range(waiting.shape[1]):
             amount = waiting[:, c]
             if not amount.any():
                 continue
-            others = self.grid.serves[c] & self.alive
-            weights = self.slots * others
-            if self.grid.scenario.policy.on_failure == "retry" and weights.sum() > 0:
-                self.backlog[:, c, :] += amount[:, None] * (weights / weights.sum())[None, :]
+            weights = self.slots * (self.grid.serves[c] & self.alive)
+            if retry and weights.sum() > 0:
+                moved = amount[:, None] * (weights / weights.sum())[None, :]  # (R, P)
+                self.backlog[:, c, :] += moved
+                rec.served[c] += moved  # admitted there now (their wait was recorded at p)
                 rec.retried += float(amount.sum())
             else:
-                rec.lost += float(amount.sum())
-                rec.dropped[c, :, p] += amount.sum() * self._region_split(c, p)
-        self.backlog_any = bool(self.backlog.any())
+                rec.lost[c, :, p] += amount
+        self.backlog_any = bool((self.backlog > 0).any())
+
+    def _unadmit(self, amount_rc: FloatArray, p: int) -> None:
+        """Take requests counted served at pool ``p`` back out (they were still queued)."""
+        rec = self.recorder
+        amount = amount_rc.T  # (C, R)
+        before = rec.served[:, :, p].copy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            keep = np.where(before > 0, 1 - amount / before, 0.0)
+        rec.served[:, :, p] -= amount
+        rec.met_slo[:, :, p] *= keep
+        rec.input_served[:, :, p] -= amount * self.demand.mean_input_tokens[:, None]
+        rec.output_served[:, :, p] -= amount * self.demand.mean_output_tokens[:, None]
 
     def restore_pool(self, p: int, t: float) -> None:
         self.alive[p] = self.slots[p] > 0
@@ -358,24 +532,11 @@ class FlowEngine:
         if self.slots[p] == 0:
             self.alive[p] = False
 
-    def set_topology(self, topology: Topology) -> None:
-        self.latency = self.routing.reroute(topology).copy()
-        self.policy = self.routing.policy
-
-    def set_policy(self, name: str, params: dict[str, Any]) -> None:
-        self.policy = self.routing.switch(name, params)
+    def _use_latency(self, latency_s: FloatArray) -> None:
+        self.latency = latency_s.copy()
 
     def set_demand_factor(self, factor: FloatArray) -> None:
         self.demand_factor = factor
-
-    def set_price(self, node_id: str, price_cny_per_kwh: float, t: float) -> None:
-        self.recorder.prices.append((t, node_id, price_cny_per_kwh))
-
-    def _region_split(self, c: int, p: int) -> FloatArray:
-        served = self.recorder.served[c, :, p]
-        total = served.sum()
-        n_r = served.shape[0]
-        return served / total if total > 0 else np.full(n_r, 1.0 / n_r)
 
     # --- recording ----------------------------------------------------------------------------
 
@@ -390,55 +551,48 @@ class FlowEngine:
         cap = self.slots * self.alive
         np.add.at(rec.capacity.T, bins, widths[:, None] * cap[None, :])
 
-    def _record_latency(self, t0: float, acc: _Block, widths: FloatArray) -> None:
-        """Erlang C for every tick and pool, then the block's latency mixtures into histograms."""
-        rec = self.recorder
-        lam, routed, served_new = acc.lam, acc.routed, acc.served_new
-        served_old, old_wait = acc.served_old, acc.old_wait
-        slots = np.maximum(self.slots, 1e-9)
-        a = acc.work_rate  # offered load in slots (Erlang), (ticks, P)
-        mu = np.where(lam > 0, lam / np.maximum(a, 1e-12), 0.0)  # service rate per slot
-        # Demand is constant within each clock hour, so ticks mostly repeat the row before:
-        # solve each run of equal rows once.
-        changed = np.concatenate([[True], (a[1:] != a[:-1]).any(axis=1)])
-        segment = np.cumsum(changed) - 1
-        c_wait = erlang_c(slots[None, :], a[changed])[segment]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # mean wait of those who wait: 1 / (c mu - lambda); none when idle or saturated
-            mean_cond = np.where((a < slots) & (lam > 0), 1.0 / (mu * (slots - a)), 0.0)
-        # Allen-Cunneen: scale by (ca^2 + cs^2)/2, per class mix of the pool
-        new_c = served_new.sum(axis=0)  # (C, P)
-        share = new_c / np.maximum(new_c.sum(axis=0), 1e-12)
-        cs2 = (share * self.svc_cv2).sum(axis=0)
-        ca2 = (share * self.ca2[:, None]).sum(axis=0)
-        mean_cond = mean_cond * (ca2 + cs2) / 2
-        # per (class, pool): weights of the three wait components over the block
-        w_new = served_new  # (ticks, C, P)
-        w_zero = (w_new * (1.0 - c_wait)[:, None, :]).sum(axis=0)
-        w_exp = (w_new * c_wait[:, None, :]).sum(axis=0)
-        exp_mean = (w_new * (c_wait * mean_cond)[:, None, :]).sum(axis=0) / np.maximum(w_exp, 1e-12)
-        old_mean = old_wait / np.maximum(served_old, 1e-12)
-        served = w_zero + w_exp + served_old  # (C, P)
-        # regional split: served in proportion to what each region routed
-        with np.errstate(invalid="ignore", divide="ignore"):
-            region_share = np.nan_to_num(routed / routed.sum(axis=0, keepdims=True))
-        served_rcp = region_share * served[None]
-        rec.record_flow(
-            served=served_rcp,
-            wait_points=wait_points(w_zero, w_exp, exp_mean, served_old, old_mean),
+    def _record_latency(self, acc: _Block, keep: float) -> None:
+        """The block's admitted requests with their waits into the counters and histograms."""
+        values, weights = acc.wait_law()
+        self.recorder.record_flow(
+            served=acc.admitted,
+            wait_points=(values, weights),
             service_points=self.svc_points,
             prefill_mean=self.prefill_mean,
             network_s=self.latency,
-            keep=t0 >= rec.warmup_s,
+            keep=keep,
             tokens=(self.demand.mean_input_tokens, self.demand.mean_output_tokens),
         )
 
+    def warnings(self) -> list[str]:
+        """What a reader of this run's numbers must know about how they were computed."""
+        out = []
+        if self.backlog_any and self.backlog_since is not None:
+            names = ", ".join(self.grid.pools[p].name for p in sorted(self.overloaded_pools)[:5])
+            out.append(
+                f"the backlog grows without bound from t = {self.backlog_since / 86400:.2f} days: "
+                f"{self.backlog.sum():,.0f} requests still queued at the end (at {names}); "
+                "nothing bounds these queues: set admission.max_wait, a class's patience or "
+                "admission.queue_limit, or add capacity"
+            )
+        if self.coarse_ticks:
+            out.append(
+                f"{self.coarse_ticks:,} ticks of fluid overload were longer than twice the "
+                "shortest SLO of their pools: waits in overload are resolved to about half a "
+                "tick; use a finer horizon.resolution to resolve them"
+            )
+        return out
+
     def _finish(self) -> RunOutput:
         rec = self.recorder
-        in_flight = _spread_cr(self.backlog.sum(axis=0), rec.served)  # (C, R, P)
+        for p in range(self.shape[2]):
+            if self.backlog[:, :, p].any():
+                self._unadmit(self.backlog[:, :, p], p)
+        in_flight = self.backlog.transpose(1, 0, 2)  # (C, R, P)
         rec.capacity_kpis = self.capacity.kpis(rec)
         rec.extra_series.append(self.capacity.series(rec.interval_s))
         summary = rec.summary(in_flight)
+        summary["engine_warnings"] = self.warnings()
         return RunOutput(summary, rec.timeseries(), rec.requests(), rec.flows())
 
 
@@ -448,37 +602,67 @@ class _Block:
     def __init__(self, n_t: int, shape: tuple[int, int, int]) -> None:
         n_r, n_c, n_p = shape
         self.n_t = n_t
+        self.k0_offset = 0
         self.routed = np.zeros((n_r, n_c, n_p))  # requests sent, by region, class and pool
-        self.served_new = np.zeros((n_t, n_c, n_p))  # served in the tick they arrived
-        self.served_old = np.zeros((n_c, n_p))  # carried over, then served
-        self.old_wait = np.zeros((n_c, n_p))  # their summed waits (s)
+        self.unrouted = np.zeros((n_r, n_c))  # ... and those with nowhere to go
+        self.admitted = np.zeros((n_r, n_c, n_p))  # ... of them admitted (served or queued)
+        self.dropped = np.zeros((n_r, n_c, n_p))
+        self.abandoned = np.zeros((n_r, n_c, n_p))
         self.lam = np.zeros((n_t, n_p))  # requests/s reaching each pool
         self.work_rate = np.zeros((n_t, n_p))  # slot-seconds/s of new work (Erlangs)
         self.busy = np.zeros((n_t, n_p))  # slot-seconds served
         self.queue_s = np.zeros((n_t, n_p))  # request-seconds waiting
         self.impacted = np.zeros((n_t, n_r))  # share of a region's demand meeting a full pool
         self.impacted_national = np.zeros(n_t)  # ... and of all demand
-        self.dropped = np.zeros((n_c, n_p))
+        self._values: list[FloatArray] = []  # (C, P, J) waits of admitted requests
+        self._weights: list[FloatArray] = []  # (C, P, J) how many requests had them
+
+    def waits(self, values: FloatArray, weights: FloatArray) -> None:
+        if weights.any():
+            self._values.append(values)
+            self._weights.append(weights)
+
+    def wait_law(self) -> tuple[FloatArray, FloatArray]:
+        """The block's waits per (class, pool): the no-wait mass, then equal-mass bands."""
+        if not self._values:
+            shape = self.admitted.shape[1:]
+            return np.zeros((*shape, 1)), np.zeros((*shape, 1))
+        v = np.concatenate(self._values, axis=2)
+        w = np.concatenate(self._weights, axis=2)
+        zero = np.where(v <= 0, w, 0.0).sum(axis=2)
+        w_pos = np.where(v > 0, w, 0.0)
+        if v.shape[2] <= WAIT_BANDS + 1:
+            return np.concatenate([np.zeros((*zero.shape, 1)), v], 2), np.concatenate(
+                [zero[:, :, None], w_pos], 2
+            )
+        order = np.argsort(v, axis=2)
+        vs = np.take_along_axis(v, order, axis=2)
+        ws = np.take_along_axis(w_pos, order, axis=2)
+        bands_v, bands_w = band_means(ws, vs, WAIT_BANDS)
+        values = np.concatenate([np.zeros((*zero.shape, 1)), bands_v], axis=2)
+        weights = np.concatenate([zero[:, :, None], bands_w], axis=2)
+        return values, weights
+
+
+def _same_rows(rows: FloatArray, ref: FloatArray) -> npt.NDArray[np.bool_]:
+    """Rows equal to ``ref`` (broadcast) up to rounding: demand integrated over ticks of one
+    clock hour differs in the 13th digit, and each distinct row costs a steady-state law."""
+    ref = np.broadcast_to(
+        np.reshape(ref, (-1,) if rows.ndim == 1 else (-1, rows.shape[-1])), rows.shape
+    )
+    scale = np.maximum(np.abs(ref).max(axis=-1, keepdims=True), 1e-300)
+    out: npt.NDArray[np.bool_] = (np.abs(rows - ref) <= 1e-9 * scale).all(axis=-1)
+    return out
+
+
+def _unrouted(shares: FloatArray) -> FloatArray:
+    """Share of each region's and class's demand the policy sent nowhere (every pool down)."""
+    left = 1.0 - shares.sum(axis=2)
+    out: FloatArray = np.where(left > 1e-9, left, 0.0)
+    return out
 
 
 def series_interval(asked_s: float, tick_s: float, horizon_s: float) -> float:
     """The time-series step: as asked, but at least a tick and few enough bins for long runs."""
     floor = max(asked_s, tick_s, horizon_s / MAX_SERIES_BINS)
     return float(next((n for n in NICE_INTERVALS_S if n >= floor), floor))
-
-
-def _spread(per_cp: FloatArray, routed: FloatArray) -> FloatArray:
-    """A (C, P) quantity as (C, R, P), split over regions in proportion to what they routed."""
-    total = routed.sum(axis=0, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # where nothing was routed this block (e.g. old queue at a pool now avoided): evenly
-        share = np.where(total > 0, routed / total, 1.0 / routed.shape[0])  # (R, C, P)
-    return np.transpose(share * per_cp[None], (1, 0, 2))
-
-
-def _spread_cr(per_cp: FloatArray, served: npt.NDArray[Any]) -> FloatArray:
-    """(C, P) in flight at the end as (C, R, P), by each region's share of what was served."""
-    total = served.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, served / total, 1.0 / served.shape[1])
-    return share * per_cp[:, None, :]

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
-from scipy import special
+from scipy import special, stats
+
+from gridsim.demand import LengthSampler
+from gridsim.scenario.demand_spec import Constant, Distribution, Exponential, Lognormal
 
 FloatArray = npt.NDArray[np.float64]
 EXP_POINTS = 6  # points of the Erlang C exponential wait tail, one per equal-mass band
@@ -57,3 +64,484 @@ def wait_points(
         axis=2,
     )
     return values, weights
+
+
+# --- admission rules: queue limits, a maximum wait and impatient users ----------------------------
+
+WAIT_POINTS = 1 + EXP_POINTS  # a pool's wait law as points: no wait, then equal-mass bands
+_UNIFORM_NODES = 160  # quadrature nodes over the patience range ...
+_GEOMETRIC_NODES = 96  # ... near zero, where a lightly loaded pool's waits live ...
+_PEAK_NODES = 61  # ... and around the most likely wait of an overloaded one
+_CHAIN_STATES_MAX = 200_000  # queue lengths followed by the finite-buffer chain
+NEGLIGIBLE_WAIT_LOG = 40.0
+
+
+@dataclass(frozen=True)
+class PatienceLaw:
+    """How long a user waits before leaving: P(patience < x) and where that reaches 1."""
+
+    cdf: Callable[[FloatArray], FloatArray]
+    upper_s: float  # cdf(upper_s) >= 1 - 1e-12
+    mean_s: float
+    kinks_s: tuple[float, ...] = ()  # where the cdf jumps (constant patience)
+
+
+def patience_law(spec: Distribution | None) -> PatienceLaw | None:
+    """The law of a class's ``patience:`` (None: the class waits as long as it must)."""
+    if spec is None:
+        return None
+    if isinstance(spec, Exponential):
+        m = float(spec.mean)
+        return PatienceLaw(lambda x: -np.expm1(-np.maximum(x, 0.0) / m), 28.0 * m, m)
+    if isinstance(spec, Constant):
+        v = float(spec.value)
+        return PatienceLaw(lambda x: (x > v).astype(np.float64), v, v, (v,))
+    if isinstance(spec, Lognormal):
+        s = float(spec.sigma)
+        scale = float(spec.mean) * math.exp(-0.5 * s * s)
+        law = stats.lognorm(s, scale=scale)
+        return PatienceLaw(lambda x: law.cdf(x), float(law.ppf(1 - 1e-12)), float(spec.mean))
+    values = np.sort(np.asarray(LengthSampler(spec, tokens=False).support(), np.float64))
+    n = values.size
+
+    def ecdf(x: FloatArray) -> FloatArray:
+        out: FloatArray = np.searchsorted(values, x, side="left") / n  # P(patience < x)
+        return out
+
+    return PatienceLaw(ecdf, float(values[-1]), float(values.mean()))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What becomes of the requests reaching each pool, per pool and class, in steady state."""
+
+    stable: npt.NDArray[np.bool_]  # (P,) False where no steady state exists (the rest is nan)
+    served: FloatArray  # (P, C) share of the class's arrivals that is served
+    dropped: FloatArray  # (P, C) turned away: queue limit or maximum wait
+    abandoned: FloatArray  # (P, C) left when their patience ran out
+    wait_values: FloatArray  # (P, C, J) waits (s) of the served: no wait, then band means
+    wait_weights: FloatArray  # (P, C, J) their shares of all arrivals; sum over J = served
+    mean_wait_all_s: FloatArray  # (P, C) time in queue over all arrivals (leavers: until they go)
+
+
+def stationary(
+    servers: FloatArray,
+    arrival_rps: FloatArray,
+    load: FloatArray,
+    class_share: FloatArray,
+    patience: Sequence[PatienceLaw | None],
+    max_wait_s: float | None = None,
+    queue_limit: int | None = None,
+    kappa: FloatArray | None = None,
+    work_share: FloatArray | None = None,
+) -> Outcome:
+    """Steady state of FCFS pools under the admission rules, for each pool at once.
+
+    ``servers`` slots; ``arrival_rps`` requests/s; ``load`` offered Erlangs; ``class_share``
+    (P, C) the classes' shares of each pool's arrivals; ``patience`` per class; ``kappa`` the
+    variability factor ``(ca^2 + cs^2) / 2`` (1: Poisson arrivals, exponential service);
+    ``work_share`` (P, C) the classes' shares of the offered work (default: ``class_share``).
+    Classes with different slot times weigh in the queue by their work: the offered wait
+    grows with the work that stays, so the patience mixture in H is weighted by work (with
+    one slot time for all, the textbook M/M/n+G; in overload its fluid limit keeps the work
+    that stays equal to the slots, sum_c a_c (1 - G_c(w)) = n).
+
+    - Nothing limits waiting: Erlang C, its wait scaled by ``kappa`` (Allen-Cunneen); no steady
+      state at or above full load.
+    - A maximum wait or patience (no queue limit): M/M/n+G after Zeltyn & Mandelbaum (2005):
+      the offered wait V (what an infinitely patient arrival would wait) has an atom
+      ``E / (E + lambda J)`` at 0 and density ``lambda exp(lambda H(x) - n mu x) / (E + lambda J)``
+      with ``H(x) = int_0^x (1 - G(u)) du`` over the classes' patience mixture G (a maximum wait
+      tau makes everyone "patience <= tau"), ``J`` its integral and ``E`` the Erlang ratio
+      ``sum_{k<n} a^k/k! / (a^(n-1)/(n-1)!)``. An arrival of class c is dropped if V > tau,
+      abandons if its patience < V, else is served after V. ``kappa`` stretches the wait axis
+      (V = kappa Y, Y of the pool with patience read at kappa y), as Allen-Cunneen does.
+    - A queue limit: the birth-death chain of M/M/n/K with exponential abandonment at each
+      class's mean patience (exact for exponential patience; others by their mean); a maximum
+      wait caps the queue at the length whose expected wait is tau.
+    """
+    n = np.asarray(servers, np.float64)
+    lam = np.asarray(arrival_rps, np.float64)
+    a = np.asarray(load, np.float64)
+    share = np.asarray(class_share, np.float64)
+    n_p, n_c = share.shape
+    kap = np.ones(n_p) if kappa is None else np.maximum(np.asarray(kappa, np.float64), 1e-9)
+    out = _Out(n_p, n_c)
+    down = (n <= 0) & (lam > 0)
+    out.served[down] = 0.0
+    out.dropped[down] = 1.0
+    out.weights[down] = 0.0
+    busy = (n > 0) & (lam > 0) & (a > 0)
+    # Pools whose chance of waiting is below e^-40 (Erlang C bounds it: patience only shortens
+    # the queue) keep the default: all served at once.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_wait = np.log(a / np.maximum(n - a, 1e-300)) - _log_erlang_ratio(n, a)
+    busy &= ~((a < n) & (log_wait < -NEGLIGIBLE_WAIT_LOG))
+    if busy.any():
+        idx = np.flatnonzero(busy)
+        if queue_limit is not None:
+            _finite_buffer(out, idx, n, lam, a, share, patience, max_wait_s, queue_limit)
+        elif max_wait_s is None and all(p is None for p in patience):
+            _erlang_c(out, idx, n, lam, a, kap)
+        else:
+            work = share if work_share is None else np.asarray(work_share, np.float64)
+            _impatient(out, idx, n, lam, a, share, work, patience, max_wait_s, kap)
+    # Shares are differences of probabilities: keep float noise from making one negative.
+    out.weights[out.stable] = np.maximum(out.weights[out.stable], 0.0)
+    return Outcome(
+        out.stable,
+        out.served,
+        out.dropped,
+        out.abandoned,
+        out.values,
+        out.weights,
+        out.mean_all,
+    )
+
+
+class _Out:
+    def __init__(self, n_p: int, n_c: int) -> None:
+        self.stable = np.ones(n_p, dtype=bool)
+        self.served = np.ones((n_p, n_c))
+        self.dropped = np.zeros((n_p, n_c))
+        self.abandoned = np.zeros((n_p, n_c))
+        self.values = np.zeros((n_p, n_c, WAIT_POINTS))
+        self.weights = np.zeros((n_p, n_c, WAIT_POINTS))
+        self.weights[:, :, 0] = 1.0
+        self.mean_all = np.zeros((n_p, n_c))
+
+    def unstable(self, idx: npt.NDArray[np.intp]) -> None:
+        self.stable[idx] = False
+        for arr in (self.served, self.dropped, self.abandoned, self.values, self.weights):
+            arr[idx] = np.nan
+        self.mean_all[idx] = np.nan
+
+    def exponential_waits(
+        self, idx: npt.NDArray[np.intp], p_wait: FloatArray, cond_mean: FloatArray
+    ) -> None:
+        """Served waits: none with the rest of ``served``, else exponential of ``cond_mean``
+        with total weight ``p_wait`` (both (len(idx), C))."""
+        self.values[idx, :, 1:] = _EXP_BAND_MEANS[None, None, :] * cond_mean[:, :, None]
+        self.weights[idx, :, 1:] = (p_wait / EXP_POINTS)[:, :, None]
+        self.weights[idx, :, 0] = self.served[idx] - p_wait
+
+
+def _log_erlang_ratio(n: FloatArray, a: FloatArray) -> FloatArray:
+    """log E, E = sum_{k<n} a^k/k! / (a^(n-1)/(n-1)!), through the Poisson cdf and pmf."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_pmf = (n - 1) * np.log(a) - a - special.gammaln(n)
+        out: FloatArray = np.log(special.gammaincc(n, a)) - log_pmf
+    return out
+
+
+def _erlang_c(
+    out: _Out,
+    idx: npt.NDArray[np.intp],
+    n: FloatArray,
+    lam: FloatArray,
+    a: FloatArray,
+    kap: FloatArray,
+) -> None:
+    c, ai, li = n[idx], a[idx], lam[idx]
+    over = ai >= c
+    out.unstable(idx[over])
+    ok = ~over
+    idx, c, ai, li = idx[ok], c[ok], ai[ok], li[ok]
+    p_wait = erlang_c(c, ai)
+    mu = li / ai
+    cond = kap[idx] / (mu * (c - ai))
+    n_c = out.served.shape[1]
+    pw = np.repeat(p_wait[:, None], n_c, axis=1)
+    out.exponential_waits(idx, pw, np.repeat(cond[:, None], n_c, axis=1))
+    out.mean_all[idx] = pw * cond[:, None]
+
+
+def _impatient(
+    out: _Out,
+    idx: npt.NDArray[np.intp],
+    n: FloatArray,
+    lam: FloatArray,
+    a: FloatArray,
+    share: FloatArray,
+    work_share: FloatArray,
+    patience: Sequence[PatienceLaw | None],
+    tau: float | None,
+    kap: FloatArray,
+) -> None:
+    """M/M/n+G (Zeltyn & Mandelbaum) by quadrature over the offered wait, in y = V / kappa."""
+    c_, l_, a_ = n[idx], lam[idx], a[idx]
+    s_ = work_share[idx]  # (m, C): the mixture that shapes the queue
+    k_ = kap[idx]
+    nmu = c_ * l_ / a_  # service rate of a full pool, requests/s
+    laws = list(patience)
+    n_cls = len(laws)
+    patient = np.array([law is None for law in laws])
+    q_inf = (s_ * patient[None, :]).sum(axis=1) if tau is None else np.zeros(len(idx))
+    # Without a maximum wait the infinitely patient alone may overload the pool: no steady state.
+    slope_tail = l_ * q_inf - nmu
+    bad = slope_tail >= 0
+    out.unstable(idx[bad])
+    if bad.all():
+        return
+    keep = ~bad
+    idx = idx[keep]
+    c_, l_, a_, s_, k_, nmu, slope_tail = (v[keep] for v in (c_, l_, a_, s_, k_, nmu, slope_tail))
+    m = len(idx)
+    # Integrate up to the maximum wait (everyone past it is dropped), else to where every
+    # impatient class has left (beyond it the offered wait's density falls off linearly).
+    upper = max((law.upper_s for law in laws if law is not None), default=0.0)
+    bounded = tau is not None
+    x_end = np.full(m, tau if tau is not None else upper)
+    y_end = x_end / k_
+
+    def g_cls(y: FloatArray) -> FloatArray:
+        """P(patience < kappa y) per class, (..., C) for y (m, ...)."""
+        x = y * k_.reshape((m,) + (1,) * (y.ndim - 1))
+        cols = [np.zeros_like(x) if law is None else law.cdf(x) for law in laws]
+        return np.stack(cols, axis=-1)
+
+    def g_mix(y: FloatArray) -> FloatArray:
+        out_: FloatArray = (g_cls(y) * s_.reshape((m,) + (1,) * (y.ndim - 1) + (n_cls,))).sum(-1)
+        return out_
+
+    # Nodes: uniform, geometric near 0, around the peak of the density, at kinks (twice).
+    unif = np.linspace(0.0, 1.0, _UNIFORM_NODES)[None, :] * y_end[:, None]
+    geom = np.geomspace(1e-9, 1.0, _GEOMETRIC_NODES)[None, :] * y_end[:, None]
+    peak, width = _density_peak(l_, nmu, y_end, g_mix, unif, g_mix(unif))
+    # overloaded: around the peak; else over the first 30 decay lengths from 0
+    offsets = np.where(
+        (peak > 0)[:, None],
+        np.linspace(-10.0, 10.0, _PEAK_NODES)[None, :],
+        np.linspace(0.0, 30.0, _PEAK_NODES)[None, :],
+    )
+    around = np.clip(peak[:, None] + width[:, None] * offsets, 0.0, y_end[:, None])
+    kinks = [kx for law in laws if law is not None for kx in law.kinks_s]
+    kink_nodes = [
+        np.minimum(np.array([kx, kx * (1 + 1e-9)])[None, :] / k_[:, None], y_end[:, None])
+        for kx in kinks
+    ]
+    y = np.sort(np.concatenate([unif, geom, around, *kink_nodes], axis=1), axis=1)  # (m, M)
+    gc = g_cls(y)  # (m, M, C)
+    gm = (gc * s_[:, None, :]).sum(-1)
+    dy = np.diff(y, axis=1)
+    h_mix = np.concatenate(
+        [np.zeros((m, 1)), np.cumsum(dy * (1 - 0.5 * (gm[:, 1:] + gm[:, :-1])), axis=1)], axis=1
+    )
+    phi = l_[:, None] * h_mix - nmu[:, None] * y
+    # the tail beyond y_end: linear, slope -n mu (everyone gone by then) or lambda q_inf - n mu
+    tail_slope = np.where(np.full(m, bounded), -nmu, slope_tail)
+    top = np.maximum(phi.max(axis=1), phi[:, -1])
+    e = np.exp(phi - top[:, None])
+    seg = _exp_segments(phi, e, dy)  # (m, M-1) int of exp(phi - top) over each segment
+    tail = e[:, -1] / -tail_slope
+    log_j = top + np.log(seg.sum(axis=1) + tail)
+    log_e = _log_erlang_ratio(c_, a_)
+    log_den = np.logaddexp(log_e, np.log(l_) + log_j)
+    p0 = np.exp(log_e - log_den)  # P(V = 0)
+    scale = np.exp(np.log(l_) + top - log_den)  # turns exp(phi - top) mass into probability
+    mass = seg * scale[:, None]  # P(V in segment)
+    mass_tail = tail * scale
+    # Each segment's own mean wait (phi linear on it) and the classes' patience there.
+    y_seg = y[:, :-1] + _segment_mean(phi, dy)
+    g_mid = g_cls(y_seg)  # (m, M-1, C)
+    v_mid = y_seg * k_[:, None]  # waits (s)
+    stay = mass[:, :, None] * (1 - g_mid)  # served after waiting, per class
+    leave = mass[:, :, None] * g_mid
+    served = p0[:, None] + stay.sum(axis=1)
+    abandoned = leave.sum(axis=1)
+    dropped = np.zeros((m, n_cls))
+    tail_wait = x_end + k_ / -tail_slope  # mean wait of the tail (past every patience)
+    if bounded:
+        dropped += mass_tail[:, None]
+    else:
+        served += mass_tail[:, None] * patient[None, :]
+        abandoned += mass_tail[:, None] * ~patient[None, :]
+    # Time in queue of all: E[min(V, patience)] = H_c(V) (dropped on arrival: 0).
+    h_cls = (
+        np.concatenate(
+            [
+                np.zeros((m, 1, n_cls)),
+                np.cumsum(dy[:, :, None] * (1 - 0.5 * (gc[:, 1:] + gc[:, :-1])), axis=1),
+            ],
+            axis=1,
+        )
+        * k_[:, None, None]
+    )
+    frac = (y_seg - y[:, :-1]) / np.maximum(dy, 1e-300)
+    h_mid = h_cls[:, :-1] + frac[:, :, None] * (h_cls[:, 1:] - h_cls[:, :-1])
+    mean_all = (mass[:, :, None] * h_mid).sum(axis=1)
+    if not bounded:
+        mean_all += mass_tail[:, None] * np.where(patient, tail_wait[:, None], h_cls[:, -1])
+    # The served's waits: equal-mass bands of the waiting part.
+    w = np.concatenate(
+        [stay, (mass_tail[:, None] * patient[None, :])[:, None, :] * (not bounded)], axis=1
+    )
+    v = np.concatenate([v_mid, tail_wait[:, None]], axis=1)
+    values, weights = band_means(np.moveaxis(w, 1, 2), v[:, None, :], EXP_POINTS)
+    out.served[idx] = served
+    out.dropped[idx] = dropped
+    out.abandoned[idx] = abandoned
+    out.values[idx, :, 1:] = values
+    out.weights[idx, :, 1:] = weights
+    out.weights[idx, :, 0] = p0[:, None]
+    out.mean_all[idx] = mean_all
+
+
+def _density_peak(
+    lam: FloatArray,
+    nmu: FloatArray,
+    y_end: FloatArray,
+    g_mix: Callable[[FloatArray], FloatArray],
+    y_u: FloatArray,
+    g_u: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """Where the offered-wait density peaks (G(y*) = 1 - n mu / lambda, 0 if underloaded) and
+    its width there, 1 / sqrt(lambda g(y*)); bracketed on the uniform nodes ``y_u`` (G there:
+    ``g_u``), then bisected."""
+    target = 1.0 - nmu / lam
+    over = target > 0
+    width = np.minimum(1.0 / np.maximum(nmu - lam, 1e-300), y_end)
+    peak = np.zeros_like(y_end)
+    if not over.any():
+        return peak, width
+    k = np.flatnonzero(over)
+    m_u = y_u.shape[1]
+    first = np.clip((g_u[k] < target[k, None]).sum(axis=1), 1, m_u - 1)
+    lo = y_u[k, first - 1]
+    hi = y_u[k, first]
+    sub = np.zeros(len(y_end), dtype=bool)
+    sub[k] = True
+
+    def g_at(y: FloatArray) -> FloatArray:
+        full = np.zeros(len(y_end))
+        full[k] = y
+        return g_mix(full[:, None])[k, 0]
+
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        below = g_at(mid) < target[k]
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    pk = 0.5 * (lo + hi)
+    ye = y_end[k]
+    h = np.maximum(1e-3 * ye, 1e-12)
+    wk = np.maximum(ye, 1e-12)
+    for _ in range(3):
+        up, down = np.minimum(pk + h, ye), np.maximum(pk - h, 0.0)
+        dens = (g_at(up) - g_at(down)) / np.maximum(up - down, 1e-300)
+        wk = np.where(dens > 0, 1.0 / np.sqrt(np.maximum(lam[k] * dens, 1e-300)), wk)
+        wk = np.clip(wk, 1e-9 * np.maximum(ye, 1e-12), ye)
+        h = np.maximum(0.1 * wk, 1e-12)
+    peak[k] = pk
+    width[k] = wk
+    return peak, width
+
+
+def _exp_segments(phi: FloatArray, e: FloatArray, dy: FloatArray) -> FloatArray:
+    """Integral of exp(phi - top) over each segment, exp of the linear interpolation of phi
+    (exact where phi is linear: no patience within the segment)."""
+    d = phi[:, 1:] - phi[:, :-1]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        exact = dy * (e[:, 1:] - e[:, :-1]) / d
+    small = np.abs(d) < 1e-6
+    approx = dy * 0.5 * (e[:, 1:] + e[:, :-1])
+    out: FloatArray = np.where(small, approx, exact)
+    return out
+
+
+def _segment_mean(phi: FloatArray, dy: FloatArray) -> FloatArray:
+    """Mean offset within each segment of a density exp(phi), phi linear on the segment:
+    h (1 / (1 - e^-d) - 1/d) for a rise d over the segment."""
+    d = phi[:, 1:] - phi[:, :-1]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        off = dy * (1.0 / -np.expm1(-d) - 1.0 / d)
+    out: FloatArray = np.where(np.abs(d) < 1e-6, 0.5 * dy * (1 + d / 6), off)
+    return np.clip(out, 0.0, dy)
+
+
+def band_means(w: FloatArray, v: FloatArray, bands: int) -> tuple[FloatArray, FloatArray]:
+    """Points of a discrete law (weights ``w`` (..., N) at increasing values ``v``): the means
+    of ``bands`` equal-mass bands, each carrying total / bands (a point split across a band
+    edge is shared). Returns values and weights (..., bands)."""
+    v = np.broadcast_to(v, w.shape)
+    total = w.sum(axis=-1, keepdims=True)
+    cw = np.concatenate([np.zeros((*w.shape[:-1], 1)), np.cumsum(w, axis=-1)], axis=-1)
+    cm = np.concatenate([np.zeros((*w.shape[:-1], 1)), np.cumsum(w * v, axis=-1)], axis=-1)
+    levels = total * (np.arange(bands + 1) / bands)  # (..., bands+1)
+    # first moment up to each level: the point where the level falls is split linearly
+    i = np.clip((cw[..., None, :] < levels[..., :, None]).sum(axis=-1) - 1, 0, w.shape[-1] - 1)
+    base_w = np.take_along_axis(cw, i, axis=-1)
+    base_m = np.take_along_axis(cm, i, axis=-1)
+    v_at = np.take_along_axis(v, i, axis=-1)
+    moment = base_m + (levels - base_w) * v_at
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.diff(moment, axis=-1) / np.diff(levels, axis=-1)
+    means = np.nan_to_num(means)
+    weights = np.repeat(total / bands, bands, axis=-1)
+    return means, weights
+
+
+def _finite_buffer(
+    out: _Out,
+    idx: npt.NDArray[np.intp],
+    n: FloatArray,
+    lam: FloatArray,
+    a: FloatArray,
+    share: FloatArray,
+    patience: Sequence[PatienceLaw | None],
+    tau: float | None,
+    queue_limit: int,
+) -> None:
+    """M/M/n/K with exponential abandonment: the birth-death chain of the queue length.
+
+    An arrival finding j waiting is dropped at j = K; else it moves up through j + 1 stages,
+    each ended by a service or an abandonment ahead of it (rate n mu + i theta, theta the
+    queue's mean abandonment rate) unless its own patience (rate theta_c) runs out first: it
+    is served with probability prod_i r_i / (r_i + theta_c) after sum_i 1 / (r_i + theta_c)
+    on average given served (competing exponential clocks). Exact for one class."""
+    theta_c = np.array([0.0 if law is None else 1.0 / law.mean_s for law in patience])
+    for p in idx:
+        c, lp, ap = float(n[p]), float(lam[p]), float(a[p])
+        nmu = c * lp / ap
+        theta = float((share[p] * theta_c).sum())
+        q = queue_limit
+        if tau is not None:
+            q = min(q, math.floor(tau * nmu))
+        log_below = _log_erlang_ratio(np.array([c]), np.array([ap]))[0] + math.log(c / ap)
+        if theta == 0.0:
+            rho = lp / nmu
+            if q > _CHAIN_STATES_MAX and rho < 1:
+                q = _CHAIN_STATES_MAX  # the geometric tail beyond is negligible
+            j = np.arange(q + 1, dtype=np.float64)
+            log_r = j * math.log(rho)
+        else:
+            reach = int(max(0.0, (lp - nmu) / theta) + 40 * math.sqrt(lp / theta) + 1000)
+            q = min(q, reach, _CHAIN_STATES_MAX)
+            j = np.arange(q + 1, dtype=np.float64)
+            log_r = np.concatenate([[0.0], np.cumsum(np.log(lp / (nmu + j[1:] * theta)))])
+        top = max(float(log_r.max()), log_below)
+        r = np.exp(log_r - top)
+        pi = r / (math.exp(log_below - top) + r.sum())  # P(arrival finds n busy, j waiting)
+        limited = q == queue_limit or tau is not None
+        p_block = float(pi[-1]) if limited else 0.0
+        waiting = pi[:-1] if limited else pi  # (J,) states in which an arrival joins
+        jj = np.arange(waiting.size, dtype=np.float64)
+        stage = nmu + jj * theta  # stage i ends at rate r_i (i = 0 nearest to service)
+        for ci, th in enumerate(theta_c):
+            rate = stage + th  # r_i + theta_c
+            log_keep = np.cumsum(np.log(stage / rate))  # P(served | j waiting ahead)
+            keep = np.exp(log_keep)
+            time_given = np.cumsum(1.0 / rate)  # E[wait | served, j]
+            # E[time in queue | j] = sum_i P(reach stage i) / (r_i + theta_c)
+            reach_i = np.exp(np.concatenate([[0.0], log_keep[:-1]]))
+            sojourn = np.cumsum(reach_i / rate)
+            served_wait = float((waiting * keep).sum())
+            ab = float((waiting * (1 - keep)).sum())
+            cond = float((waiting * keep * time_given).sum()) / max(served_wait, 1e-300)
+            out.served[p, ci] = 1.0 - p_block - ab
+            out.dropped[p, ci] = p_block
+            out.abandoned[p, ci] = ab
+            out.values[p, ci, 1:] = _EXP_BAND_MEANS * cond
+            out.weights[p, ci, 1:] = served_wait / EXP_POINTS
+            out.weights[p, ci, 0] = 1.0 - p_block - ab - served_wait
+            out.mean_all[p, ci] = float((waiting * sojourn).sum())

@@ -1,8 +1,9 @@
 """Request fidelity: every request simulated, in a SimPy environment.
 
 A request goes: arrival at its region -> routing (the policy) -> network delay -> admission
-(queue limit, maximum wait) -> a FCFS queue for a slot of the chosen pool -> prefill, decode
--> completion. Outages are SimPy processes that change the pools at their instants.
+(queue limit, maximum wait: dropped) -> patience (abandoned) -> a FCFS queue for a slot of the
+chosen pool -> prefill, decode -> completion. Outages are SimPy processes that change the pools
+at their instants.
 
 Few events per request. Under FCFS a request's start is fixed when it reaches its pool: it
 takes the earliest-free slot, ``start = max(reach, earliest free)`` (Kiefer-Wolfowitz), so the
@@ -13,6 +14,13 @@ a single timeout. Arrivals at a pool (after network delay) and completions wait 
 heap and are applied in time order, lazily, before anything at a later time. At equal times the
 order is fixed: scheduled events first, then agenda entries by time and push order, then new
 arrivals in the order the demand model sorted them.
+
+Patience (a class's ``patience``): each request draws one, from a stream per class that only the
+run's seed and the class name determine, in arrival order. Its wait at the pool it is admitted
+to is known on arrival there (the start above), so a request whose wait would pass its patience
+abandons at once: it leaves without taking a slot, and the requests behind it are not delayed
+(as in Erlang A, M/M/c+M, where abandoning customers leave the queue). A request routed again
+after a failure keeps its patience, measured from its arrival at the new pool.
 """
 
 from __future__ import annotations
@@ -21,79 +29,36 @@ import gc
 import heapq
 import itertools
 import math
-import sys
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import simpy
 
-from gridsim.engine.routing import Routing
+from gridsim.demand import LengthSampler, stable_hash
+from gridsim.engine.base import EngineBase, Progress, RunOutput, recorder_layout
 from gridsim.engine.shocks import Shocks
 from gridsim.grid import Grid
-from gridsim.metrics.recorder import FLUSH_ROWS, Layout, Recorder
-from gridsim.topology import Topology
+from gridsim.metrics.recorder import FLUSH_ROWS, Recorder
 
 INF = math.inf
 CHUNK_S = 600.0  # arrivals are drawn this many simulated seconds at a time (bounded memory)
+PATIENCE_STREAM = 0x9A71  # spawn key of the patience streams: (PATIENCE_STREAM, class hash)
 
-# A request in the engine, a list for speed: indices of its fields.
-CLS, REGION, T_ARR, IN_TOK, OUT_TOK, JOB_S, POOL, NET, REACH, START, END, SEQ, STATE = range(13)
+# A request in the engine, a list for speed: indices of its fields (PATIENCE: inf when none).
+CLS, REGION, T_ARR, IN_TOK, OUT_TOK, JOB_S, PATIENCE = range(7)
+POOL, NET, REACH, START, END, STATE = range(7, 13)
 # Its STATE: on its way to a pool, holding (or queued for) a slot, or no longer tracked.
 TRAVEL, ADMITTED, GONE = 0, 1, 2
 
 
-@dataclass
-class RunOutput:
-    summary: dict[str, Any]
-    timeseries: pd.DataFrame
-    requests: pd.DataFrame
-    flows: pd.DataFrame
-
-
-def run_without_gc(env: simpy.Environment, until: float) -> None:
-    """Run the environment with the cyclic garbage collector paused: engine records hold no
-    reference cycles, and the collector would only rescan the large live heaps again and again."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        env.run(until=until)
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def recorder_layout(grid: Grid) -> Layout:
-    """What a run reports on, as the Recorder needs it (shared by both engines)."""
-    classes = grid.classes
-    return Layout(
-        class_names=grid.class_names,
-        region_ids=grid.region_ids,
-        node_ids=grid.node_ids,
-        pool_node=tuple(p.node_index for p in grid.pools),
-        pool_names=tuple(p.name for p in grid.pools),
-        pool_slots=tuple(p.slots for p in grid.pools),
-        ttft_slo_s=tuple(c.slo.ttft if c.slo.ttft is not None else INF for c in classes),
-        e2e_slo_s=tuple(c.slo.e2e if c.slo.e2e is not None else INF for c in classes),
-    )
-
-
-class RequestEngine:
+class RequestEngine(EngineBase):
     """One run over one Grid. ``run()`` returns the summary and tables."""
 
     def __init__(self, grid: Grid, seed: int, progress: bool = False) -> None:
+        super().__init__(grid, progress)
         sc = grid.scenario
-        self.grid = grid
         self.seed = seed
-        self.progress = progress
-        self.env = simpy.Environment()
-        self.horizon_s = sc.horizon.duration
-        self.routing = Routing(grid)
-        self.policy = self.routing.policy
         self.retry = sc.policy.on_failure == "retry"
-        self.demand = grid.demand
         self.shocks = Shocks(sc, seed)
         classes = sc.demand.classes
         pools = grid.pools
@@ -105,17 +70,18 @@ class RequestEngine:
             keep_requests=sc.outputs.requests,
         )
         n_pools = len(pools)
-        # Live pool state, read by policies through this object (the PoolView protocol).
+        # Live pool state. Policies read it through this object (the PoolView protocol):
+        # alive, in_system and next_free, never the heaps.
         self.alive = [p.slots > 0 for p in pools]
         self.in_system = [0] * n_pools
-        self.free: list[list[float]] = [[0.0] * p.slots for p in pools]
+        self.free: list[list[float]] = [[0.0] * p.slots for p in pools]  # slot free-time heaps
+        self.next_free = [h[0] if h else INF for h in self.free]  # each heap's top
         self.waiting: list[list[float]] = [[] for _ in pools]  # start times, for queue_limit
         self.up_since = [0.0] * n_pools
         # (time, push number, request): a TRAVEL request reaches its pool then, an ADMITTED one
         # finishes; entries of GONE requests are skipped.
         self.agenda: list[tuple[float, int, list[Any]]] = []
         self.pushes = 0
-        self.seq = 0
         self.queue_limit = sc.admission.queue_limit
         self.max_wait = sc.admission.max_wait if sc.admission.max_wait is not None else INF
         self.latency = grid.latency_s.tolist()  # nested lists: cheaper to index per request
@@ -126,32 +92,43 @@ class RequestEngine:
         self.prefill_arr = np.array(self.prefill)  # jobs have no prefill: 0
         self.slots_per_job_arr = np.array(self.slots_per_job, dtype=np.float64)
         self.done: list[list[Any]] = []  # finished, waiting to be recorded in bulk
+        # (class index, sampler, generator) of each class with a patience; none: nothing drawn
+        self.patience = [
+            (
+                i,
+                LengthSampler(c.patience, tokens=False),
+                np.random.default_rng(
+                    np.random.SeedSequence(seed, spawn_key=(PATIENCE_STREAM, stable_hash(c.name)))
+                ),
+            )
+            for i, c in enumerate(classes)
+            if c.patience is not None
+        ]
 
     # --- the PoolView protocol ---------------------------------------------------------------
 
     def wait_s(self, pool: int, t: float) -> float:
         if not self.alive[pool]:
             return INF
-        earliest = self.free[pool][0]
+        earliest = self.next_free[pool]
         return earliest - t if earliest > t else 0.0
+
+    def _top(self, p: int) -> None:
+        """Keep ``next_free`` (what policies read) in step with pool ``p``'s heap."""
+        free = self.free[p]
+        self.next_free[p] = free[0] if free else INF
 
     # --- running -----------------------------------------------------------------------------
 
-    def run(self, events: list[tuple[float, Callable[[float], None]]] | None = None) -> RunOutput:
-        for t, action in sorted(events or [], key=lambda e: e[0]):
-            self.env.process(self._at(t, action))
-        self.env.process(self._arrivals())
-        run_without_gc(self.env, self.horizon_s)
-        return self._finish()
-
-    def _at(self, t: float, action: Callable[[float], None]) -> Generator[Any, Any, None]:
-        yield self.env.timeout(t)
+    def _before_event(self, t: float) -> None:
         self._advance(t)
-        action(t)
+
+    def _main(self) -> Generator[Any, Any, None]:
+        return self._arrivals()
 
     def _arrivals(self) -> Generator[Any, Any, None]:
         env = self.env
-        bar = _Progress(self.horizon_s) if self.progress else None
+        bar = Progress(self.horizon_s) if self.progress else None
         t0 = 0.0
         chunk = 0
         while t0 < self.horizon_s:
@@ -172,6 +149,9 @@ class RequestEngine:
                     arr.input_tokens.tolist(),
                     arr.output_tokens.tolist(),
                     arr.service_s.tolist(),
+                    self._patience(arr.class_idx)
+                    if self.patience
+                    else itertools.repeat(INF, len(times)),
                     strict=True,
                 )
             )
@@ -192,6 +172,18 @@ class RequestEngine:
         if bar:
             bar.close()
 
+    def _patience(self, class_idx: np.ndarray) -> list[float]:
+        """Patience of each arrival of a chunk (inf for classes without one): per class, the
+        next draws of its stream, in arrival order."""
+        out = np.full(len(class_idx), INF)
+        for i, sampler, rng in self.patience:
+            mine = class_idx == i
+            n = int(np.count_nonzero(mine))
+            if n:
+                out[mine] = sampler.sample(rng, n)
+        values: list[float] = out.tolist()
+        return values
+
     def _handle(self, rows: list[tuple[Any, ...]], i: int, j: int) -> None:
         """Arrivals ``rows[i:j]``, all before the next scheduled event: route each one."""
         choose = self.policy.choose
@@ -200,7 +192,7 @@ class RequestEngine:
         drop = self.recorder.drop
         push = heapq.heappush
         for k in range(i, j):
-            t, c, r, inp, out, job_s = rows[k]
+            t, c, r, inp, out, job_s, patience = rows[k]
             if agenda and agenda[0][0] <= t:
                 self._advance(t)
             p = choose(self, c, r, t)
@@ -208,8 +200,7 @@ class RequestEngine:
                 drop(c, r, -1)
                 continue
             net = latency[r][p]
-            self.seq += 1
-            req = [c, r, t, inp, out, job_s, p, net, 0.0, 0.0, 0.0, self.seq, TRAVEL]
+            req = [c, r, t, inp, out, job_s, patience, p, net, 0.0, 0.0, 0.0, TRAVEL]
             if net > 0:
                 self.pushes += 1
                 push(agenda, (t + net, self.pushes, req))
@@ -224,18 +215,18 @@ class RequestEngine:
             self.recorder.drop(c, r, -1)
             return
         net = self.latency[r][p]
-        self.seq += 1
         self.pushes += 1
-        req[POOL], req[NET], req[SEQ], req[STATE] = p, net, self.seq, TRAVEL
+        req[POOL], req[NET], req[STATE] = p, net, TRAVEL
         heapq.heappush(self.agenda, (t + net, self.pushes, req))
 
     def _reach(self, req: list[Any], t: float) -> None:
-        """The request reaches its pool at ``t``: admit it and fix its slot, or drop it."""
+        """The request reaches its pool at ``t``: admit it and fix its slot, or drop it, or it
+        abandons (its wait would pass its patience: it never takes a slot)."""
         p = req[POOL]
         req[REACH] = t
         if not self.alive[p]:
             req[STATE] = GONE
-            self._reroute_or_lose([*req[:NET], 0.0, 0.0, 0.0, 0.0, 0, TRAVEL], t)
+            self._reroute_or_lose([*req[:NET], 0.0, 0.0, 0.0, 0.0, TRAVEL], t)
             return
         if self.is_llm[p]:
             service = req[IN_TOK] * self.prefill[p] + req[OUT_TOK] * self.tpot[p]
@@ -243,6 +234,10 @@ class RequestEngine:
             service = req[JOB_S]
         free = self.free[p]
         k = self.slots_per_job[req[CLS]]
+        if k > len(free):  # retirements left the pool fewer slots than the job needs
+            req[STATE] = GONE
+            self.recorder.drop(req[CLS], req[REGION], p)
+            return
         earliest = free[0] if k == 1 else heapq.nsmallest(k, free)[-1]
         start = earliest if earliest > t else t
         if start - t > self.max_wait or (
@@ -250,6 +245,10 @@ class RequestEngine:
         ):
             req[STATE] = GONE
             self.recorder.drop(req[CLS], req[REGION], p)
+            return
+        if start - t > req[PATIENCE]:
+            req[STATE] = GONE
+            self.recorder.abandon(req[CLS], req[REGION], p)
             return
         end = start + service
         if k == 1:
@@ -259,6 +258,7 @@ class RequestEngine:
                 heapq.heappop(free)
             for _ in range(k):
                 heapq.heappush(free, end)
+        self.next_free[p] = free[0]
         req[START] = start
         req[END] = end
         req[STATE] = ADMITTED
@@ -320,21 +320,21 @@ class RequestEngine:
         )
 
     def _unfinished(self, pool: int | None = None) -> list[list[Any]]:
-        """Admitted requests not yet finished (of one pool), in admission order."""
-        reqs = [
-            req
-            for _, _, req in self.agenda
+        """Admitted requests not yet finished (of one pool), in admission order: an admitted
+        request's agenda entry is its completion, pushed when it was admitted."""
+        entries = sorted(
+            (push, req)
+            for _, push, req in self.agenda
             if req[STATE] == ADMITTED and (pool is None or req[POOL] == pool)
-        ]
-        return sorted(reqs, key=lambda q: q[SEQ])
+        )
+        return [req for _, req in entries]
 
     def _reroute_or_lose(self, req: list[Any], t: float) -> None:
         if self.retry:
             self.recorder.retried += 1
             self._route(req, t)
         else:
-            self.recorder.lost += 1
-            self.recorder.drop(req[CLS], req[REGION], req[POOL])
+            self.recorder.lose(req[CLS], req[REGION], req[POOL])
 
     # --- outages (called at their instants) --------------------------------------------------
 
@@ -348,13 +348,14 @@ class RequestEngine:
         self.waiting[p].clear()
         self.in_system[p] = 0
         self.free[p] = [INF] * len(self.free[p])
+        self._top(p)
         for req in victims:
             req[STATE] = GONE
             k = self.slots_per_job[req[CLS]]
             rec.add_span(rec.busy, p, req[START], min(req[END], t), k)
             rec.add_span(rec.queued, p, req[REACH], min(req[START], t))
             # A fresh record: the old one stays in the completion heap, marked dead.
-            self._reroute_or_lose([*req[:NET], 0.0, 0.0, 0.0, 0.0, 0, TRAVEL], t)
+            self._reroute_or_lose([*req[:NET], 0.0, 0.0, 0.0, 0.0, TRAVEL], t)
 
     def restore_pool(self, p: int, t: float) -> None:
         if self.alive[p] or self.grid.pools[p].slots == 0:
@@ -362,6 +363,7 @@ class RequestEngine:
         self.alive[p] = True
         self.up_since[p] = t
         self.free[p] = [t] * len(self.free[p])  # the slots it had when it failed
+        self._top(p)
 
     def add_slots(self, p: int, n: int, t: float) -> None:
         """Build-out (n > 0): new slots free from ``t``. Retirement (n < 0): the slots that
@@ -385,20 +387,13 @@ class RequestEngine:
             if not free:  # retired completely
                 self.alive[p] = False
                 free.append(INF)
-
-    def set_policy(self, name: str, params: dict[str, Any]) -> None:
-        self.policy = self.routing.switch(name, params)
+        self._top(p)
 
     def set_demand_factor(self, factor: np.ndarray) -> None:
         """Nothing to do at the instant: shocks shape the arrivals as they are drawn."""
 
-    def set_price(self, node_id: str, price_cny_per_kwh: float, t: float) -> None:
-        self.recorder.prices.append((t, node_id, price_cny_per_kwh))
-
-    def set_topology(self, topology: Topology) -> None:
-        """After a link cut or repair: new routes for requests routed from now on."""
-        self.latency = self.routing.reroute(topology).tolist()
-        self.policy = self.routing.policy
+    def _use_latency(self, latency_s: np.ndarray) -> None:
+        self.latency = latency_s.tolist()
 
     # --- the end -----------------------------------------------------------------------------
 
@@ -409,6 +404,10 @@ class RequestEngine:
         rec = self.recorder
         grid = self.grid
         n_c, n_r, n_p = len(grid.classes), len(grid.region_ids), len(grid.pools)
+        # In flight at the end, by class x region x pool: every request still travelling (at the
+        # pool it is on its way to, first routed or routed again) or admitted and unfinished.
+        # Each live request has one agenda entry; GONE entries are the dead records of requests
+        # that were dropped, abandoned, lost or routed again (and counted as such).
         in_flight = np.zeros((n_c, n_r, n_p), dtype=np.int64)
         for _, _, req in self.agenda:
             if req[STATE] == TRAVEL:
@@ -424,24 +423,3 @@ class RequestEngine:
             rec.add_span(rec.queued, p, req[REACH], min(req[START], end))
         summary = rec.summary(in_flight)
         return RunOutput(summary, rec.timeseries(), rec.requests(), rec.flows())
-
-
-class _Progress:
-    """A progress bar on a terminal; nothing when the output is not one."""
-
-    def __init__(self, total_s: float) -> None:
-        from rich.progress import Progress
-
-        self.bar: Any = None
-        if sys.stderr.isatty():
-            self.bar = Progress(transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("simulating", total=total_s)
-
-    def update(self, t: float) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=t)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

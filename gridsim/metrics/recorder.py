@@ -11,13 +11,31 @@ Definitions (each metric once):
 - ``wait_s``: from reaching the pool to starting service;
 - ``ttft_s``: from leaving the region to the first token back (network both ways + wait +
   prefill);
-- ``sla_attainment``: requests that met every SLO of their class over requests that finished or
-  were dropped (a dropped request misses its SLO);
+- ``sla_attainment``: requests that met every SLO of their class over requests that ended:
+  served, dropped, abandoned or lost (a request that never got served misses its SLO);
 - ``utilization``: busy slot-seconds over slot-seconds, time-weighted, after warm-up.
+
+Where requests go (``requests`` in every block): each one that ``arrived`` is, at the end,
+exactly one of
+
+- ``served``: finished its service;
+- ``dropped``: turned away by admission (``admission.queue_limit`` or ``admission.max_wait``),
+  or with no pool to go to;
+- ``abandoned``: gave up waiting: its wait at its pool would have passed its class's
+  ``patience`` draw; it left the queue without taking a slot;
+- ``lost``: in (or on its way to) a pool when that pool failed, with ``policy.on_failure:
+  drop``;
+- ``in_flight``: admitted or travelling, not finished at the end of the horizon.
+
+``arrived = served + dropped + abandoned + lost + in_flight`` in every block. The flow engine's
+counts are expected (fractional) numbers; a summary rounds each term down or up (largest
+remainders) so that the identity holds in whole numbers, no term is negative and a term that is
+whole stays exact.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +63,7 @@ COLUMNS = (
     "output_tokens",
     "slots",
 )
-GROUPS = ("class", "region", "node")
+GROUPS = ("class", "region", "node", "pool")
 METRICS = ("latency_s", "wait_s", "ttft_s")
 
 
@@ -87,10 +105,14 @@ class Recorder:
             len(layout.node_ids),
             len(layout.pool_node),
         )
-        self.sizes = {"class": n_c, "region": n_r, "node": n_n}
+        self.sizes = {"class": n_c, "region": n_r, "node": n_n, "pool": n_p}
         self.hists = {
             (g, m): [LogHistogram() for _ in range(self.sizes[g])] for g in GROUPS for m in METRICS
         }
+        # A pool alone on its node has its node's statistics: only pools that share their node
+        # are recorded apart (the request engine's hot path skips the rest).
+        node_of_pool = np.asarray(layout.pool_node, dtype=np.intp)
+        self.pool_shares_node = np.bincount(node_of_pool, minlength=n_n)[node_of_pool] > 1
         # counters by class x region (x pool where it is known)
         self.arrived: npt.NDArray[Any] = np.zeros((n_c, n_r), dtype=count)
         self.input_demanded: npt.NDArray[Any] = np.zeros((n_c, n_r), dtype=count)
@@ -100,11 +122,12 @@ class Recorder:
         self.input_served: npt.NDArray[Any] = np.zeros((n_c, n_r, n_p), dtype=count)
         self.output_served: npt.NDArray[Any] = np.zeros((n_c, n_r, n_p), dtype=count)
         self.dropped: npt.NDArray[Any] = np.zeros((n_c, n_r, n_p + 1), dtype=count)  # +no pool
+        self.abandoned: npt.NDArray[Any] = np.zeros((n_c, n_r, n_p), dtype=count)
+        self.lost: npt.NDArray[Any] = np.zeros((n_c, n_r, n_p), dtype=count)
         self.extra_series: list[pd.DataFrame] = []  # engine-specific series (tidy)
         self.prices: list[tuple[float, str, float]] = []  # (time, node, CNY/kWh) from events
         self.capacity_kpis: dict[str, Any] | None = None
-        self.lost: float = 0
-        self.retried: float = 0
+        self.retried: float = 0  # times a request was routed again after its pool failed
         n_bins = max(1, int(np.ceil(horizon_s / interval_s)))
         self.busy = np.zeros((n_p, n_bins))  # slot-seconds per interval
         self.queued = np.zeros((n_p, n_bins))  # request-seconds waiting per interval
@@ -128,6 +151,14 @@ class Recorder:
     def drop(self, cls: int, region: int, pool: int) -> None:
         """A request turned away (queue limit, maximum wait, or nowhere to go: pool -1)."""
         self.dropped[cls, region, pool] += 1
+
+    def abandon(self, cls: int, region: int, pool: int) -> None:
+        """A request that gave up waiting at ``pool`` (its wait would pass its patience)."""
+        self.abandoned[cls, region, pool] += 1
+
+    def lose(self, cls: int, region: int, pool: int) -> None:
+        """A request lost with ``pool`` when it failed (``policy.on_failure: drop``)."""
+        self.lost[cls, region, pool] += 1
 
     def add_span(
         self, table: npt.NDArray[np.float64], pool: int, t0: float, t1: float, weight: float = 1.0
@@ -156,7 +187,7 @@ class Recorder:
         service_points: npt.NDArray[np.float64],
         prefill_mean: npt.NDArray[np.float64],
         network_s: npt.NDArray[np.float64],
-        keep: bool,
+        keep: float,
         tokens: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
     ) -> None:
         """Requests served over a block of ticks, as distributions (the flow engine).
@@ -166,7 +197,14 @@ class Recorder:
         K equally likely quantile points of the slot time per (class, pool). Latency points
         are ``2 x network + wait_j + service_k`` (network: the served-weighted mean over
         regions), the first token ``2 x network + wait_j + mean prefill``.
+
+        ``keep`` (0 to 1; True and False count as 1 and 0) is the share of the block's served
+        mass that falls after warm-up: the counters take all of ``served``, the histograms
+        ``keep`` x its weights, and nothing when ``keep`` is 0.
         """
+        keep = float(keep)
+        if not 0.0 <= keep <= 1.0:
+            raise ValueError(f"keep is a share of the served mass, in [0, 1]; got {keep}")
         served_cp = served.sum(axis=0)  # (C, P)
         if served_cp.sum() <= 0:
             return
@@ -187,8 +225,11 @@ class Recorder:
         self.met_slo += served_crp * met_share[:, None, :]
         self.input_served += served_crp * tokens[0][:, None, None]
         self.output_served += served_crp * tokens[1][:, None, None]
-        if not keep:
+        if keep == 0.0:
             return
+        if keep < 1.0:  # only the share after warm-up goes into the statistics
+            w = w * keep
+            wait_w = wait_w * keep
         # Each (class, pool) is one mixture component of J x K latency points; classes, nodes
         # and regions are mixtures of them (regions: by their share of what the pool served).
         n_c, n_p = served_cp.shape
@@ -196,10 +237,16 @@ class Recorder:
         node = np.asarray(self.layout.pool_node)
         by_class = np.kron(np.eye(n_c), np.ones(n_p))  # (C, C*P)
         by_node = np.tile((node[None, :] == np.arange(self.sizes["node"])[:, None]), n_c)
+        by_pool = np.tile(np.eye(n_p), n_c)  # (P, C*P)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.nan_to_num(served / served_cp[None])  # (R, C, P)
         by_region = share.reshape(share.shape[0], comps)
-        mixes = {"class": by_class, "node": by_node.astype(float), "region": by_region}
+        mixes = {
+            "class": by_class,
+            "node": by_node.astype(float),
+            "region": by_region,
+            "pool": by_pool,
+        }
         # Waits and first tokens do not depend on the service point: J points suffice.
         for m, v, wt in (
             ("latency_s", lat, w),
@@ -251,6 +298,10 @@ class Recorder:
         for g, key in keys.items():
             for m, v in values.items():
                 add_grouped(self.hists[(g, m)], v, ones, key)
+        if self.pool_shares_node.any():
+            apart = self.pool_shares_node[pool[keep]]
+            for m, v in values.items():
+                add_grouped(self.hists[("pool", m)], v[apart], ones[apart], pool[keep][apart])
         if self.keep_requests:
             frame = pd.DataFrame(
                 {
@@ -332,29 +383,76 @@ class Recorder:
         return out
 
     def summary(self, in_flight: npt.NDArray[Any]) -> dict[str, Any]:
-        """``in_flight``: class x region x pool, requests unfinished at the end."""
+        """``in_flight``: class x region x pool, the engine's requests unfinished at the end
+        (admitted, or on their way to that pool). The blocks show the engine's counts as they
+        are: when they do not add up, ``arrived`` differs from the sum of the rest."""
         lay = self.layout
         node_of_pool = np.asarray(lay.pool_node)
-        out = self._block(slice(None), slice(None), slice(None), in_flight, None)
-        out["requests"]["lost"] = _count(self.lost)
+        every = slice(None)
+        out = self._block(every, every, every, in_flight, None)
         out["requests"]["retried"] = _count(self.retried)
         if self.capacity_kpis is not None:
             out["capacity"] = self.capacity_kpis
         out["by_class"] = {
-            name: self._block(i, slice(None), slice(None), in_flight, ("class", i))
+            name: self._block(i, every, every, in_flight, ("class", i))
             for i, name in enumerate(lay.class_names)
         }
         out["by_region"] = {
-            rid: self._block(slice(None), i, slice(None), in_flight, ("region", i))
+            rid: self._block(every, i, every, in_flight, ("region", i))
             for i, rid in enumerate(lay.region_ids)
         }
         out["by_node"] = {
             nid: self._block(
-                slice(None), slice(None), np.flatnonzero(node_of_pool == i), in_flight, ("node", i)
+                every, every, np.flatnonzero(node_of_pool == i), in_flight, ("node", i)
             )
             for i, nid in enumerate(lay.node_ids)
         }
+        out["by_pool"] = {
+            name: self._block(
+                every,
+                every,
+                np.array([j]),
+                in_flight,
+                ("pool", j) if self.pool_shares_node[j] else ("node", lay.pool_node[j]),
+            )
+            for j, name in enumerate(lay.pool_names)
+        }
         return out
+
+    def _requests(self, c: Any, r: Any, p: Any, in_flight: npt.NDArray[Any]) -> dict[str, Any]:
+        """Where the requests of a block went, in whole numbers (see the module docstring).
+
+        ``p`` a slice: a block of classes and regions, whose arrivals are known; else pool
+        indices (a node or pool view), whose ``arrived`` is the sum of the rest. Expected
+        (fractional) counts become whole numbers that add up to the rounded arrivals (each one
+        its floor or the next number up, by largest remainders), so that the identity holds
+        and no term goes negative by rounding; when the engine's exact counts do not add up to
+        its arrivals, ``in_flight`` is its own count (rounded) and the identity visibly
+        fails."""
+        node_view = not isinstance(p, slice)
+        dropped_pools = self.dropped[c, r][..., p] if node_view else self.dropped[c, r]
+        ended = {
+            "served": float(self.served[c, r][..., p].sum()),
+            "dropped": float(dropped_pools.sum()),
+            "abandoned": float(self.abandoned[c, r][..., p].sum()),
+            "lost": float(self.lost[c, r][..., p].sum()),
+        }
+        flight = float(in_flight[c, r][..., p].sum())
+        exact = {**ended, "in_flight": flight}
+        total = sum(exact.values())
+        if node_view:
+            arrived = _count(total)
+        else:
+            arrived = _count(float(self.arrived[c, r].sum()))
+            if abs(total - float(self.arrived[c, r].sum())) > max(1e-6, 1e-9 * abs(total)):
+                # the engine lost or invented requests: show it
+                counts = {k: _floor(v) for k, v in ended.items()}
+                return {
+                    "arrived": arrived,
+                    **counts,
+                    "in_flight": _count(total) - sum(counts.values()),
+                }
+        return {"arrived": arrived, **_whole(exact, arrived)}
 
     def _block(
         self,
@@ -365,21 +463,16 @@ class Recorder:
         hist_key: tuple[str, int] | None,
     ) -> dict[str, Any]:
         node_view = not isinstance(p, slice)
-        served = _count(self.served[c, r][..., p].sum())
         dropped_pools = self.dropped[c, r][..., p] if node_view else self.dropped[c, r]
-        dropped = _count(dropped_pools.sum())
-        flight = _count(in_flight[c, r][..., p].sum())
-        arrived = served + dropped + flight if node_view else _count(self.arrived[c, r].sum())
-        if self.fluid and not node_view:
-            flight = arrived - served - dropped  # expected counts, rounded: keep the identity
-        met = _count(self.met_slo[c, r][..., p].sum())
+        ended = float(
+            self.served[c, r][..., p].sum()
+            + dropped_pools.sum()
+            + self.abandoned[c, r][..., p].sum()
+            + self.lost[c, r][..., p].sum()
+        )
+        met = float(self.met_slo[c, r][..., p].sum())
         block: dict[str, Any] = {
-            "requests": {
-                "arrived": arrived,
-                "served": served,
-                "dropped": dropped,
-                "in_flight": flight,
-            },
+            "requests": self._requests(c, r, p, in_flight),
             "tokens": {
                 "input": {
                     "demanded": None if node_view else _count(self.input_demanded[c, r].sum()),
@@ -390,7 +483,8 @@ class Recorder:
                     "served": _count(self.output_served[c, r][..., p].sum()),
                 },
             },
-            "sla_attainment": met / (served + dropped) if served + dropped else None,
+            # served, dropped, abandoned or lost: a request never served misses its SLO
+            "sla_attainment": met / ended if ended > 0 else None,
         }
         for m in METRICS:
             if hist_key is None:
@@ -432,6 +526,35 @@ def series_frame(
 
 def _count(value: Any) -> int:
     return round(float(value))
+
+
+def _floor(value: float) -> int:
+    """Whole requests in an expected count: its floor, forgiving float noise just below a whole
+    number (2.9999999999996 is 3, never more than 0.001 below), so that exact counts stay
+    exact."""
+    whole = round(value)
+    if abs(value - whole) <= min(1e-3, max(1e-9, abs(value) * 1e-12)):
+        return whole
+    return math.floor(value)
+
+
+def _whole(exact: dict[str, float], target: int) -> dict[str, int]:
+    """Whole numbers for expected counts that add up to ``target``: each term is its floor, and
+    what is left goes one each to the terms with the largest remainders. A term that is zero
+    stays zero (a run without outages never shows a lost request), and float drift beyond one
+    per term (sums of 1e12 expected requests differ in the last digits) goes to the largest
+    term, where it is smallest relative to the count."""
+    floors = {k: _floor(v) for k, v in exact.items()}
+    left = target - sum(floors.values())
+    largest = max(exact, key=lambda k: exact[k])
+    live = [k for k in exact if exact[k] > 0.5 and k != largest] + [largest]
+    order = sorted(live, key=lambda k: -(exact[k] - floors[k]))
+    for k in order[: max(left, 0)]:
+        floors[k] += 1
+    left -= min(max(left, 0), len(order))
+    if left > 0 or (left < 0 and floors[largest] + left >= 0):
+        floors[largest] += left
+    return floors
 
 
 def _labels(codes: npt.NDArray[Any], names: tuple[str, ...]) -> pd.Categorical[str]:

@@ -29,12 +29,13 @@ FILL_UTILISATION = 0.95  # fluid stand-in for "a slot is free / the SLO holds": 
 
 
 class PoolView(Protocol):
-    """What the request engine exposes of its pools to a policy (read-only by convention)."""
+    """What the request engine shows a policy of its pools (read-only by convention): whether
+    each is up, how many requests it holds, and when its earliest slot frees; never the
+    engine's own queues."""
 
     alive: list[bool]
     in_system: list[int]  # requests admitted to the pool and not finished (queued or served)
-    # Slot free-time heaps: free[p][0] is when pool p's earliest slot frees (inf while down).
-    free: list[list[float]]
+    next_free: list[float]  # when pool p's earliest slot frees (inf while down)
 
     def wait_s(self, pool: int, t: float) -> float:
         """The FCFS wait a request reaching ``pool`` at time ``t`` would see."""
@@ -126,9 +127,9 @@ class PolicyBase:
     def first_within_slo(view: PoolView, routes: tuple[Route, ...], t: float) -> int:
         """The first route whose forecast wait fits its SLO slack; failing that (spill), the
         route with the least forecast end-to-end latency; -1 when every pool is down."""
-        free = view.free
+        free = view.next_free
         for p, net, slack, _base in routes:
-            if free[p][0] - t - net <= slack:
+            if free[p] - t - net <= slack:
                 return p
         # Spill: a second pass, only when nothing fits, keeps the usual path one loop.
         return PolicyBase.least_e2e(view, routes, t)
@@ -136,10 +137,10 @@ class PolicyBase:
     @staticmethod
     def least_e2e(view: PoolView, routes: tuple[Route, ...], t: float) -> int:
         """The route with the least forecast end-to-end latency; -1 when every pool is down."""
-        free = view.free
+        free = view.next_free
         best, best_s = -1, INF
         for p, net, _slack, base in routes:
-            wait = free[p][0] - t - net
+            wait = free[p] - t - net
             e2e = base + wait if wait > 0 else base
             if e2e < best_s:
                 best, best_s = p, e2e

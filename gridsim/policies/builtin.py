@@ -66,9 +66,9 @@ class _Ranked(PolicyBase):
 
     def choose(self, view: PoolView, cls: int, region: int, t: float) -> int:
         routes = self.ranked_routes[cls][region]
-        free = view.free
+        free = view.next_free
         for p, net, _slack, _base in routes:
-            if free[p][0] <= t + net:  # a slot is free when the request gets there
+            if free[p] <= t + net:  # a slot is free when the request gets there
                 return p
         return self.least_e2e(view, routes, t)
 
@@ -146,9 +146,9 @@ class EastWest(LatencySlo):
 
     def choose(self, view: PoolView, cls: int, region: int, t: float) -> int:
         if self.tolerant[cls]:
-            free = view.free
+            free = view.next_free
             for p, net, slack, _base in self.west_routes[cls][region]:
-                if free[p][0] - t - net <= slack:
+                if free[p] - t - net <= slack:
                     return p
         return self.first_within_slo(view, self.routes[cls][region], t)
 

@@ -21,6 +21,11 @@ from gridsim.run import Result
 SLA_TARGET = 0.95  # classes below this attainment are flagged
 SATURATED = 0.90  # nodes above this mean utilisation are flagged
 IN_FLIGHT_WARN = 0.01  # share of arrivals unfinished at the end worth a warning
+UNSERVED = (  # where requests that were never served went, as the warnings say it
+    ("dropped", "dropped (turned away by admission limits, or no pool to go to)"),
+    ("abandoned", "abandoned (gave up waiting: the class's patience ran out)"),
+    ("lost", "lost to failures (in a pool that failed, with on_failure: drop)"),
+)
 
 CAPTIONS = {
     "demand_capacity": "Demand against capacity (or tokens served against capacity), national "
@@ -69,8 +74,11 @@ def kpis(result: Result, econ: dict[str, Any] | None = None) -> dict[str, Any]:
         "requests_arrived": req.get("arrived"),
         "requests_served": req.get("served"),
         "requests_dropped": req.get("dropped"),
+        "requests_abandoned": req.get("abandoned"),
         "requests_lost": req.get("lost"),
         "requests_in_flight": req.get("in_flight"),
+        "requests_simulated": _simulated(s),
+        "sample_fraction": float(result.scenario.demand.sample_fraction),
         "tokens_served": served_tokens,
         "sla_attainment": s.get("sla_attainment"),
         "latency_mean_s": lat.get("mean"),
@@ -98,6 +106,19 @@ def warnings(result: Result) -> list[str]:
     """Plain-language problems a planner should see first."""
     s = result.summary
     out = []
+    sp = s.get("sample") if isinstance(s.get("sample"), dict) else None
+    if sp and sp.get("method") == "pools":
+        line = (
+            f"pool sample: {len(sp['pools'])} pools simulated at full size "
+            f"({', '.join(sp['pools'])}), {sp['share_of_demand']:.3%} of the grid's expected "
+            f"requests ({sp['requests_simulated']['arrived']:,} simulated). Totals are scaled to "
+            "the whole grid class by class; SLA attainment, latency and utilisation are those of "
+            "the sampled pools."
+        )
+        if sp.get("classes_not_simulated"):
+            line += f" Not simulated: {', '.join(sp['classes_not_simulated'])}."
+        out.append(line)
+    out.extend(s.get("notes") or [])
     shortfall = _date((s.get("capacity") or {}).get("shortfall_at"))
     if shortfall:
         out.append(f"demand outgrows capacity from {shortfall}")
@@ -111,7 +132,7 @@ def warnings(result: Result) -> list[str]:
             out.append(f"node {node} is saturated: mean utilisation {util:.1%}")
     req = s.get("requests", {})
     arrived = req.get("arrived") or 0
-    for key, what in (("dropped", "dropped (admission limits)"), ("lost", "lost to failures")):
+    for key, what in UNSERVED:
         n = req.get(key) or 0
         if n:
             out.append(f"{n:,} requests {what}: {n / max(arrived, 1):.2%} of arrivals")
@@ -121,6 +142,7 @@ def warnings(result: Result) -> list[str]:
             f"{flight:,} requests ({flight / arrived:.1%}) were unfinished at the end: "
             "long queues, or a horizon short for the slowest classes"
         )
+    out.extend(s.get("engine_warnings") or [])  # how the engine computed what it reports
     return out
 
 
@@ -162,7 +184,8 @@ def render(result: Result, figures: list[Path]) -> str:
         "<h2>By node</h2>",
         _node_table(result),
         "<p class='sub'>Money, energy and carbon: simulated totals over the horizon unless "
-        "marked national (÷ sample_fraction, per day). Pool cost is shared among classes and "
+        "marked national (per day; sampled runs scaled by what they simulated). Pool cost is "
+        "shared among classes and "
         "regions by served tokens.</p>",
         "</main></body></html>",
     ]
@@ -172,18 +195,39 @@ def render(result: Result, figures: list[Path]) -> str:
 # --- sections ----------------------------------------------------------------------------------
 
 
+def _simulated(summary: dict[str, Any]) -> int | None:
+    """Requests a pool-sampled run simulated (its totals are scaled up); None otherwise."""
+    sp = summary.get("sample")
+    if isinstance(sp, dict) and sp.get("method") == "pools":
+        return int((sp.get("requests_simulated") or {}).get("arrived") or 0)
+    return None
+
+
+def _arrived_note(k: dict[str, Any]) -> str:
+    simulated = k.get("requests_simulated")
+    if simulated is not None:
+        return f"whole grid (estimate); {_int(simulated)} simulated"
+    return "simulated sample" if (k.get("sample_fraction") or 1.0) < 1 else "whole grid"
+
+
 def _kpi_cards(k: dict[str, Any], econ: dict[str, Any]) -> str:
     served = k["requests_served"] or 0
     arrived = k["requests_arrived"] or 0
+    dropped, abandoned, lost = (k[f"requests_{key}"] for key in ("dropped", "abandoned", "lost"))
+    unserved = sum(v or 0 for v in (dropped, abandoned, lost))
+    unserved_note = f"dropped {_int(dropped)} · abandoned {_int(abandoned)} · lost {_int(lost)}"
+    if arrived:
+        unserved_note += f" ({_pct(unserved / arrived)})"
     sim = "national; simulated"
     sim_energy = f"{sim} {_num(k['energy_kwh'])} kWh"
     sim_cost = f"{sim} {_num(k['cost_cny'])} CNY"
     sim_carbon = f"{sim} {_num(k['carbon_kg'])} kg"
     revenue = f"revenue {_num(econ.get('revenue_cny_per_m_tokens'))} CNY"
     cards = [  # label, value, unit, note
-        ("requests arrived", _int(arrived), "", "simulated sample"),
+        ("requests arrived", _int(arrived), "", _arrived_note(k)),
         ("requests served", _int(served), "", _pct(served / arrived) if arrived else ""),
-        ("SLA attainment", _pct(k["sla_attainment"]), "", "met every SLO of the class"),
+        ("requests not served", _int(unserved), "", unserved_note),
+        ("SLA attainment", _pct(k["sla_attainment"]), "", "met every SLO; unserved ones missed"),
         ("latency p95", _secs(k["latency_p95_s"]), "", f"p50 {_secs(k['latency_p50_s'])}"),
         (
             "utilisation (mean)",
@@ -206,6 +250,17 @@ def _kpi_cards(k: dict[str, Any], econ: dict[str, Any]) -> str:
     return f"<div class='kpis'>{body}</div>"
 
 
+def _sampling_rows(result: Result) -> list[tuple[str, str]]:
+    """What was simulated of the grid: a pool sample, a sample_fraction, or all of it."""
+    sp = result.summary.get("sample")
+    if isinstance(sp, dict) and sp.get("method") == "pools":
+        return [("sampling", str(sp.get("how", ""))), ("sampling bias", str(sp.get("bias", "")))]
+    fraction = result.scenario.demand.sample_fraction
+    if fraction < 1:
+        return [("sample_fraction", f"{fraction:g} of demand and capacity")]
+    return [("sampling", "none: the whole grid")]
+
+
 def _assumptions(result: Result, econ: dict[str, Any]) -> str:
     sc = result.scenario
     growth = sc.demand.growth.model_dump()
@@ -220,7 +275,7 @@ def _assumptions(result: Result, econ: dict[str, Any]) -> str:
         ("horizon", f"from {sc.horizon.start}, {_dur(sc.horizon.duration)}"),
         ("warm-up / resolution", f"{_dur(sc.horizon.warmup)} / {_dur(sc.horizon.resolution)}"),
         ("fidelity", str(result.summary.get("fidelity", sc.fidelity))),
-        ("sample_fraction", f"{sc.demand.sample_fraction:g} of demand and capacity"),
+        *_sampling_rows(result),
         ("policy", policy),
         ("demand volume", f"{_words(sc.demand.tokens_per_day)} tokens/day (national, at start)"),
         ("demand growth", growth_text),
@@ -255,7 +310,8 @@ Cell = Callable[[str, dict[str, Any], "pd.Series[Any] | None"], str]
 
 
 def _requests(key: str) -> Cell:
-    return lambda _id, block, _cost: _int(block["requests"][key])
+    # .get: a run written before a count existed (compare reads old folders) shows "–"
+    return lambda _id, block, _cost: _int(block["requests"].get(key))
 
 
 def _sla(_id: str, block: dict[str, Any], _cost: pd.Series[Any] | None) -> str:
@@ -282,6 +338,8 @@ CLASS_COLUMNS: tuple[tuple[str, Cell], ...] = (
     ("arrived", _requests("arrived")),
     ("served", _requests("served")),
     ("dropped", _requests("dropped")),
+    ("abandoned", _requests("abandoned")),
+    ("lost", _requests("lost")),
     ("SLA", _sla),
     ("latency p50", _quantile("latency_s", "p50")),
     ("p95", _quantile("latency_s", "p95")),

@@ -90,6 +90,16 @@ class DemandClass(Model):
     input_tokens: Distribution | None = None
     output_tokens: Distribution | None = None
     service: Distribution | None = Field(default=None, description="job service time, s")
+    patience: Distribution | None = Field(
+        default=None,
+        description=(
+            "how long a request waits for service before it gives up, s (a number, as the "
+            "service time's). Each request draws its own; one whose wait at its pool would "
+            "exceed it leaves the queue without service and is counted abandoned (checked "
+            "after admission.max_wait, which drops). Unset: requests wait until served or "
+            "admission.max_wait drops them"
+        ),
+    )
     slots_per_job: int = Field(default=1, ge=1, le=MAX_COUNT)
     slo: Slo = Slo()
     latency_sensitivity: Literal["high", "medium", "low"] = "medium"
@@ -167,11 +177,81 @@ Growth = Annotated[
 ]
 
 
+DEFAULT_SAMPLE_REQUESTS = 1e6  # `sample_pools: {pools: auto}` without max_requests
+
+
+class SamplePools(Model):
+    """Request fidelity's sample that keeps the queueing regime: a few pools simulated at full
+    size, each (region, class) stream thinned to the share the policy sends them at full scale,
+    totals scaled back up (``gridsim.grid`` builds it; the flow engine ignores it)."""
+
+    pools: Literal["auto"] | list[str] = Field(
+        default="auto",
+        description=(
+            "auto: the pools with the fewest expected requests that cover the classes and pool "
+            "kinds, within max_requests; or a list of node_id/pool_id names"
+        ),
+    )
+    max_requests: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e12,
+        description=(
+            "the expected requests the sample may simulate over the horizon: pools: auto "
+            f"chooses within it (default {DEFAULT_SAMPLE_REQUESTS:g}); listed pools must fit it"
+        ),
+    )
+
+    @field_validator("pools", mode="before")
+    @classmethod
+    def _pool_names(cls, v: object) -> object:
+        if isinstance(v, str) and v != "auto":
+            raise ValueError(
+                f"pools is auto or a list of node_id/pool_id names, e.g. [{v}] (got {v!r})"
+            )
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("name at least one pool (node_id/pool_id), or use pools: auto")
+            repeated = sorted({p for p in v if v.count(p) > 1})
+            if repeated:
+                raise ValueError(f"pool {repeated[0]!r} is named twice; name each pool once")
+        return v
+
+
 class Demand(Model):
     tokens_per_day: float = Field(
         gt=0, le=MAX_TOKENS_PER_DAY, description="national volume at the horizon start"
     )
     growth: Growth = NoGrowth(law="none")
     region_weights: Literal["gdp", "population", "equal", "given"] = "gdp"
-    sample_fraction: float = Field(default=1.0, ge=1e-9, le=1)
+    sample_fraction: float = Field(
+        default=1.0,
+        ge=1e-9,
+        le=1,
+        description=(
+            "simulate this share of demand AND of every pool's slots (at least one slot a "
+            "pool). Pools of thousands of slots become pools of a few: a different queueing "
+            "regime (waits depend on the number of servers, not only on utilisation), so "
+            "latency and SLA attainment are those of small pools. At request fidelity "
+            "sample_pools keeps pool sizes instead"
+        ),
+    )
+    sample_pools: SamplePools | None = Field(
+        default=None,
+        description=(
+            "request fidelity: simulate a few pools at full size with the demand the policy "
+            "sends them, and scale totals up (keeps the queueing regime; the flow engine "
+            "ignores it and simulates the whole grid)"
+        ),
+    )
     classes: list[DemandClass] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_sampling(self) -> Demand:
+        if self.sample_pools is not None and self.sample_fraction < 1:
+            raise ValueError(
+                f"sample_pools and sample_fraction {self.sample_fraction:g} cannot be combined: "
+                "keep sample_pools (pools at full size, the queueing regime of the whole grid) "
+                "and remove sample_fraction, or keep sample_fraction and remove sample_pools"
+            )
+        return self
