@@ -26,6 +26,15 @@ Pool figures are attributed to classes and regions by their share of the pool's 
 simulate ``demand.sample_fraction`` of national demand and capacity, so ``economics_summary``
 gives simulated totals and national figures per day (``national_*_per_day`` = total /
 sample_fraction x 86400 / horizon): an extrapolation of the simulated window, not a forecast.
+
+A pool sample (``demand.sample_pools``, request fidelity; ``gridsim.grid.PoolSample``) simulates
+a few pools at full size: the pools table gives the others no slots and no cards, so every
+total here (energy, cost, revenue, carbon) is that of the sampled pools. Its national figures
+scale each class's share of them (its flows, as ``flow_economics`` attributes pool figures) by
+1 / the class's share of demand simulated, x 86400 / horizon: the whole grid's demand of each
+simulated class served at the sampled pools' cost, energy and carbon per unit of work. Classes
+not simulated, and sampled pools that served nothing, are left out of them. ``economics_summary``
+says so under ``"sample"``.
 """
 
 from __future__ import annotations
@@ -272,9 +281,26 @@ def by_class(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataFr
 
 
 def national_per_day(result: RunTables) -> float:
-    """Factor from a simulated total to a national figure per day: / sample_fraction x
+    """Factor from a simulated total to a national figure per day: ``national_scale`` x
     86400 / horizon."""
-    return 86400.0 / _horizon_s(result) / float(result.scenario.demand.sample_fraction)
+    return 86400.0 / _horizon_s(result) * national_scale(result)
+
+
+def national_scale(result: RunTables) -> float:
+    """Factor from a simulated total to the whole grid's: / sample_fraction, or with a pool
+    sample / its share of the grid's expected requests (one factor for every class: the
+    class-by-class figures are in ``economics_summary``)."""
+    sample = pool_sample(result)
+    if sample is not None and sample.get("share_of_demand"):
+        return 1.0 / float(sample["share_of_demand"])
+    return 1.0 / float(result.scenario.demand.sample_fraction)
+
+
+def pool_sample(result: RunTables) -> dict[str, Any] | None:
+    """The run's pool sample (``PoolSample.describe()``): from its summary, else from its pools
+    table (``attrs["sample"]``); None for a run of the whole grid or of a sample_fraction."""
+    sample = result.summary.get("sample") or result.pools.attrs.get("sample")
+    return sample if isinstance(sample, dict) and sample.get("method") == "pools" else None
 
 
 def economics_summary(result: RunTables, assumptions: Assumptions = DEFAULT) -> dict[str, Any]:
@@ -283,29 +309,82 @@ def economics_summary(result: RunTables, assumptions: Assumptions = DEFAULT) -> 
     pools = pool_economics(result, assumptions)
     horizon_s = _horizon_s(result)
     fraction = float(result.scenario.demand.sample_fraction)
+    sample = pool_sample(result)
+    if sample is None:
+        totals = _totals(pools, horizon_s, fraction)
+        by_kind = {
+            str(kind): _totals(group, horizon_s, fraction)
+            for kind, group in pools.groupby("node_kind", sort=True)
+        }
+    else:
+        flows = flow_economics(result, assumptions)
+        per_class = {c: v.get("scale") or 0.0 for c, v in sample.get("classes", {}).items()}
+        flows["scale"] = flows["class"].map(per_class).fillna(0.0)
+        totals = _totals(pools, horizon_s, 1.0, _national_sums(flows))
+        by_kind = {
+            str(kind): _totals(
+                group, horizon_s, 1.0, _national_sums(flows[flows["node_kind"] == kind])
+            )
+            for kind, group in pools.groupby("node_kind", sort=True)
+        }
     out: dict[str, Any] = {
         "horizon_s": horizon_s,
         "sample_fraction": fraction,
-        **_totals(pools, horizon_s, fraction),
-        "by_node_kind": {
-            str(kind): _totals(group, horizon_s, fraction)
-            for kind, group in pools.groupby("node_kind", sort=True)
-        },
+        **totals,
+        "by_node_kind": by_kind,
         "assumptions": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(assumptions).items()
         },
     }
+    if sample is not None:
+        left_out = sample.get("classes_not_simulated") or []
+        out["sample"] = {
+            "method": "pools",
+            "pools": list(sample.get("pools", [])),
+            "note": (
+                "energy, cost, revenue and carbon are those of the sampled pools only (at full "
+                "size), over the horizon; national per-day figures scale each simulated "
+                "class's part of them by 1 / the class's share of demand simulated: the whole "
+                "grid's demand at the sampled pools' cost, energy and carbon per unit of work"
+                + (f" (classes not simulated, left out: {', '.join(left_out)})" if left_out else "")
+            ),
+        }
     return out
 
 
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _totals(pools: pd.DataFrame, horizon_s: float, fraction: float) -> dict[str, float | None]:
+def _national_sums(flows: pd.DataFrame) -> dict[str, float]:
+    """A pool sample's flows, each scaled by its class's ``scale``, summed: the whole grid's
+    simulated classes over the horizon at the sampled pools' figures per unit of work."""
+    cols = ("tokens", "energy_kwh", "cost_cny", "revenue_cny", "margin_cny", "carbon_kg")
+    return {c: float((flows[c] * flows["scale"]).sum()) for c in cols}
+
+
+def _totals(
+    pools: pd.DataFrame,
+    horizon_s: float,
+    fraction: float,
+    national: dict[str, float] | None = None,
+) -> dict[str, float | None]:
+    """Totals of ``pools`` and national figures per day: the totals / fraction, or (a pool
+    sample) ``national``, the whole grid's totals over the horizon as ``_national_sums``."""
     s = {k: float(pools[k].sum()) for k in (*_SUMS, "cost_cny", "margin_cny", "it_power_kw")}
     tokens = s["input_tokens"] + s["output_tokens"]
     per_day = 86400.0 / horizon_s / fraction if horizon_s > 0 else math.nan
     facility_kw = s["energy_kwh"] / (horizon_s / 3600.0) if horizon_s > 0 else math.nan
+    if national is None:
+        national = {
+            "tokens": tokens,
+            **{k: s[k] for k in ("energy_kwh", "cost_cny", "revenue_cny", "margin_cny")},
+            "carbon_kg": s["carbon_kg"],
+        }
+        it_mw, facility_mw = s["it_power_kw"] / 1e3 / fraction, facility_kw / 1e3 / fraction
+    else:  # the sampled pools' power in the proportion their energy is scaled
+        per_day = 86400.0 / horizon_s if horizon_s > 0 else math.nan
+        scale = national["energy_kwh"] / s["energy_kwh"] if s["energy_kwh"] > 0 else 0.0
+        it_mw, facility_mw = s["it_power_kw"] / 1e3 * scale, facility_kw / 1e3 * scale
     out = {
         "requests": s["requests"],
         "tokens": tokens,
@@ -323,14 +402,14 @@ def _totals(pools: pd.DataFrame, horizon_s: float, fraction: float) -> dict[str,
         "revenue_cny_per_m_tokens": _ratio(s["revenue_cny"] * 1e6, tokens),
         "energy_wh_per_k_tokens": _ratio(s["energy_kwh"] * 1e6, tokens),
         "carbon_g_per_k_tokens": _ratio(s["carbon_kg"] * 1e6, tokens),
-        "national_tokens_per_day": tokens * per_day,
-        "national_energy_kwh_per_day": s["energy_kwh"] * per_day,
-        "national_cost_cny_per_day": s["cost_cny"] * per_day,
-        "national_revenue_cny_per_day": s["revenue_cny"] * per_day,
-        "national_margin_cny_per_day": s["margin_cny"] * per_day,
-        "national_carbon_t_per_day": s["carbon_kg"] / 1e3 * per_day,
-        "national_it_power_mw": s["it_power_kw"] / 1e3 / fraction,
-        "national_mean_facility_power_mw": facility_kw / 1e3 / fraction,
+        "national_tokens_per_day": national["tokens"] * per_day,
+        "national_energy_kwh_per_day": national["energy_kwh"] * per_day,
+        "national_cost_cny_per_day": national["cost_cny"] * per_day,
+        "national_revenue_cny_per_day": national["revenue_cny"] * per_day,
+        "national_margin_cny_per_day": national["margin_cny"] * per_day,
+        "national_carbon_t_per_day": national["carbon_kg"] / 1e3 * per_day,
+        "national_it_power_mw": it_mw,
+        "national_mean_facility_power_mw": facility_mw,
     }
     return {k: (None if v is None or not math.isfinite(v) else v) for k, v in out.items()}
 

@@ -156,7 +156,11 @@ class RunTooLarge(ValueError):
             f"{_bytes(limits.memory_bytes)})",
             "wall_s": f"wall time ({_duration(estimate.wall_s)} > {_duration(limits.wall_s)})",
         }
-        ways = ["a shorter horizon.duration", "a smaller demand.sample_fraction"]
+        ways = [
+            "a shorter horizon.duration",
+            "demand.sample_pools (a few pools simulated at full size)",
+            "a smaller demand.sample_fraction",
+        ]
         if estimate.fidelity == "request":
             ways.insert(0, "`--fidelity flow` (the same aggregates, without simulating each)")
         else:
@@ -237,8 +241,17 @@ def fidelity_of(scenario: Scenario, override: str | None = None) -> str:
     if choice == "auto":
         if scenario.horizon.duration > REQUEST_FIDELITY_MAX_S:
             return "flow"
-        return "request" if expected_requests(scenario) <= AUTO_REQUEST_MAX else "flow"
+        return "request" if _simulated_requests(scenario) <= AUTO_REQUEST_MAX else "flow"
     return choice
+
+
+def _simulated_requests(scenario: Scenario) -> float:
+    """Requests a request-fidelity run simulates: the whole grid's, or its pool sample's."""
+    if scenario.demand.sample_pools is not None:
+        from gridsim.grid import sample_requests_expected
+
+        return sample_requests_expected(scenario) or 0.0
+    return expected_requests(scenario)
 
 
 def estimate_run(scenario: Scenario, fidelity: str | None = None) -> RunEstimate:
@@ -256,7 +269,7 @@ def estimate_run(scenario: Scenario, fidelity: str | None = None) -> RunEstimate
     nodes = len(scenario.nodes)
     pools = sum(len(n.pools) for n in scenario.nodes)
     cells = regions * classes * pools
-    requests = expected_requests(scenario)
+    requests = _simulated_requests(scenario) if chosen == "request" else expected_requests(scenario)
     ticks = _ceil(horizon / dt - 1e-9)
     if chosen == "flow":
         interval = series_interval(outputs.timeseries_interval, dt, horizon)

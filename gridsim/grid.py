@@ -7,12 +7,24 @@ here and the engine. Both engines and every policy read the same Grid; nothing h
 during a run (the engines keep their own mutable state). The demand model's one piece of state,
 where the request engine's chunked arrivals have got to, starts afresh for any call that does
 not continue it, so runs over one Grid are independent.
+
+Two ways to simulate part of the grid (``demand``):
+
+- ``sample_fraction`` thins demand and every pool's slots by one fraction: cheap, but a pool of
+  thousands of slots becomes a pool of a few, a different queueing regime;
+- ``sample_pools`` (request fidelity; ``PoolSample``): a few pools at full size, each (region,
+  class) stream thinned to the share the scenario's policy sends to them at full scale, totals
+  scaled back up by ``PoolSample.apply``. Pools keep their servers, so waits and SLA attainment
+  are those of the real pools. The flow engine simulates the whole grid and ignores it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import copy
+import warnings
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +32,9 @@ import pandas as pd
 
 from gridsim.catalog import Catalog
 from gridsim.demand import DemandModel, LengthSampler
+from gridsim.policies.registry import policy_factory
 from gridsim.scenario import Problem, Scenario, ScenarioError
+from gridsim.scenario.demand_spec import DEFAULT_SAMPLE_REQUESTS, SamplePools
 from gridsim.scenario.schema import DemandClass, Node, Pool, pool_serves
 from gridsim.serving import ServingModel, loaded_replica, serving_model
 from gridsim.topology import Topology, build_topology, check_reachability, vertex
@@ -28,6 +42,9 @@ from gridsim.topology import Topology, build_topology, check_reachability, verte
 # Used only where neither the node, its site nor its province gives a figure.
 DEFAULT_PRICE_CNY_PER_KWH = 0.45  # ASSUMPTION: between wholesale (~0.25-0.40) and C&I tariffs
 DEFAULT_CARBON_G_PER_KWH = 536.6  # national grid factor 2022, MEE/NBS (data/FACTS.md section 3)
+SHARE_EPS = 1e-12  # a policy's share below this sends a stream nowhere
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -51,8 +68,10 @@ class PoolSpec:
     replicas: int
     prefill_s_per_prompt_token: float
     tpot_s: float
-    simulated_replicas: float  # replicas x (1 - reserved_share) x sample_fraction
-    share: float  # (1 - reserved_share) x sample_fraction: simulated part of the pool
+    # replicas x share; share = (1 - reserved_share) x sample_fraction: simulated part of the
+    # pool (with sample_pools: 1 - reserved_share for a sampled pool, 0 for the others)
+    simulated_replicas: float
+    share: float
     slots_per_replica: int  # LLM pools: sequences per replica for the pool's workload
     price_cny_per_kwh: float
     carbon_g_per_kwh: float
@@ -82,6 +101,8 @@ class Grid:
     mean_output_tokens: tuple[float, ...]
     mean_job_s: tuple[float, ...]
     demand: DemandModel  # rates (flow engine) and arrivals (request engine)
+    sample: PoolSample | None = None  # demand.sample_pools at request fidelity
+    notes: tuple[str, ...] = field(default=())  # what a run should tell about how it was built
 
     @property
     def region_ids(self) -> tuple[str, ...]:
@@ -115,7 +136,9 @@ class Grid:
         """One row per pool with what economics and reports need (units in column names).
 
         ``accelerators`` counts the cards behind the simulated slots (after sample_fraction and
-        reserved_share), so energy from this table matches the simulated load.
+        reserved_share), so energy from this table matches the simulated load. ``sampled``
+        marks the pools simulated (with ``sample_pools``, the others have no slots and no
+        cards), and ``attrs["sample"]`` holds ``PoolSample.describe()`` (None without one).
         """
         nodes = {n.id: n for n in self.scenario.nodes}
         rows = []
@@ -145,9 +168,12 @@ class Grid:
                     "hub_role": p.hub_role,
                     "lat": place["lat"],
                     "lon": place["lon"],
+                    "sampled": self.sample is None or p.index in self.sample.pools,
                 }
             )
-        return pd.DataFrame(rows)
+        table = pd.DataFrame(rows)
+        table.attrs["sample"] = self.sample.describe() if self.sample is not None else None
+        return table
 
 
 def build_grid(scenario: Scenario) -> Grid:
@@ -188,22 +214,50 @@ def build_grid(scenario: Scenario) -> Grid:
                 )
     if problems:
         raise ScenarioError(problems)
-    return Grid(
+    grid = Grid(
         scenario, catalog, topology, tuple(pools), latency, serves, candidates, *means, demand
     )
+    sampling = scenario.demand.sample_pools
+    if sampling is None:
+        return grid
+    if scenario.fidelity == "flow":
+        note = (
+            "demand.sample_pools applies at request fidelity only: the flow engine simulates "
+            "the whole grid at full scale"
+        )
+        warnings.warn(note, stacklevel=2)
+        return replace(grid, notes=(note,))
+    return _sampled(grid, sampling)
+
+
+def sample_requests_expected(scenario: Scenario) -> float | None:
+    """Expected arrivals a request-fidelity run simulates with the scenario's pool sample
+    (``demand.sample_pools``; None without one): what a run's estimate should count instead of
+    the whole grid's. Builds the grid (no arrivals: nothing proportional to the horizon)."""
+    if scenario.demand.sample_pools is None:
+        return None
+    grid = build_grid(scenario.model_copy(update={"fidelity": "request"}))
+    assert grid.sample is not None
+    return grid.sample.requests_expected
 
 
 def with_topology(grid: Grid, topology: Topology) -> Grid:
-    """The same grid over another topology (a link cut or repaired): new routes, nothing else."""
+    """The same grid over another topology (a link cut or repaired): new routes, nothing else
+    (with a pool sample, each stream still goes only to the sampled pools it was sent to)."""
     latency = topology.latency_s[:, [p.node_index for p in grid.pools]]
-    candidates = _candidates(grid.serves, grid.pools, latency)
+    allow = grid.sample.routes if grid.sample is not None else None
+    candidates = _candidates(grid.serves, grid.pools, latency, allow)
     return replace(grid, topology=topology, latency_s=latency, candidates=candidates)
 
 
 def _candidates(
-    serves: npt.NDArray[np.bool_], pools: tuple[PoolSpec, ...], latency: npt.NDArray[np.float64]
+    serves: npt.NDArray[np.bool_],
+    pools: tuple[PoolSpec, ...],
+    latency: npt.NDArray[np.float64],
+    allow: BoolArray | None = None,
 ) -> tuple[tuple[tuple[int, ...], ...], ...]:
-    """For each class and region, the reachable pools with capacity, nearest first."""
+    """For each class and region, the reachable pools with capacity, nearest first (only those
+    ``allow[region, class]`` lets through, when given)."""
     out = []
     for ci in range(serves.shape[0]):
         per_region = []
@@ -211,7 +265,10 @@ def _candidates(
             ok = [
                 p
                 for p in range(len(pools))
-                if serves[ci, p] and np.isfinite(latency[ri, p]) and pools[p].slots > 0
+                if serves[ci, p]
+                and np.isfinite(latency[ri, p])
+                and pools[p].slots > 0
+                and (allow is None or allow[ri, ci, p])
             ]
             ok.sort(key=lambda p: (latency[ri, p], p))
             per_region.append(tuple(ok))
@@ -321,3 +378,386 @@ def _workload(pool: Pool, scenario: Scenario, means: ClassMeans) -> tuple[float,
 
 def _first(*values: float | None) -> float:
     return next(float(v) for v in values if v is not None)
+
+
+# --- sampling pools at full size (demand.sample_pools) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolSample:
+    """What ``demand.sample_pools`` simulates, and how its totals scale up to the whole grid.
+
+    The scenario's policy splits each (region, class) stream over the pools at full scale at
+    the horizon's start (its flow allocation, as the flow engine asks it on the first tick: the
+    start's demand, every pool up, nothing queued; static policies give their nearest pool).
+    The sampled pools keep their full slots; each stream is thinned to ``share[r, c]``, the
+    part of it the policy sends to them, and may go only to the sampled pools that part went
+    to (``routes``); a stream sent to none of them is not simulated.
+
+    Totals: each class's counts (requests, tokens) are divided by the class's share of demand
+    simulated, ``class_share`` = sum over regions of share x expected arrivals / the class's
+    expected arrivals: the per-stream scaling 1 / share[r, c] summed over the class's streams,
+    up to sampling noise, and keeping arrived = served + dropped + ... within each class. A
+    class whose every stream is thinned to 0 is not simulated and is left out of the totals.
+    Ratios (SLA attainment, latency and waits, utilisation) are those of the sampled pools.
+    """
+
+    selection: str  # "auto" or "given"
+    max_requests: float | None  # the budget of pools: auto
+    policy: str
+    pools: tuple[int, ...]  # indices of the sampled pools, in choosing (or listed) order
+    pool_names: tuple[str, ...]  # every pool's name (node_id/pool_id)
+    pool_kinds: tuple[str, ...]  # every pool's kind: its site's (cluster, ...) or its node's
+    class_names: tuple[str, ...]
+    region_ids: tuple[str, ...]
+    share: FloatArray  # (regions, classes) part of each stream simulated
+    routes: BoolArray  # (regions, classes, pools) sampled pools each stream may go to
+    expected: FloatArray  # (regions, classes) expected arrivals over the horizon, whole grid
+    pool_load: FloatArray  # (classes, pools) expected arrivals each pool gets at full scale
+
+    @property
+    def requests_expected(self) -> float:
+        """Expected arrivals the sample simulates over the horizon."""
+        return float((self.share * self.expected).sum())
+
+    @property
+    def share_of_demand(self) -> float:
+        """The sample's share of the whole grid's expected arrivals."""
+        total = float(self.expected.sum())
+        return self.requests_expected / total if total > 0 else 0.0
+
+    @property
+    def class_share(self) -> FloatArray:
+        """Per class: its share of demand simulated (0: the class is not simulated)."""
+        total = self.expected.sum(axis=0)
+        simulated = (self.share * self.expected).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out: FloatArray = np.where(total > 0, simulated / total, 0.0)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe: what was sampled and how (``summary["sample"]`` without the counts)."""
+        names = self.pool_names
+        load = self.pool_load.sum(axis=0)
+        class_share = self.class_share
+        kinds = sorted({self.pool_kinds[p] for p in range(len(names)) if load[p] > 0})
+        sampled_kinds = sorted({self.pool_kinds[p] for p in self.pools})
+        classes: dict[str, Any] = {}
+        for c, name in enumerate(self.class_names):
+            q = float(class_share[c])
+            serving = np.flatnonzero(self.pool_load[c] > 0)
+            smallest = min(serving, key=lambda p: (load[p], p)) if serving.size else None
+            classes[name] = {
+                "share_of_demand": q,
+                "scale": 1.0 / q if q > 0 else None,
+                "streams_simulated": int((self.share[:, c] > 0).sum()),
+                "smallest_pool": names[smallest] if smallest is not None else None,
+                "smallest_pool_requests_expected": (
+                    float(load[smallest]) if smallest is not None else None
+                ),
+            }
+        left_out = [c for c in self.class_names if classes[c]["scale"] is None]
+        pools = [names[p] for p in self.pools]
+        how = (
+            f"{len(pools)} of {len(names)} pools simulated at full size ({', '.join(pools)}). "
+            f"Each (region, class) stream is thinned to the part the {self.policy} policy sends "
+            "to these pools at full scale at the horizon's start; streams it sends elsewhere "
+            f"are not simulated. The sample is {self.share_of_demand:.3%} of the grid's "
+            "expected requests. Request and token totals are scaled up class by class "
+            "(divided by the class's share of demand simulated) to estimate the whole grid; "
+            "SLA attainment, latency, waits and utilisation are those of the sampled pools."
+        )
+        if left_out:
+            how += f" Classes not simulated (left out of the totals): {', '.join(left_out)}."
+        bias = (
+            "Not a random sample: the pools simulated are the ones chosen, with the demand the "
+            "policy sends them at the start, so the KPIs describe those pools. "
+            + (
+                "pools: auto takes the pools with the fewest expected requests that cover the "
+                "classes and pool kinds, so small pools, and the spill they take, are "
+                "over-represented, and a class served only by large pools is not sampled "
+                "within max_requests. "
+                if self.selection == "auto"
+                else ""
+            )
+            + "The routing is fixed at the start's split: later changes of demand (the "
+            "daily profile, growth, shocks) and events are not re-planned, and a sampled "
+            "pool's overflow has nowhere else to go."
+        )
+        return {
+            "method": "pools",
+            "selection": self.selection,
+            "max_requests": self.max_requests,
+            "policy": self.policy,
+            "pools": pools,
+            "pool_kinds": {names[p]: self.pool_kinds[p] for p in self.pools},
+            "requests_expected_by_pool": {names[p]: float(load[p]) for p in self.pools},
+            "share_of_demand": self.share_of_demand,
+            "requests_expected": self.requests_expected,
+            "requests_expected_whole_grid": float(self.expected.sum()),
+            "streams_simulated": int((self.share > 0).sum()),
+            "streams": int((self.expected > 0).sum()),
+            "classes": classes,
+            "classes_not_simulated": left_out,
+            "pool_kinds_not_sampled": [k for k in kinds if k not in sampled_kinds],
+            "how": how,
+            "bias": bias,
+        }
+
+    def apply(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """``summary`` with its request and token totals (overall and ``by_class``) scaled to
+        the whole grid, and ``sample``: ``describe()`` plus the counts simulated. Ratios,
+        ``by_region``, ``by_node`` and ``by_pool`` stay the sample's (sampled pools are at
+        full size). Applying it twice changes nothing."""
+        if "sample" in summary:
+            return summary
+        out = copy.deepcopy(summary)
+        by_class = out.get("by_class") or {}
+        class_share = self.class_share
+        requests: dict[str, Any] = {}
+        tokens: dict[str, Any] = {}
+        for c, name in enumerate(self.class_names):
+            block = by_class.get(name)
+            if not block:
+                continue
+            factor = 1.0 / class_share[c] if class_share[c] > 0 else 0.0
+            if "requests" in block:
+                block["requests"] = _scaled_requests(block["requests"], factor)
+                _add_into(requests, block["requests"])
+            if "tokens" in block:
+                block["tokens"] = _scaled(block["tokens"], factor)
+                _add_into(tokens, block["tokens"])
+        simulated = summary.get("requests") or {}
+        arrived = simulated.get("arrived") or 0
+        overall = (requests.get("arrived", 0) / arrived) if arrived else 0.0
+        for key, value in simulated.items():  # counts not kept by class (retried)
+            if key not in requests:
+                requests[key] = _scaled(value, overall)
+        if "requests" in out:
+            out["requests"] = {k: requests.get(k, v) for k, v in simulated.items()}
+        if "tokens" in out:
+            out["tokens"] = _merge_like(summary["tokens"], tokens)
+        out["sample"] = {
+            **self.describe(),
+            "requests_simulated": copy.deepcopy(summary.get("requests")),
+            "tokens_simulated": copy.deepcopy(summary.get("tokens")),
+            "scaled": ["requests", "tokens", "by_class.requests", "by_class.tokens"],
+            "not_scaled": (
+                "ratios (SLA attainment, latency, waits, utilisation) and the counts of "
+                "by_region, by_node and by_pool are the sample's"
+            ),
+        }
+        return out
+
+
+REQUEST_TERMS = ("served", "dropped", "abandoned", "lost", "in_flight")  # they add up to arrived
+
+
+def _scaled_requests(counts: dict[str, Any], factor: float) -> dict[str, Any]:
+    """Request counts times ``factor``, each term rounded and ``arrived`` their sum, so arrived
+    = served + dropped + abandoned + lost + in flight holds exactly after scaling too."""
+    out = _scaled(counts, factor)
+    if "arrived" in counts and all(isinstance(out.get(k), int) for k in REQUEST_TERMS):
+        out["arrived"] = sum(out[k] for k in REQUEST_TERMS)
+    return dict(out)
+
+
+def _scaled(value: Any, factor: float) -> Any:
+    """Numbers (nested in dicts) times ``factor``; counts stay whole numbers."""
+    if isinstance(value, dict):
+        return {k: _scaled(v, factor) for k, v in value.items()}
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | np.integer):
+        return round(int(value) * factor)
+    if isinstance(value, float | np.floating):
+        return float(value) * factor
+    return value
+
+
+def _add_into(total: dict[str, Any], block: dict[str, Any]) -> None:
+    for k, v in block.items():
+        if isinstance(v, dict):
+            _add_into(total.setdefault(k, {}), v)
+        elif isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool):
+            total[k] = total.get(k, 0) + v
+
+
+def _merge_like(shape: Any, values: Any) -> Any:
+    """``values`` laid out as ``shape`` (0 where a class block had no such number)."""
+    if isinstance(shape, dict):
+        sub = values if isinstance(values, dict) else {}
+        return {k: _merge_like(v, sub.get(k)) for k, v in shape.items()}
+    if shape is None:
+        return None
+    return values if values is not None else type(shape)(0)
+
+
+@dataclass(frozen=True)
+class _StartState:
+    """The flow engine's ``FlowState`` at the horizon's start, field for field (the grid sits
+    below the policies, so it cannot import the class; tests check the fields match)."""
+
+    demand_rps: FloatArray  # (regions, classes) requests/s
+    service_s: FloatArray  # (classes, pools) mean slot time of a request
+    slots: FloatArray  # (pools,) slots up
+    queued_work_rate: FloatArray  # (pools,) nothing queued at the start
+    alive: BoolArray  # (pools,)
+
+
+def start_shares(grid: Grid) -> FloatArray:
+    """The scenario's policy's split of each (region, class) stream over the pools at the
+    horizon's start, at full scale: regions x classes x pools, as the flow engine's first tick
+    asks it (the first tick's mean demand, mean slot times, every pool with slots up, nothing
+    queued). The policy is built by its registered name, as a run builds it."""
+    sc = grid.scenario
+    name, params = sc.policy.name, dict(sc.policy.params)
+    try:
+        policy = policy_factory(name)(grid, **params)
+    except TypeError as exc:
+        raise ValueError(f"policy {name!r} rejected its params {params}: {exc}") from None
+    n_r, n_c, n_p = len(grid.region_ids), len(grid.classes), len(grid.pools)
+    service = np.zeros((n_c, n_p))
+    for c in range(n_c):
+        for p, pool in enumerate(grid.pools):
+            if pool.kind == "llm":
+                service[c, p] = (
+                    grid.mean_input_tokens[c] * pool.prefill_s_per_prompt_token
+                    + grid.mean_output_tokens[c] * pool.tpot_s
+                )
+            else:
+                service[c, p] = grid.mean_job_s[c]
+    first_tick = min(sc.horizon.resolution, sc.horizon.duration)
+    demand = grid.demand.mean_rates(np.array([0.0, first_tick]))[0]
+    slots = grid.slots().astype(np.float64)
+    state = _StartState(demand, np.maximum(service, 1e-9), slots, np.zeros(n_p), slots > 0)
+    shares = np.asarray(policy.allocate(state), dtype=np.float64)
+    if shares.shape != (n_r, n_c, n_p):
+        raise ValueError(
+            f"policy {name!r} allocated shares of shape {shares.shape}; expected regions x "
+            f"classes x pools {(n_r, n_c, n_p)}"
+        )
+    out: FloatArray = np.clip(np.nan_to_num(shares), 0.0, 1.0)
+    return out
+
+
+def pool_kinds(grid: Grid) -> tuple[str, ...]:
+    """Each pool's kind for sampling: its node's catalogue site kind (cluster, ai_centre,
+    supercomputer), else its node's kind."""
+    nodes = {n.id: n for n in grid.scenario.nodes}
+    out = []
+    for p in grid.pools:
+        node = nodes[p.node_id]
+        site = grid.catalog.sites.get(node.site) if node.site else None
+        out.append(site.kind if site is not None and site.kind != "province" else node.kind)
+    return tuple(out)
+
+
+def _sampled(grid: Grid, spec: SamplePools) -> Grid:
+    """The grid of a pool sample: sampled pools at full size, the others without slots, each
+    stream routed only to the sampled pools the policy sent it to, and demand thinned."""
+    sc = grid.scenario
+    horizon = sc.horizon.duration
+    shares = start_shares(grid)
+    expected = grid.demand.mean_rates(np.array([0.0, horizon]))[0] * horizon  # (R, C)
+    pool_load = np.einsum("rcp,rc->cp", shares, expected)
+    kinds = pool_kinds(grid)
+    names = tuple(p.name for p in grid.pools)
+    path = ("demand", "sample_pools")
+    if spec.pools == "auto":
+        budget = spec.max_requests if spec.max_requests is not None else DEFAULT_SAMPLE_REQUESTS
+        chosen = _auto_pools(pool_load, kinds, budget)
+        if not chosen:
+            load = pool_load.sum(axis=0)
+            fed = np.flatnonzero(load > 0)
+            if not fed.size:
+                message = f"the {sc.policy.name} policy sends no demand to any pool"
+            else:
+                smallest = int(min(fed, key=lambda p: (load[p], p)))
+                message = (
+                    f"no pool's expected requests fit max_requests {budget:g}: the smallest "
+                    f"pool with demand, {names[smallest]!r}, expects {load[smallest]:,.0f} over "
+                    "the horizon; raise max_requests or list pools"
+                )
+            raise ScenarioError([Problem(path, message)])
+    else:
+        chosen = [names.index(name) for name in spec.pools]
+    mask = np.zeros(len(grid.pools), dtype=bool)
+    mask[chosen] = True
+    routes = (shares > SHARE_EPS) & mask[None, None, :]
+    share = np.clip(np.where(routes, shares, 0.0).sum(axis=2), 0.0, 1.0)
+    simulated = float((share * expected).sum())
+    if spec.pools != "auto" and spec.max_requests is not None and simulated > spec.max_requests:
+        message = (
+            f"the pools listed expect {simulated:,.0f} requests over the horizon, more than "
+            f"max_requests {spec.max_requests:g}; raise max_requests or list smaller pools"
+        )
+        raise ScenarioError([Problem(path, message)])
+    if not simulated > 0:
+        message = (
+            f"the {sc.policy.name} policy sends no demand to {', '.join(names[p] for p in chosen)}"
+            " at full scale at the horizon's start: nothing to simulate; sample pools that get "
+            "demand (pools: auto picks them)"
+        )
+        raise ScenarioError([Problem(path, message)])
+    pools = tuple(
+        p if mask[p.index] else replace(p, slots=0, simulated_replicas=0.0, share=0.0)
+        for p in grid.pools
+    )
+    sample = PoolSample(
+        selection="auto" if spec.pools == "auto" else "given",
+        max_requests=(
+            (spec.max_requests or DEFAULT_SAMPLE_REQUESTS)
+            if spec.pools == "auto"
+            else spec.max_requests
+        ),
+        policy=sc.policy.name,
+        pools=tuple(chosen),
+        pool_names=names,
+        pool_kinds=kinds,
+        class_names=grid.class_names,
+        region_ids=grid.region_ids,
+        share=share,
+        routes=routes,
+        expected=expected,
+        pool_load=pool_load,
+    )
+    return replace(
+        grid,
+        pools=pools,
+        candidates=_candidates(grid.serves, pools, grid.latency_s, routes),
+        demand=DemandModel(sc, grid.catalog, thinning=share),
+        sample=sample,
+    )
+
+
+def _auto_pools(pool_load: FloatArray, kinds: tuple[str, ...], budget: float) -> list[int]:
+    """Pools for ``pools: auto``, within ``budget`` expected requests: again and again, the pool
+    with the fewest expected requests that serves a class not yet covered (so the smallest
+    pool of each class first); then likewise for pool kinds not yet covered. Only pools the
+    policy sends demand to count."""
+    load = pool_load.sum(axis=0)
+    serves = pool_load > 0  # (classes, pools)
+    chosen: list[int] = []
+    used = 0.0
+
+    def new_classes(p: int) -> int:
+        covered = serves[:, chosen].any(axis=1) if chosen else np.zeros(len(serves), bool)
+        return int((serves[:, p] & ~covered).sum())
+
+    def new_kind(p: int) -> int:
+        return int(kinds[p] not in {kinds[q] for q in chosen})
+
+    for gain in (new_classes, new_kind):
+        while True:
+            fits = [
+                p
+                for p in range(load.size)
+                if p not in chosen and load[p] > 0 and used + load[p] <= budget and gain(p)
+            ]
+            if not fits:
+                break
+            best = min(fits, key=lambda p: (float(load[p]), -gain(p), p))
+            chosen.append(best)
+            used += float(load[best])
+    return chosen

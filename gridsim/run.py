@@ -78,6 +78,10 @@ def run(
         "horizon_s": scenario.horizon.duration,
         **output.summary,
     }
+    if chosen == "request" and grid.sample is not None:  # demand.sample_pools: whole-grid totals
+        summary = grid.sample.apply(summary)
+    if grid.notes:
+        summary["notes"] = list(grid.notes)
     result = Result(
         scenario=scenario,
         summary=summary,

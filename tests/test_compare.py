@@ -21,7 +21,14 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     for policy in ("east_west", "nearest"):
         scenario = gs.load_scenario(
             ROOT / "scenarios" / "baseline-hour.yaml",
-            sets=[f"policy.name={policy}", "horizon.duration=15min"],
+            # the old 1e-5 slice: the same demand under both policies (a pool sample follows
+            # each policy's routes), and quick
+            sets=[
+                f"policy.name={policy}",
+                "horizon.duration=15min",
+                "demand.sample_pools=null",
+                "demand.sample_fraction=1e-5",
+            ],
         )
         dirs.append(write_run(gs.run(scenario), root / policy))
     return dirs

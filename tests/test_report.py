@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -52,7 +53,10 @@ outputs: {requests: true}
 
 @pytest.fixture(scope="module")
 def baseline() -> Result:
-    return gs.run(gs.load_scenario(ROOT / "scenarios" / "baseline-hour.yaml"))
+    # a quarter of the hour, its pool sample cut to the pools that fit 1e6 requests (a job
+    # pool and an LLM pool): quick, and still a sampled run with tokens
+    sets = ["horizon.duration=15min", "demand.sample_pools.max_requests=1e6"]
+    return gs.run(gs.load_scenario(ROOT / "scenarios" / "baseline-hour.yaml", sets=sets))
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +92,10 @@ def test_report_is_complete_and_offline(baseline: Result, baseline_report: Path)
     assert "<script" not in text.lower()
     for section in ("Warnings", "Scenario and assumptions", "By class", "By region", "By node"):
         assert f"<h2>{section}</h2>" in text
-    assert "east_west" in text and "1e-05" in text and "31 / 30 / 62" in text
+    sample = baseline.summary["sample"]  # what was sampled, and how, is in the report
+    assert "east_west" in text and "31 / 30 / 62" in text
+    assert html.escape(sample["how"], quote=True) in text or sample["how"] in text
+    assert all(pool in text for pool in sample["pools"])
     for name in baseline.summary["by_class"]:
         assert f"<td>{name}</td>" in text
 
@@ -97,10 +104,47 @@ def test_warnings_name_the_problems(baseline: Result) -> None:
     found = warnings(baseline)
     for name, block in baseline.summary["by_class"].items():
         flagged = any(w.startswith(f"class {name}:") for w in found)
-        assert flagged == (block["sla_attainment"] < 0.95)
+        sla = block["sla_attainment"]  # None for a class the run did not simulate
+        assert flagged == (sla is not None and sla < 0.95)
     for node, block in baseline.summary["by_node"].items():
         flagged = any(w.startswith(f"node {node} is saturated") for w in found)
         assert flagged == ((block["utilization"]["mean"] or 0) > 0.9)
+
+
+def test_requests_never_served_are_reported_from_the_results(tmp_path: Path) -> None:
+    """An overloaded queue (mmc.yaml at 1.2 x its 8 slots) with impatient users and a wait
+    limit: abandoned and dropped requests appear in the KPIs, the card of requests not served,
+    the warnings and the class table, with the figures of the run (none typed in); a run
+    without a count (a folder written before it existed) shows a dash."""
+    sets = [
+        "demand.classes[jobs].rate_per_s=9.6",
+        "demand.classes[jobs].patience={dist: exponential, mean: 2.0}",
+        "admission.max_wait=1s",
+        "horizon.duration=20min",
+        "outputs.figures=false",
+    ]
+    result = gs.run(gs.load_scenario(ROOT / "scenarios" / "validation" / "mmc.yaml", sets=sets))
+    r = result.summary["requests"]
+    assert r["abandoned"] > 0 and r["dropped"] > 0
+    k = kpis(result)
+    assert (k["requests_abandoned"], k["requests_lost"]) == (r["abandoned"], r["lost"])
+    text = write_report(result, tmp_path / "report.html", []).read_text("utf-8")
+    unserved = r["dropped"] + r["abandoned"] + r["lost"]
+    assert "<div class='l'>requests not served</div>" in text
+    assert f"<div class='v'>{unserved:,}" in text
+    assert f"dropped {r['dropped']:,} · abandoned {r['abandoned']:,} · lost 0" in text
+    for key, what in (("abandoned", "gave up waiting"), ("dropped", "turned away")):
+        share = r[key] / r["arrived"]
+        assert f"{r[key]:,} requests {key} ({what}" in text
+        assert f"{share:.2%} of arrivals" in text
+    assert "<th>abandoned</th>" in text and "<th>lost</th>" in text
+    assert f"<td>{r['abandoned']:,}</td>" in text
+    old = {
+        name: {**b, "requests": {k: v for k, v in b["requests"].items() if k != "abandoned"}}
+        for name, b in result.summary["by_class"].items()
+    }
+    older = replace(result, summary={**result.summary, "by_class": old})
+    assert "<td>–</td>" in write_report(older, tmp_path / "old.html", []).read_text("utf-8")
 
 
 def test_text_is_escaped_and_flow_series_are_drawn(tmp_path: Path) -> None:

@@ -232,8 +232,9 @@ class RenewalStream:
 class TraceStream:
     """A trace class replayed once nationally; each request gets a region drawn by weight.
 
-    With ``sample_fraction < 1`` each request is kept with that probability. Draws are made in
-    the order of the requests' global index (pass x n + row), so chunks give the same result.
+    With ``sample_fraction < 1`` each request is kept with that probability; given per region
+    (an array, the pool sample's thinning), with its region's. Draws are made in the order of
+    the requests' global index (pass x n + row), so chunks give the same result.
     """
 
     def __init__(
@@ -243,7 +244,7 @@ class TraceStream:
         class_idx: int,
         replay: TraceReplay,
         region_weights: FloatArray,
-        sample_fraction: float,
+        sample_fraction: float | FloatArray,
         sizes: Sizes,
     ) -> None:
         children = stream_seed(seed, class_name, NATIONAL).spawn(3)
@@ -254,7 +255,10 @@ class TraceStream:
         self._replay = replay
         self._cum_weights = np.cumsum(region_weights)
         self._last_region = int(np.flatnonzero(region_weights > 0)[-1])
-        self._fraction = sample_fraction
+        self._fraction = np.broadcast_to(
+            np.asarray(sample_fraction, np.float64), np.shape(region_weights)
+        )
+        self._thinned = bool(np.any(self._fraction < 1))
         self._sizes = sizes
         self._next = 0  # global index of the next request to draw for
 
@@ -262,7 +266,7 @@ class TraceStream:
         u = self._region_rng.random(m)
         found = np.searchsorted(self._cum_weights, u, side="right")
         region = np.minimum(found, self._last_region).astype(np.int32)
-        keep = self._keep_rng.random(m) < self._fraction if self._fraction < 1 else None
+        keep = self._keep_rng.random(m) < self._fraction[region] if self._thinned else None
         service = self._sizes.service
         if service is not None:
             seconds = service.sample(self._service_rng, m).astype(np.float64)

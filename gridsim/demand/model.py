@@ -42,9 +42,21 @@ class DemandModel:
     growth or profile applies; requests get regions by weight, and with sample_fraction < 1 each
     is kept with that probability. Their rates are the trace's counts per ``horizon.resolution``
     cell.
+
+    ``thinning`` (regions x classes, in [0, 1]; the pool sample of ``demand.sample_pools``, see
+    ``gridsim.grid``) thins each (region, class) stream further, as sample_fraction thins them
+    all: rates x thinning, and a trace request kept with probability sample_fraction x its
+    region's thinning. A thinned renewal stream keeps its class's dispersion (as every stream
+    does, whatever its rate). Streams thinned to 0 are not drawn at all; the others draw from
+    their own generators as always, so the same seed gives the same run.
     """
 
-    def __init__(self, scenario: Scenario, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        catalog: Catalog | None = None,
+        thinning: npt.ArrayLike | None = None,
+    ) -> None:
         demand = scenario.demand
         self.scenario = scenario
         self.start = scenario.horizon.start
@@ -54,6 +66,18 @@ class DemandModel:
         self.region_ids = tuple(r.id for r in scenario.regions)
         self.weights = region_weights(scenario, catalog or scenario.resolved_catalog)
         self.sample_fraction = demand.sample_fraction
+        shape = (len(self.region_ids), len(self.classes))
+        self.thinning: FloatArray | None = None
+        """Per (region, class): the share of each stream kept (None: every stream whole)."""
+        if thinning is not None:
+            thin = np.array(np.broadcast_to(np.asarray(thinning, np.float64), shape))
+            if not np.all((thin >= 0) & (thin <= 1)):
+                raise ValueError("thinning is a share of each stream: values in [0, 1]")
+            self.thinning = thin
+        # What each (region, class) stream keeps: sample_fraction x thinning.
+        self.keep = np.full(shape, float(self.sample_fraction))
+        if self.thinning is not None:
+            self.keep *= self.thinning
         self._sizes = [_sizes(c) for c in self.classes]
         self._replays = [
             TraceReplay.from_spec(c.arrival) if isinstance(c.arrival, TraceArrivals) else None
@@ -86,7 +110,7 @@ class DemandModel:
             else:
                 tokens = self.mean_input_tokens[i] + self.mean_output_tokens[i]
                 national = level0 * cls.share / tokens / DAY_S
-            self.base_rates[:, i] = national * self.weights * self.sample_fraction
+            self.base_rates[:, i] = national * self.weights * self.keep[:, i]
         self.intensity = HourlyIntensity(
             demand, self.start, self.classes, scenario.horizon.duration
         )
@@ -163,7 +187,7 @@ class DemandModel:
                 out[:, :, i] = 0.0
                 continue
             per_s = (replay.cumulative(b)[field] - replay.cumulative(a)[field]) / (b - a)
-            out[:, :, i] = per_s[:, None] * self.weights[None, :] * self.sample_fraction
+            out[:, :, i] = per_s[:, None] * self.weights[None, :] * self.keep[None, :, i]
 
     # --- arrivals (request engine) ------------------------------------------------------
 
@@ -217,13 +241,15 @@ class DemandModel:
                         c,
                         replay,
                         self.weights,
-                        self.sample_fraction,
+                        self.keep[:, c] if self.thinning is not None else self.sample_fraction,
                         self._sizes[c],
                     )
                 )
                 continue
             dispersion = cls.arrival.dispersion if isinstance(cls.arrival, Bursty) else 1.0
             for r, region in enumerate(self.region_ids):
+                if self.thinning is not None and self.thinning[r, c] == 0:
+                    continue  # routed nowhere in the pool sample: not simulated
                 streams.append(
                     RenewalStream(
                         seed,

@@ -2,7 +2,8 @@
 
 Each ``plot_*`` function returns a Figure, or None when the run lacks what it needs;
 ``write_figures`` saves those that exist as PNGs. Money and energy are shown at national scale
-per day (simulated totals / ``demand.sample_fraction`` x 86400 / horizon), as planners read them.
+per day (simulated totals scaled to the whole grid by ``economics.national_scale``), as
+planners read them.
 ``plot_sweep`` draws a sweep's KPIs against its first axis.
 """
 
@@ -65,7 +66,7 @@ def plot_demand_capacity(result: Result) -> Figure | None:
     grid = ts[ts["entity_kind"] == "grid"]
     fig = new_figure(10, 4.8)
     ax = fig.add_subplot()
-    scale = 1.0 / float(result.scenario.demand.sample_fraction)
+    scale = economics.national_scale(result)
     if grid["metric"].isin(["demand_tokens_per_s", "capacity_tokens_per_s"]).any():
         title = "National demand against capacity"
         for metric, label, colour in (

@@ -67,7 +67,7 @@ def plot_map(result: Result) -> Figure | None:
         xy = np.array([region_xy[r] for r in ids])
         ax.scatter(xy[:, 0], xy[:, 1], s=size, label="demand region (area: tokens)", **_REGION)
     power = economics.economics_by(result, "node").set_index("node")["it_power_kw"]
-    national_mw = power / 1e3 / float(result.scenario.demand.sample_fraction)
+    national_mw = power / 1e3 * economics.national_scale(result)
     top = float(national_mw.max()) if len(national_mw) else 0.0
     kinds = pools.groupby("node")["node_kind"].first()
     for kind in sorted(kinds.unique()):

@@ -256,6 +256,7 @@ def validate(data: dict[str, Any], locator: Locator | None = None) -> Scenario:
         problems += _problems(exc, data, Scenario, locator)
         raise ScenarioError(problems) from None
     problems += _check_traces(scenario, locator)
+    problems += _check_sample_pools(scenario, locator)
     try:
         raw_region_weights(scenario, catalog)
     except ValueError as exc:
@@ -284,6 +285,32 @@ def _check_traces(scenario: Scenario, locator: Locator) -> list[Problem]:
                 load_trace(file, fmt)
             except (OSError, ValueError) as exc:
                 problems.append(Problem(path, str(exc), locator.find(path)))
+    return problems
+
+
+def _check_sample_pools(scenario: Scenario, locator: Locator) -> list[Problem]:
+    """``demand.sample_pools.pools`` names pools of the scenario (node_id/pool_id)."""
+    spec = scenario.demand.sample_pools
+    if spec is None or spec.pools == "auto":
+        return []
+    nodes = {n.id: [f"{n.id}/{p.id}" for p in n.pools] for n in scenario.nodes}
+    known = [name for names in nodes.values() for name in names]
+    problems = []
+    for i, name in enumerate(spec.pools):
+        if name in known:
+            continue
+        if name in nodes:  # a node: name one of its pools
+            hint = f"name one of its pools: {', '.join(nodes[name])}"
+        else:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            hint = (
+                f"did you mean {' or '.join(repr(c) for c in close)}?"
+                if close
+                else f"pools are named node_id/pool_id, e.g. {known[0]!r}"
+            )
+        path = ("demand", "sample_pools", "pools", i)
+        message = f"demand.sample_pools names unknown pool {name!r}; {hint}"
+        problems.append(Problem(path, message, locator.find(path)))
     return problems
 
 
