@@ -105,11 +105,12 @@ class Rounds:
             return "1 run"
         return f"median of {len(values)}: {min(values):.2f}-{max(values):.2f} s"
 
-    def ratio(self, label: str, against: str) -> str:
-        """Wall time of ``against`` over that of ``label`` (how many times faster ``label``
-        ran), round by round: the median, and each round's, as the two ran back to back."""
+    def ratio(self, label: str, against: str, key: str = "wall_s") -> str:
+        """Wall time (or ``key``) of ``against`` over that of ``label`` (how many times faster
+        ``label`` ran), round by round: the median, and each round's, as the two ran back to
+        back."""
         pairs = zip(self.runs[label], self.runs[against], strict=True)
-        ratios = [b["wall_s"] / a["wall_s"] for a, b in pairs]
+        ratios = [b[key] / a[key] for a, b in pairs]
         each = f" (rounds: {', '.join(f'{r:.2f}' for r in ratios)})" if len(ratios) > 1 else ""
         return f"{statistics.median(ratios):.2f}{each}"
 
@@ -125,10 +126,12 @@ def load() -> str:
 def timed_run(scenario: Any) -> tuple[Any, Figures]:
     """``gridsim.run(scenario)`` and the wall seconds of its phases: ``setup_s`` (grid, engine
     set-up), ``engine_s`` (the engine's run, up to its summary), ``tables_s`` (summary and
-    tables), ``after_s`` (economics, pools table, manifest) and ``total_s``.
+    tables), ``after_s`` (economics, pools table, manifest) and ``total_s``; and the CPU
+    seconds of the engine's run, ``engine_cpu_s`` (this process's, all threads: on a loaded
+    machine, less noisy than the wall time).
 
     The phases are told apart by wrapping the engines' ``run`` and the recorder's ``summary``
-    (two clock readings each; nothing else changes)."""
+    (wall and CPU clock readings; nothing else changes)."""
     import gridsim as gs
     from gridsim.engine.flow import FlowEngine
     from gridsim.engine.request import RequestEngine
@@ -140,6 +143,7 @@ def timed_run(scenario: Any) -> tuple[Any, Figures]:
         @functools.wraps(method)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             marks.setdefault(key, time.perf_counter())
+            marks.setdefault(f"{key}_cpu", time.process_time())
             out = method(*args, **kwargs)
             marks.setdefault(f"{key}_end", time.perf_counter())
             return out
@@ -159,6 +163,7 @@ def timed_run(scenario: Any) -> tuple[Any, Figures]:
     return result, {
         "setup_s": marks["engine"] - started,
         "engine_s": marks["tables"] - marks["engine"],
+        "engine_cpu_s": marks["tables_cpu"] - marks["engine_cpu"],
         "tables_s": marks["engine_end"] - marks["tables"],
         "after_s": ended - marks["engine_end"],
         "total_s": ended - started,

@@ -309,3 +309,17 @@ def test_demand_shock_in_both_engines() -> None:
         low, high = stats.poisson.interval(1 - 1e-6, mean)
         assert low <= by_class["chat"]["requests"]["arrived"] <= high, (low, high)
     assert shocked["batch"]["requests"]["arrived"] == unshocked["batch"]["requests"]["arrived"]
+
+
+@pytest.mark.parametrize("fidelity", ["request", "flow"])
+def test_a_queue_growing_without_bound_is_reported_with_when_it_began(fidelity: str) -> None:
+    """M/M/8 at rho 1.2 with nothing bounding the queue: both engines say the queue grows
+    without bound, from the start; at rho 0.9 neither says anything."""
+    mmc = ROOT / "scenarios" / "validation" / "mmc.yaml"
+    sets = ["horizon.duration=1h", "horizon.resolution=1min", f"fidelity={fidelity}"]
+    over = gs.run(load_scenario(mmc, sets=[*sets, "demand.classes[jobs].rate_per_s=9.6"]))
+    warnings = over.summary["engine_warnings"]
+    assert len(warnings) == 1 and "grows without bound from t = 0.00 days" in warnings[0]
+    assert "solo/slots" in warnings[0]
+    calm = gs.run(load_scenario(mmc, sets=sets))
+    assert calm.summary["engine_warnings"] == []

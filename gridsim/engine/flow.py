@@ -53,6 +53,8 @@ SERVICE_POINTS = 32  # quantile points of each service-time distribution
 BLOCK_S = 3600.0  # ticks are grouped in blocks (at least an hour) for the vectorised work
 BLOCKS_PER_RUN = 1000  # ... and at most about this many blocks in a run
 WAIT_BANDS = 8  # a block's waits per (class, pool): no wait, then this many equal-mass bands
+# a tick's fluid waits are uniform between two values: the means of its equal-mass bands
+_UNIFORM_POINTS = (np.arange(WAIT_POINTS - 1) + 0.5) / (WAIT_POINTS - 1)
 NICE_INTERVALS_S = (60, 300, 600, 900, 1800, 3600, 7200, 21600, 86400, 7 * 86400)
 MAX_SERIES_BINS = 20_000
 
@@ -84,12 +86,16 @@ class FlowEngine(EngineBase):
         self.queue_limit = sc.admission.queue_limit
         self.patience = [patience_law(getattr(c, "patience", None)) for c in classes]
         self.impatient = np.array([law is not None for law in self.patience])
+        # Nothing bounds a queue: a pool with more work than slots is in fluid overload.
+        self.unbounded = (
+            self.max_wait_s is None and self.queue_limit is None and not self.impatient.any()
+        )
         # Requests queued in fluid overload, by region, class and pool.
         self.backlog = np.zeros((n_r, n_c, n_p))
         self.backlog_any = False
+        self.queued_work = np.zeros(n_p)  # its work by pool, slot-seconds
         self.backlog_since: float | None = None  # when the current queued stretch began
-        self.backlog_peak = 0.0
-        self.overloaded_pools: set[int] = set()
+        self.overloaded = np.zeros(n_p, dtype=bool)  # pools that have been in fluid overload
         self.max_conservation_gap = 0.0  # largest relative gap in arrived = served + ...
         self.min_term = 0.0  # most negative accounting term seen (0 if none)
         self.max_load = 0.0  # largest busy / capacity of any pool in any tick
@@ -237,23 +243,35 @@ class FlowEngine(EngineBase):
     # --- the two regimes ----------------------------------------------------------------------
 
     def _state(self, demand_rps: FloatArray, dt: float) -> FlowState:
-        queued = np.einsum("rcp,cp->p", self.backlog, self.svc_mean) / dt
-        return FlowState(demand_rps, self.svc_mean, self.slots_up, queued, self.alive)
+        return FlowState(
+            demand_rps, self.svc_mean, self.slots_up, self.queued_work / dt, self.alive
+        )
 
-    def _laws(self, new: FloatArray, dt: FloatArray) -> tuple[Outcome, FloatArray, FloatArray]:
-        """Steady-state laws for the pools of several ticks: ``new`` (T, C, P) requests,
-        ``dt`` (T,) seconds. Returns the outcome over T x P pools, arrivals/s and Erlangs."""
+    def _laws(
+        self, new: FloatArray, dt: FloatArray, pools: npt.NDArray[np.intp] | None = None
+    ) -> tuple[Outcome, FloatArray, FloatArray]:
+        """Steady-state laws for the pools of several ticks: ``new`` (T, C, P) requests (P: the
+        ``pools`` given, else all), ``dt`` (T,) seconds. Returns the outcome over T x P pools,
+        arrivals/s and Erlangs."""
         n_t, n_c, n_p = new.shape
-        lam = new.sum(axis=1) / dt[:, None]  # (T, P)
-        work = np.einsum("tcp,cp->tp", new, self.svc_mean)
+        svc = self.svc_mean if pools is None else self.svc_mean[:, pools]
+        cv2 = self.svc_cv2 if pools is None else self.svc_cv2[:, pools]
+        up = self.slots_up if pools is None else self.slots_up[pools]
+        arriving = new.sum(axis=1)  # (T, P)
+        lam = arriving / dt[:, None]
+        work = np.einsum("tcp,cp->tp", new, svc)
         load = work / dt[:, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.nan_to_num(new / new.sum(axis=1, keepdims=True))  # (T, C, P)
-            by_work = np.nan_to_num(new * self.svc_mean[None] / work[:, None, :])
-        cs2 = (share * self.svc_cv2[None]).sum(axis=1)
+        share = np.divide(
+            new, arriving[:, None, :], out=np.zeros_like(new), where=arriving[:, None, :] > 0
+        )
+        weighted = new * svc[None]
+        by_work = np.divide(
+            weighted, work[:, None, :], out=np.zeros_like(new), where=work[:, None, :] > 0
+        )
+        cs2 = (share * cv2[None]).sum(axis=1)
         ca2 = (share * self.ca2[None, :, None]).sum(axis=1)
         kappa = np.maximum((ca2 + cs2) / 2, 1e-9)
-        servers = np.broadcast_to(self.slots_up[None, :], (n_t, n_p))
+        servers = np.broadcast_to(up[None, :], (n_t, n_p))
         outcome = stationary(
             servers.reshape(-1),
             lam.reshape(-1),
@@ -344,112 +362,133 @@ class FlowEngine(EngineBase):
     def _tick(self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block) -> None:
         """One tick in general: steady-state pools and fluid pools side by side."""
         dt = float(widths[i])
-        _n_r, _n_c, _n_p = self.shape
         shares = self.policy.allocate(self._state(arrivals[i] / dt, dt))
         flow = arrivals[i][:, :, None] * shares  # (R, C, P) requests
         acc.routed += flow
         acc.unrouted += arrivals[i] * _unrouted(shares)
         new = flow.sum(axis=0)  # (C, P)
-        outcome, lam, load = self._laws(new[None], np.array([dt]))
-        acc.lam[i] = lam[0]
-        acc.work_rate[i] = load[0]
-        self._impacts(acc, i, arrivals[i][None], shares, load)
-        queued_work = np.einsum("rcp,cp->p", self.backlog, self.svc_mean)
-        fluid = ~outcome.stable | (queued_work > 0)
-        steady = ~fluid
-        # steady-state pools
-        served = np.where(steady[:, None], outcome.served, 0.0)  # (P, C)
-        acc.admitted += flow * served.T[None]
-        acc.dropped += flow * np.where(steady[:, None], outcome.dropped, 0.0).T[None]
-        acc.abandoned += flow * np.where(steady[:, None], outcome.abandoned, 0.0).T[None]
-        acc.busy[i] = np.where(steady, (new * served.T * self.svc_mean).sum(axis=0), 0.0)
-        mean_all = np.where(steady[:, None], outcome.mean_wait_all_s, 0.0)
-        acc.queue_s[i] = (new * mean_all.T).sum(axis=0)
-        weights = np.where(steady[:, None, None], outcome.wait_weights, 0.0)
-        values = np.nan_to_num(outcome.wait_values).transpose(1, 0, 2)
-        acc.waits(values, weights.transpose(1, 0, 2) * new[:, :, None])
+        arriving = new.sum(axis=0)
+        load = (new * self.svc_mean).sum(axis=0) / dt
+        acc.lam[i] = arriving / dt
+        acc.work_rate[i] = load
+        up = self.slots_up
+        full = (load >= up * (1 - 1e-12)) & (load > 0)
+        if full.any():
+            self._impact(acc, i, flow, arrivals[i], full)
+        # Queued work, or (nothing bounding the queues) more work than slots: fluid. The rest
+        # with arrivals: the steady state of its queue, where one exists.
+        fluid = self.queued_work > 0
+        if self.unbounded:
+            fluid |= full & (up > 0)
+        steady = np.flatnonzero(~fluid & (arriving > 0))
+        if steady.size:
+            outcome, _, _ = self._laws(new[None][:, :, steady], np.array([dt]), steady)
+            if not outcome.stable.all():  # patience too short to bound a queue on its own
+                fluid[steady[~outcome.stable]] = True
+                keep = outcome.stable
+                steady = steady[keep]
+                outcome = _subset(outcome, keep)
+            self._steady_pools(i, steady, outcome, flow, new, acc)
         if fluid.any():
-            self._fluid(np.flatnonzero(fluid), flow, queued_work, dt, i, acc)
-        self.backlog_any = bool((self.backlog > 0).any())
+            self._fluid(np.flatnonzero(fluid), flow, dt, i, acc)
+        self.backlog_any = bool(self.queued_work.any())
         t = (i + acc.k0_offset) * self.dt
         if self.backlog_any and self.backlog_since is None:
             self.backlog_since = t
         elif not self.backlog_any:
             self.backlog_since = None
-        self.backlog_peak = max(self.backlog_peak, float(self.backlog.sum()))
+
+    def _impact(
+        self, acc: _Block, i: int, flow: FloatArray, arr: FloatArray, full: npt.NDArray[np.bool_]
+    ) -> None:
+        """One tick's share of each region's (and all) demand meeting a full pool."""
+        total = arr.sum(axis=1)  # (R,)
+        hit = flow.sum(axis=1) @ full.astype(np.float64)
+        acc.impacted[i] = np.divide(hit, total, out=np.zeros_like(hit), where=total > 0)
+        all_ = total.sum()
+        acc.impacted_national[i] = hit.sum() / all_ if all_ > 0 else 0.0
+
+    def _steady_pools(
+        self,
+        i: int,
+        pools: npt.NDArray[np.intp],
+        outcome: Outcome,
+        flow: FloatArray,
+        new: FloatArray,
+        acc: _Block,
+    ) -> None:
+        """Pools at their steady state this tick: arrivals split into served, dropped and
+        abandoned; the served wait as the law says."""
+        f = flow[:, :, pools]  # (R, C, k)
+        served = outcome.served.T  # (C, k)
+        acc.admitted[:, :, pools] += f * served[None]
+        acc.dropped[:, :, pools] += f * outcome.dropped.T[None]
+        if self.impatient.any():
+            acc.abandoned[:, :, pools] += f * outcome.abandoned.T[None]
+        n_k = new[:, pools]
+        acc.busy[i, pools] = (n_k * served * self.svc_mean[:, pools]).sum(axis=0)
+        acc.queue_s[i, pools] = (n_k * outcome.mean_wait_all_s.T).sum(axis=0)
+        acc.tick_waits(
+            i,
+            pools,
+            outcome.wait_values.transpose(1, 0, 2),
+            outcome.wait_weights.transpose(1, 0, 2) * n_k[:, :, None],
+        )
 
     def _fluid(
-        self,
-        pools: npt.NDArray[np.intp],
-        flow: FloatArray,
-        queued_work: FloatArray,
-        dt: float,
-        i: int,
-        acc: _Block,
+        self, pools: npt.NDArray[np.intp], flow: FloatArray, dt: float, i: int, acc: _Block
     ) -> None:
         """Pools in fluid overload: the queue's work W grows (or drains) linearly in the tick;
         an arrival at s waits W(s) / slots, fixed on arrival (FCFS)."""
-        svc = self.svc_mean[:, pools]  # (C, F)
-        n = self.slots_up[pools]
-        w0 = queued_work[pools]
-        f = flow[:, :, pools]  # (R, C, F)
+        every = pools.size == self.shape[2]
+        at: Any = slice(None) if every else pools  # plain views when every pool is fluid
+        svc = self.svc_mean[:, at]  # (C, F)
+        n = self.slots_up[at]
+        w0 = self.queued_work[at].copy()  # a view when every pool is fluid
+        f = flow[:, :, at]  # (R, C, F)
         new = f.sum(axis=0)  # (C, F)
-        self.overloaded_pools.update(int(p) for p in pools)
-        # Impatient classes leave at their patience law's share of the tick's middle wait.
-        work_in = (new * svc).sum(axis=0)
-        w1_all = np.maximum(w0 + work_in - n * dt, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mid_wait = np.where(n > 0, (w0 + w1_all) / (2 * n), np.inf)
-        leave = np.zeros(new.shape)
-        for c, law in enumerate(self.patience):
-            if law is not None:
-                leave[c] = law.cdf(mid_wait)
-        leave = np.where(n[None, :] > 0, leave, 1.0)  # a pool down: nobody is admitted
-        admitted = f * (1 - leave)[None]
-        gone = f * leave[None]
-        acc.abandoned[:, :, pools] += np.where(n > 0, gone, 0.0)
-        acc.dropped[:, :, pools] += np.where(n > 0, 0.0, gone)
-        acc.admitted[:, :, pools] += admitted
-        adm_new = admitted.sum(axis=0)
-        work_adm = (adm_new * svc).sum(axis=0)
-        w1 = np.maximum(w0 + work_adm - n * dt, 0.0)
-        done = w0 + work_adm - w1  # slot-seconds served this tick
-        queue = self.backlog[:, :, pools] + admitted
-        with np.errstate(invalid="ignore", divide="ignore"):
-            left = np.where(w0 + work_adm > 0, w1 / (w0 + work_adm), 0.0)
-        self.backlog[:, :, pools] = queue * left[None, None, :]
-        acc.busy[i, pools] = done
+        self.overloaded[at] = True
+        if self.impatient.any():
+            # Impatient classes leave at their patience law's share of the tick's middle wait.
+            w1_all = np.maximum(w0 + (new * svc).sum(axis=0) - n * dt, 0.0)
+            mid_wait = np.divide(w0 + w1_all, 2 * n, out=np.full_like(n, np.inf), where=n > 0)
+            leave = np.zeros(new.shape)
+            for c, law in enumerate(self.patience):
+                if law is not None:
+                    leave[c] = law.cdf(mid_wait)
+            gone = f * leave[None]
+            acc.abandoned[:, :, at] += gone
+            f = f - gone
+            new = f.sum(axis=0)
+        acc.admitted[:, :, at] += f
+        work = (new * svc).sum(axis=0)
+        total = w0 + work
+        w1 = np.maximum(total - n * dt, 0.0)
+        left = np.divide(w1, total, out=np.zeros_like(w1), where=total > 0)
+        backlog = self.backlog[:, :, at]
+        backlog += f
+        backlog *= left[None, None, :]
+        if not every:
+            self.backlog[:, :, at] = backlog
+        self.queued_work[at] = w1
+        acc.busy[i, at] = total - w1  # slot-seconds served this tick
         # Waits of this tick's admitted: linear in arrival time from w0/n to where the work
         # reaches zero (if it does within the tick), zero after.
-        rate = work_adm / dt - n  # dW/ds while the queue lasts
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s_zero = np.where(rate < 0, w0 / -rate, np.inf)
-            s_lin = np.minimum(s_zero, dt)
-            w_end = np.where(n > 0, np.maximum(w0 + rate * s_lin, 0.0) / n, 0.0)
-            w_start = np.where(n > 0, w0 / n, 0.0)
-        lin_share = s_lin / dt
-        bands = WAIT_POINTS - 1
-        pts = (np.arange(bands) + 0.5) / bands
-        values = np.zeros((len(pools), WAIT_POINTS))
-        values[:, 1:] = w_start[:, None] + (w_end - w_start)[:, None] * pts[None, :]
-        weights = np.zeros((len(pools), WAIT_POINTS))
-        weights[:, 0] = 1 - lin_share
-        weights[:, 1:] = (lin_share / bands)[:, None]
-        n_c = self.shape[1]
-        v_full = np.zeros((n_c, self.shape[2], WAIT_POINTS))
-        w_full = np.zeros((n_c, self.shape[2], WAIT_POINTS))
-        v_full[:, pools] = values[None]
-        w_full[:, pools] = weights[None] * adm_new[:, :, None]
-        acc.waits(v_full, w_full)
+        rate = work / dt - n  # dW/ds while the queue lasts
+        draining = rate < 0
+        s_lin = np.where(draining, np.minimum(w0 / np.where(draining, -rate, 1.0), dt), dt)
+        w_start = np.divide(w0, n, out=np.zeros_like(n), where=n > 0)
+        w_end = np.divide(np.maximum(w0 + rate * s_lin, 0.0), n, out=np.zeros_like(n), where=n > 0)
+        lin = s_lin / dt
+        values = w_start[:, None] + (w_end - w_start)[:, None] * _UNIFORM_POINTS[None, :]
+        acc.fluid_waits(i, at, values, lin, new)
         # request-seconds waiting: the mean queue (work / mean slot time) over the tick
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mix_svc = np.where(adm_new.sum(0) > 0, work_adm / adm_new.sum(0), svc.mean(axis=0))
-        mean_work = np.where(
-            rate < 0, 0.5 * (w0 + np.maximum(w0 + rate * s_lin, 0.0)) * lin_share, 0.5 * (w0 + w1)
-        )
-        acc.queue_s[i, pools] = mean_work / np.maximum(mix_svc, 1e-12) * dt
-        short = self.shortest_slo_s[pools]
-        self.coarse_ticks += int((dt > 2 * short).any())
+        arriving = new.sum(axis=0)
+        mix_svc = np.divide(work, arriving, out=svc.mean(axis=0), where=arriving > 0)
+        mean_work = 0.5 * (w0 + np.maximum(w0 + rate * s_lin, 0.0)) * lin
+        acc.queue_s[i, at] = mean_work / np.maximum(mix_svc, 1e-12) * dt
+        if dt > 2 * float(self.shortest_slo_s[at].min(initial=np.inf)):
+            self.coarse_ticks += 1
 
     # --- checks -------------------------------------------------------------------------------
 
@@ -508,7 +547,8 @@ class FlowEngine(EngineBase):
                 rec.retried += float(amount.sum())
             else:
                 rec.lost[c, :, p] += amount
-        self.backlog_any = bool((self.backlog > 0).any())
+        self.queued_work = np.einsum("rcp,cp->p", self.backlog, self.svc_mean)
+        self.backlog_any = bool(self.queued_work.any())
 
     def _unadmit(self, amount_rc: FloatArray, p: int) -> None:
         """Take requests counted served at pool ``p`` back out (they were still queued)."""
@@ -568,7 +608,7 @@ class FlowEngine(EngineBase):
         """What a reader of this run's numbers must know about how they were computed."""
         out = []
         if self.backlog_any and self.backlog_since is not None:
-            names = ", ".join(self.grid.pools[p].name for p in sorted(self.overloaded_pools)[:5])
+            names = ", ".join(self.grid.pools[p].name for p in np.flatnonzero(self.overloaded)[:5])
             out.append(
                 f"the backlog grows without bound from t = {self.backlog_since / 86400:.2f} days: "
                 f"{self.backlog.sum():,.0f} requests still queued at the end (at {names}); "
@@ -616,32 +656,79 @@ class _Block:
         self.impacted_national = np.zeros(n_t)  # ... and of all demand
         self._values: list[FloatArray] = []  # (C, P, J) waits of admitted requests
         self._weights: list[FloatArray] = []  # (C, P, J) how many requests had them
+        self._tick_v: FloatArray | None = None  # ... of ticks stepped one by one, J a tick
+        self._tick_w: FloatArray | None = None
 
     def waits(self, values: FloatArray, weights: FloatArray) -> None:
         if weights.any():
             self._values.append(values)
             self._weights.append(weights)
 
+    def _ticks_arrays(self) -> tuple[FloatArray, FloatArray]:
+        if self._tick_v is None or self._tick_w is None:
+            n_c, n_p = self.admitted.shape[1:]
+            self._tick_v = np.zeros((n_c, n_p, self.n_t * WAIT_POINTS))
+            self._tick_w = np.zeros((n_c, n_p, self.n_t * WAIT_POINTS))
+        return self._tick_v, self._tick_w
+
+    def tick_waits(self, i: int, pools: Any, values: FloatArray, weights: FloatArray) -> None:
+        """Tick ``i``'s wait points (C, k, J) and their weights for ``pools``."""
+        v, w = self._ticks_arrays()
+        cols = slice(i * WAIT_POINTS, (i + 1) * WAIT_POINTS)
+        v[:, pools, cols] = values
+        w[:, pools, cols] = weights
+
+    def fluid_waits(
+        self, i: int, pools: Any, values: FloatArray, lin: FloatArray, new: FloatArray
+    ) -> None:
+        """Tick ``i``'s fluid waits: ``values`` (F, J-1) band means of the uniform part, a
+        share ``lin`` (F,) of the ``new`` (C, F) admitted waiting, the rest not."""
+        v, w = self._ticks_arrays()
+        k = i * WAIT_POINTS
+        v[:, pools, k] = 0.0
+        v[:, pools, k + 1 : k + WAIT_POINTS] = values[None]
+        w[:, pools, k] = (1 - lin)[None] * new
+        w[:, pools, k + 1 : k + WAIT_POINTS] = (lin / (WAIT_POINTS - 1))[None, :, None] * new[
+            :, :, None
+        ]
+
     def wait_law(self) -> tuple[FloatArray, FloatArray]:
         """The block's waits per (class, pool): the no-wait mass, then equal-mass bands."""
-        if not self._values:
+        parts_v, parts_w = list(self._values), list(self._weights)
+        if self._tick_v is not None and self._tick_w is not None:
+            parts_v.append(self._tick_v)
+            parts_w.append(self._tick_w)
+        if not parts_v:
             shape = self.admitted.shape[1:]
             return np.zeros((*shape, 1)), np.zeros((*shape, 1))
-        v = np.concatenate(self._values, axis=2)
-        w = np.concatenate(self._weights, axis=2)
+        v = np.concatenate(parts_v, axis=2)
+        w = np.concatenate(parts_w, axis=2)
         zero = np.where(v <= 0, w, 0.0).sum(axis=2)
         w_pos = np.where(v > 0, w, 0.0)
         if v.shape[2] <= WAIT_BANDS + 1:
             return np.concatenate([np.zeros((*zero.shape, 1)), v], 2), np.concatenate(
                 [zero[:, :, None], w_pos], 2
             )
-        order = np.argsort(v, axis=2)
+        order = np.argsort(v, axis=2, kind="stable")  # runs of ticks come nearly sorted
         vs = np.take_along_axis(v, order, axis=2)
         ws = np.take_along_axis(w_pos, order, axis=2)
         bands_v, bands_w = band_means(ws, vs, WAIT_BANDS)
         values = np.concatenate([np.zeros((*zero.shape, 1)), bands_v], axis=2)
         weights = np.concatenate([zero[:, :, None], bands_w], axis=2)
         return values, weights
+
+
+def _subset(outcome: Outcome, keep: npt.NDArray[np.bool_]) -> Outcome:
+    """The outcome of the pools ``keep`` selects."""
+    return Outcome(
+        outcome.stable[keep],
+        outcome.served[keep],
+        outcome.dropped[keep],
+        outcome.abandoned[keep],
+        outcome.wait_values[keep],
+        outcome.wait_weights[keep],
+        outcome.mean_wait_all_s[keep],
+    )
 
 
 def _same_rows(rows: FloatArray, ref: FloatArray) -> npt.NDArray[np.bool_]:

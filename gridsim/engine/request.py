@@ -422,4 +422,33 @@ class RequestEngine(EngineBase):
             rec.add_span(rec.busy, p, req[START], min(req[END], end), k)
             rec.add_span(rec.queued, p, req[REACH], min(req[START], end))
         summary = rec.summary(in_flight)
+        summary["engine_warnings"] = self._warnings()
         return RunOutput(summary, rec.timeseries(), rec.requests(), rec.flows())
+
+    def _warnings(self) -> list[str]:
+        """A queue still growing at the end with nothing to bound it: said, with when its last
+        stretch of waiting began (from the recorder's queued series)."""
+        sc = self.grid.scenario
+        bounded = sc.admission.max_wait is not None or sc.admission.queue_limit is not None
+        if bounded or self.patience:
+            return []
+        queued = self.recorder.queued  # (pools, intervals) request-seconds waiting
+        if queued.shape[1] < 4:
+            return []
+        width = self.recorder.interval_s
+        out = []
+        for p in np.flatnonzero(queued[:, -1] > 0):
+            series = queued[p] / width  # mean requests waiting per interval
+            idle = np.flatnonzero(series <= 0)
+            start = int(idle[-1]) + 1 if idle.size else 0
+            stretch = series[start:]
+            # growing: the last quarter of the stretch holds more than its first quarter
+            q = max(1, stretch.size // 4)
+            if stretch.size >= 4 and stretch[-q:].mean() > 2 * stretch[:q].mean():
+                out.append(
+                    f"the queue at {self.grid.pools[p].name} grows without bound from "
+                    f"t = {start * width / 86400:.2f} days ({series[-1]:,.0f} requests waiting "
+                    "at the end); nothing bounds it: set admission.max_wait, a class's "
+                    "patience or admission.queue_limit, or add capacity"
+                )
+        return out
