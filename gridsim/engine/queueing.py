@@ -188,6 +188,8 @@ def stationary(
             _impatient(out, idx, n, lam, a, share, work, patience, max_wait_s, kap)
     # Shares are differences of probabilities: keep float noise from making one negative.
     out.weights[out.stable] = np.maximum(out.weights[out.stable], 0.0)
+    work = share if work_share is None else np.asarray(work_share, np.float64)
+    _within_slots(out, n, a, work, patience)
     return Outcome(
         out.stable,
         out.served,
@@ -224,6 +226,32 @@ class _Out:
         self.values[idx, :, 1:] = _EXP_BAND_MEANS[None, None, :] * cond_mean[:, :, None]
         self.weights[idx, :, 1:] = (p_wait / EXP_POINTS)[:, :, None]
         self.weights[idx, :, 0] = self.served[idx] - p_wait
+
+
+def _within_slots(
+    out: _Out,
+    n: FloatArray,
+    a: FloatArray,
+    work: FloatArray,
+    patience: Sequence[PatienceLaw | None],
+) -> None:
+    """A pool serves at most its slots. The laws for several classes are approximations (one
+    mean slot time, a work-weighted patience mixture, one abandonment rate in the queue) that
+    can overshoot in overload by a fraction of a percent: scale the served down to the slots
+    and count the rest as leaving the way the class leaves (abandoned with a patience, else
+    dropped)."""
+    ok = out.stable & (a > 0) & (n > 0)
+    served_work = a * (work * np.where(ok[:, None], out.served, 0.0)).sum(axis=1)
+    over = ok & (served_work > n)
+    if not over.any():
+        return
+    f = (n[over] / served_work[over])[:, None]  # (k, 1)
+    excess = out.served[over] * (1 - f)
+    impatient = np.array([law is not None for law in patience])
+    out.served[over] *= f
+    out.weights[over] *= f[:, :, None]
+    out.abandoned[over] += excess * impatient[None, :]
+    out.dropped[over] += excess * ~impatient[None, :]
 
 
 def _log_erlang_ratio(n: FloatArray, a: FloatArray) -> FloatArray:
