@@ -214,6 +214,11 @@ class RequestEngine(EngineBase):
         if p < 0:
             self.recorder.drop(c, r, -1)
             return
+        if not self.alive[p]:
+            # A policy that sends it to a pool that is down again would bounce it between
+            # failed pools at one instant for ever: it is lost there instead.
+            self.recorder.lose(c, r, p)
+            return
         net = self.latency[r][p]
         self.pushes += 1
         req[POOL], req[NET], req[STATE] = p, net, TRAVEL
