@@ -1,39 +1,62 @@
 """Roofline serving model: how many tokens a replica of accelerators serves, and how fast.
 
-A replica is the smallest group of cards holding the weights plus a useful KV cache (grown when
-that group would be starved, see `replica_growth_gain`). Prefill is compute-bound; a decode step
-costs max(compute, HBM traffic), the traffic being the weights the batch touches plus the KV
-cache it reads, plus all-to-all costs when a replica spans servers.
+A replica is a group of cards holding the weights plus a KV cache: the smallest useful group
+(grown when that group would be starved, see `replica_growth_gain`) or exactly ``cards``.
+Each phase is a sum of per-operator rooflines, every operator costing max(compute, HBM
+traffic):
 
-The efficiency defaults of `ServingParams` are calibrated (tests/test_serving.py) against:
+* prefill: the weight GEMMs (2 x active params per computed token, at the 8-bit tensor rate
+  for 8-bit weights) plus causal attention over the prompt, cached prefix included (a cached
+  token is not recomputed, but later tokens still attend to it);
+* a decode step: the weight GEMMs of ``batch x (1 + speculative_tokens)`` positions against the
+  weights the batch touches, plus attention of every position over its context against the KV
+  cache read once per sequence; multi-server replicas add the expert-parallel (EP) all-to-all
+  cost. With multi-token prediction a step yields ``1 + a + a^2 + ... + a^k`` tokens.
 
-[DS]  DeepSeek-V3/R1 inference system overview, H800, 24 h of production: ~73.7k input tok/s
-      per node incl. cache hits (32.2k excl.), ~14.8k output tok/s per node, KV length 4,989 —
+Achieved fractions of peak (`prefill_mfu`, `decode_mfu`, `mem_bw_util`) are fitted per
+accelerator (and framework where sources differ) on the ``fit`` rows of the calibration table
+``gridsim/catalog/data/calibration.csv`` by ``python -m gridsim.calibration``, which writes
+``gridsim/catalog/data/efficiency.csv``; `serving_params` reads it. The per-row ratios of model
+to published figures, held-out rows included, are computed and printed by
+tests/test_calibration.py (``pytest -s tests/test_calibration.py``); they are not repeated here
+so they cannot go stale.
+
+Sources (calibration rows cite theirs in calibration.csv):
+
+[DS]  DeepSeek-V3/R1 inference system overview, H800, 24 h of production —
       github.com/deepseek-ai/open-infra-index 202502OpenSourceWeek/
-      day_6_one_more_thing_deepseekV3R1_inference_system_overview.md
-[LM]  SGLang on 96 H100 (quotes DeepSeek's profile: 62.7k prefill, 18.6k decode per node) —
-      lm-sys/lm-sys.github.io blog/2025-05-05-large-scale-ep.md (lmsys.org/blog/2025-05-05-...)
-[ANT] Ant Group + SGLang, DeepSeek-R1 on H20-96G: 16.5k input tok/s per node (TP8), 675 output
-      tok/s per GPU at TPOT < 50 ms with MTP — lmsys.org/blog/2025-09-26-sglang-ant-group
-[TRT] TensorRT-LLM perf overview, Llama-3.3-70B FP8 on H100 TP2 (tok/s per GPU) — NVIDIA/
-      TensorRT-LLM docs/source/developer-guide/perf-overview.md @ 03e27c7d5ff0c6e8
-[EP]  DeepEP README: low-latency dispatch 118 us + combine 195 us per layer at EP16 on H800 —
-      github.com/deepseek-ai/DeepEP README.md
-[FM]  FlashMLA README: up to 3000 GB/s memory-bound on H800 SXM5 — github.com/deepseek-ai/FlashMLA
+      day_6_one_more_thing_deepseekV3R1_inference_system_overview.md (EP32 prefill, EP144
+      decode, MLA/shared expert DP, FP8 GEMMs and dispatch, BF16 core MLA and combine).
+[LM]  SGLang PD disaggregation + large-scale EP on 96 H100 — lm-sys/lm-sys.github.io
+      blog/2025-05-05-large-scale-ep.md (DP attention, DeepEP, two-batch overlap, EPLB).
+[ANT] Ant Group + SGLang, DeepSeek-R1 on H20-96G — lm-sys/lm-sys.github.io
+      blog/2025-09-26-sglang-ant-group.md (TP8 prefill, DP16/EP16 decode, FP8 MLA, MTP accept
+      length 1.8-1.9 with one draft token, EPLB balance > 70 %).
+[CM]  Serving Large Language Models on Huawei CloudMatrix384, arXiv 2506.12708 (2025).
+[TRT] NVIDIA/TensorRT-LLM docs/source/developer-guide/perf-overview.md @ 03e27c7d5ff0c6e8.
+[GS]  GPUStack performance lab, docs.gpustack.ai/latest/performance-lab/ (Qwen3 on A100,
+      H100, Ascend 910B).
+[EP]  DeepEP README: low-latency dispatch 118 us + combine 195 us per layer at EP16, H800 —
+      github.com/deepseek-ai/DeepEP README.md.
+[FM]  FlashMLA README: up to 3000 GB/s memory-bound and 580 TFLOPS BF16 compute-bound on H800
+      SXM5 (0.59 of the 989 TFLOPS peak) — github.com/deepseek-ai/FlashMLA.
+[V3]  DeepSeek-V3 config.json (huggingface.co/deepseek-ai/DeepSeek-V3): 128 heads, MLA
+      kv_lora_rank 512 + rope 64, qk_nope 128, v_head 128, 256 routed experts, 8 per token.
 
-Model / published per card with the defaults: decode 0.84 (DeepSeek profile, H800), 1.29
-([LM], H100), 0.91-0.92 ([ANT], H20), 0.94-0.96 ([TRT] Llama-70B); prefill 1.23 (profile),
-1.41 ([LM]), 0.70 ([ANT]); DeepSeek's production averages are 1.6x (decode) and 2.4x (prefill)
-below modelled capacity. Not matched: [TRT] offline MoE rows (Qwen3-235B H100, DeepSeek-R1
-H200) sit 2-5x below this roofline. Not modelled: attention FLOPs (large for MLA at long
-context: absorbed in `decode_mfu`), queueing, prefill/decode interference, prefix caching.
+Not modelled: queueing, load below capacity (a production average such as [DS] is fitted as
+capacity, so the H800 efficiencies carry DeepSeek's real utilisation), the MTP draft module's
+own FLOPs (one layer of 62), network contention between replicas.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
-from dataclasses import dataclass, field
-from typing import Any, overload
+from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import resources
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -42,21 +65,101 @@ from gridsim.catalog.types import Accelerator, LLMModel
 
 FloatArray = npt.NDArray[np.float64]
 HOURS_PER_YEAR = 8760.0
+# Datasheet HBM "GB" are binary: an "80 GB" H100 holds 80 GiB (nvidia-smi reports 81,559 MiB
+# usable), a "64 GB" 910B 64 GiB. Serving frameworks size the KV cache from those bytes.
+HBM_BYTES_PER_GB = 2.0**30
 
 
 def _out(x: FloatArray) -> float | FloatArray:
     return float(x) if np.ndim(x) == 0 else x
 
 
+# --- model shapes the catalogue does not carry ------------------------------------------------
+@dataclass(frozen=True)
+class AttentionShape:
+    """What attention costs per (query position, context position), and the MoE routing share.
+
+    ``kind``: ``gqa`` (grouped-query / multi-head attention) or ``mla`` (DeepSeek multi-head
+    latent attention). ``q_heads``, ``head_dim``: query heads and their width (GQA).
+    ``routed_share``: experts a token activates over routed experts (k / E); 1 for dense.
+    """
+
+    kind: Literal["gqa", "mla"]
+    q_heads: int
+    head_dim: int = 128
+    routed_share: float = 1.0
+
+
+# LLMModel has no head counts or expert counts; until it does, the catalogue's models are listed
+# here from their configs (others fall back to `attention_shape`'s inference).
+MODEL_SHAPES: dict[str, AttentionShape] = {
+    # [V3]: 128 heads, MLA; 256 routed experts, 8 per token.
+    "deepseek-v3": AttentionShape("mla", 128, routed_share=8 / 256),
+    "deepseek-r1": AttentionShape("mla", 128, routed_share=8 / 256),
+    # MoonshotAI/Kimi-K2 README: 64 attention heads, MLA, 384 experts, 8 selected per token.
+    "kimi-k2": AttentionShape("mla", 64, routed_share=8 / 384),
+    "kimi-k2.5": AttentionShape("mla", 64, routed_share=8 / 384),
+    # Qwen3 configs (zyzshishui/slime scripts/models/qwen3-*.sh): 64 q heads x 128 (235B,
+    # 128 experts, 8 active; 32B), 32 q heads x 128 (8B).
+    "qwen3-235b-a22b": AttentionShape("gqa", 64, 128, routed_share=8 / 128),
+    "qwen3-32b": AttentionShape("gqa", 64, 128),
+    "qwen3-8b": AttentionShape("gqa", 32, 128),
+    # GLM-4.5 (huggingface/transformers docs glm4_moe): 96 heads x 128; 160 / 128 routed
+    # experts (4.5 / Air), 8 per token.
+    "glm-4.5": AttentionShape("gqa", 96, 128, routed_share=8 / 160),
+    "glm-4.5-air": AttentionShape("gqa", 96, 128, routed_share=8 / 128),
+    # huggingface.co/meta-llama/Llama-3.3-70B-Instruct config: 64 heads x 128, 8 KV heads.
+    "llama-3.3-70b": AttentionShape("gqa", 64, 128),
+}
+MLA_KV_ELEMENTS = 512 + 64  # latent + decoupled RoPE key per layer [V3]
+MLA_QK_NOPE, MLA_QK_ROPE, MLA_V = 128, 64, 128  # per-head dims of the unabsorbed form [V3]
+
+
+def attention_shape(model: LLMModel) -> AttentionShape:
+    """The model's attention shape: listed, or inferred (MLA if the KV per layer is the 576
+    BF16 latent, else GQA with 8 query heads per KV head; MoE routing share 8 / 256)."""
+    if model.id in MODEL_SHAPES:
+        return MODEL_SHAPES[model.id]
+    routed = 8 / 256 if model.active_params_b < model.total_params_b else 1.0
+    per_layer = model.kv_bytes_per_token / model.layers
+    if abs(per_layer - MLA_KV_ELEMENTS * 2) < 1:
+        return AttentionShape("mla", 128, routed_share=routed)
+    kv_elements = per_layer / 2  # BF16 by catalogue convention: K and V of the KV heads
+    return AttentionShape("gqa", max(1, round(8 * kv_elements / 2 / 128)), 128, routed)
+
+
+def attention_flops_per_context(model: LLMModel, phase: Literal["prefill", "decode"]) -> float:
+    """FLOPs of one query position attending to one context position, all layers.
+
+    GQA: QK^T and PV, 2 x 2 x heads x head_dim. MLA decodes in the absorbed form over the
+    latent (FlashMLA [FM]: QK over 576, PV over 512 per head) and prefills in the unabsorbed
+    multi-head form (QK over 192, PV over 128 per head), as DeepSeek and SGLang run it.
+    """
+    s = attention_shape(model)
+    if s.kind == "mla":
+        per_head = MLA_KV_ELEMENTS + 512 if phase == "decode" else MLA_QK_NOPE + MLA_QK_ROPE + MLA_V
+        return 2.0 * s.q_heads * per_head * model.layers
+    return 4.0 * s.q_heads * s.head_dim * model.layers
+
+
+def dense_params_b(model: LLMModel) -> float:
+    """Parameters every token uses (attention, shared experts, dense layers, embeddings), from
+    total = D + R and active = D + R x k/E."""
+    share = attention_shape(model).routed_share
+    if share >= 1 or model.active_params_b >= model.total_params_b:
+        return model.total_params_b
+    return max(0.0, (model.active_params_b - share * model.total_params_b) / (1 - share))
+
+
+# --- parameters ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ServingParams:
-    """Efficiency factors and workload assumptions (defaults calibrated, see module doc)."""
+    """Efficiency factors and workload assumptions (see `serving_params` for the calibrated
+    efficiency of an accelerator; the bare defaults are the pre-calibration values)."""
 
-    # Share of peak (x low_precision_speedup for 8-bit weights) reached in prefill. Published
-    # DeepSeek prefill sits at 0.25-0.5 of it: EP32 H800/H100 [DS, LM] high, TP8 H20 [ANT] low.
+    # Share of peak (x low_precision_speedup for 8-bit weights) reached by prefill GEMMs.
     prefill_mfu: float = 0.36
-    # Decode at large batch: small per-expert GEMMs, MLA attention FLOPs we do not count and
-    # kernel gaps. Fits [LM] (H100), [ANT] (H20) and [TRT] (dense) within 1.3x.
+    # Decode GEMMs: small per-expert batches, kernel gaps.
     decode_mfu: float = 0.25
     mem_bw_util: float = 0.85  # best kernels reach ~0.9 (FlashMLA 3.0 of 3.35 TB/s [FM])
     hbm_usable_fraction: float = 0.9  # vLLM gpu_memory_utilization / TRT-LLM free-mem 0.9
@@ -70,17 +173,33 @@ class ServingParams:
     avg_context_tokens: float = 2250.0  # KV read per decode step: prompt + output / 2
     # FP8 (Hopper, H20) / INT8 W8A8 (Ascend) tensor rate over BF16 when weights are 8-bit.
     low_precision_speedup: float = 2.0
-    # Output tokens per decode step: 1 = no speculation; DeepSeek MTP accepts ~1.8-1.9 [ANT].
-    decode_tokens_per_step: float = 1.0
-    # Multi-server replicas: step x factor (expert load imbalance; EPLB keeps balance >70 %
-    # [ANT]) + layers x all-to-all latency not hidden by micro-batch overlap [EP].
+    # Attention kernels (FlashMLA, FlashAttention-3) reach ~0.6 of the tensor peak of their
+    # precision when compute-bound: FlashMLA 580 of 989 TFLOPS BF16 [FM]. Not fitted.
+    attention_efficiency: float = 0.6
+    # Attention runs in the KV cache's precision: BF16 core MLA [DS]; 8-bit KV (FP8 MLA [ANT])
+    # runs at the 8-bit rate. Bytes per KV element relative to the catalogue's BF16 figure.
+    kv_bytes_per_element: float = 2.0
+    # Expert-parallel replicas (DP attention): routed-expert time x factor (expert load
+    # imbalance; EPLB keeps balance > 70 % [ANT]) + layers x all-to-all latency not hidden by
+    # micro-batch overlap
+    # (DeepEP low-latency dispatch + combine, 313 us per layer at EP16 [EP]).
     multi_server_overhead: float = 1.2
     multi_server_layer_latency_s: float = 3.1e-4
     # At a tight TPOT, reading all weights each step (plus EP latency) can starve the smallest
-    # replica (DeepSeek on 16 x 910B: 39 tok/s/card; on 32: 1,120), as operators know — DeepSeek
-    # decodes on EP144 [DS]. Use the smallest of 1, 2, 4, 8 x the minimal fit whose decode
-    # tok/s per card is within this factor of the best of them (inf: always the minimal fit).
+    # replica (DeepSeek on 16 x 910B), as operators know — DeepSeek decodes on EP144 [DS]. Use
+    # the smallest of 1, 2, 4, 8 x the minimal fit whose decode tok/s per card is within this
+    # factor of the best of them (inf: always the minimal fit).
     replica_growth_gain: float = 2.0
+    # Serving framework whose calibrated efficiency these are (None: the accelerator's).
+    framework: str | None = None
+    # Multi-token prediction / speculative decoding: draft tokens per step and the probability
+    # that each is accepted (given the previous one was) [ANT, V3].
+    speculative_tokens: int = 0
+    acceptance_rate: float = 0.0
+    kv_transfer_gb_per_s: float | None = None  # prefill -> decode KV bandwidth per card
+    # Attention data-parallel with expert-parallel MoE (each card holds the dense weights and
+    # its own sequences' KV) [DS, LM, ANT]; None: for MoE replicas spanning servers.
+    attention_dp: bool | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -90,27 +209,87 @@ class ServingParams:
             "hbm_usable_fraction",
             "kv_share_of_free",
             "min_free_share",
+            "attention_efficiency",
         ):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1]")
         if min(self.tpot_target_s, self.avg_context_tokens, self.low_precision_speedup) <= 0:
             raise ValueError("tpot_target_s, avg_context_tokens, low_precision_speedup must be > 0")
-        if (
-            min(self.decode_tokens_per_step, self.multi_server_overhead, self.replica_growth_gain)
-            < 1
-        ):
-            raise ValueError(
-                "decode_tokens_per_step, multi_server_overhead and replica_growth_gain must be >= 1"
-            )
+        if min(self.multi_server_overhead, self.replica_growth_gain) < 1:
+            raise ValueError("multi_server_overhead and replica_growth_gain must be >= 1")
         if self.typical_prompt_tokens < 0 or self.typical_output_tokens < 1:
             raise ValueError("typical prompt must be >= 0 and output >= 1 tokens")
+        if self.speculative_tokens < 0 or not 0 <= self.acceptance_rate <= 1:
+            raise ValueError("speculative_tokens must be >= 0 and acceptance_rate in [0, 1]")
+        if self.speculative_tokens == 0 and self.acceptance_rate > 0:
+            raise ValueError("acceptance_rate needs speculative_tokens >= 1")
+        if self.kv_bytes_per_element not in (1.0, 2.0):
+            raise ValueError("kv_bytes_per_element must be 1 (8-bit) or 2 (BF16)")
+
+    @property
+    def decode_tokens_per_step(self) -> float:
+        """Expected tokens a decode step emits: 1 + a + a^2 + ... + a^k (draft i is kept only
+        if drafts 1..i all are, each with probability a)."""
+        a = self.acceptance_rate
+        return 1.0 + sum(a**i for i in range(1, self.speculative_tokens + 1))
+
+
+def _efficiency_rows() -> list[dict[str, str]]:
+    text = (resources.files("gridsim.catalog") / "data" / "efficiency.csv").read_text("utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@cache
+def efficiency_table() -> dict[tuple[str, str], tuple[float, float, float]]:
+    """(accelerator, framework) -> (prefill_mfu, decode_mfu, mem_bw_util) from the packaged
+    efficiency.csv; framework "" is the accelerator's default, accelerator "*" the global."""
+    out: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for row in _efficiency_rows():
+        key = (row["accelerator"].strip(), row["framework"].strip())
+        out[key] = (
+            float(row["prefill_mfu"]),
+            float(row["decode_mfu"]),
+            float(row["mem_bw_util"]),
+        )
+    return out
+
+
+def efficiency_for(accelerator_id: str, framework: str | None = None) -> tuple[float, float, float]:
+    """Calibrated (prefill_mfu, decode_mfu, mem_bw_util): the (accelerator, framework) row, else
+    the accelerator's default row, else the global default."""
+    table = efficiency_table()
+    for key in ((accelerator_id, framework or ""), (accelerator_id, ""), ("*", "")):
+        if key in table:
+            return table[key]
+    return (ServingParams.prefill_mfu, ServingParams.decode_mfu, ServingParams.mem_bw_util)
+
+
+def serving_params(
+    accelerator: Accelerator,
+    *,
+    framework: str | None = None,
+    speculative_tokens: int = 0,
+    acceptance_rate: float = 0.0,
+    tpot_target_s: float = 0.05,
+) -> ServingParams:
+    """Parameters with the calibrated efficiency of ``accelerator`` (and ``framework``)."""
+    prefill, decode, bw = efficiency_for(accelerator.id, framework)
+    return ServingParams(
+        prefill_mfu=prefill,
+        decode_mfu=decode,
+        mem_bw_util=bw,
+        framework=framework,
+        speculative_tokens=speculative_tokens,
+        acceptance_rate=acceptance_rate,
+        tpot_target_s=tpot_target_s,
+    )
 
 
 def replica_size(accelerator: Accelerator, model: LLMModel, params: ServingParams) -> int:
     """Minimal fit: smallest count (1, 2, 4, ... below a server, then whole servers) leaving
     `min_free_share` of usable HBM after the weights."""
     weights = model.total_params_b * 1e9 * model.bytes_per_param
-    usable = accelerator.hbm_gb * 1e9 * params.hbm_usable_fraction
+    usable = accelerator.hbm_gb * HBM_BYTES_PER_GB * params.hbm_usable_fraction
     per = accelerator.per_server
     sizes = [2**k for k in range(per.bit_length()) if 2**k < per]
     for n in sizes + [per * k for k in range(1, 1025)]:
@@ -119,6 +298,7 @@ def replica_size(accelerator: Accelerator, model: LLMModel, params: ServingParam
     raise ValueError(f"{model.id} does not fit on 1024 servers of {accelerator.id}")
 
 
+# --- the model -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ServingModel:
     """Performance of one replica of `model` on `accelerator` (build with `serving_model`)."""
@@ -132,46 +312,108 @@ class ServingModel:
     meets_tpot: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        kv_per_seq = self.params.avg_context_tokens * self.model.kv_bytes_per_token
-        cap = max(1, int(self.kv_budget_bytes // kv_per_seq))
-        target = self.params.tpot_target_s
-        ok = self._tpot(1) <= target
-        lo, hi = 1, cap if ok else 1  # TPOT is non-decreasing in batch: bisect the largest fit
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if self._tpot(mid) <= target else (lo, mid - 1)
+        lo, ok = self.decode_slots(self.params.avg_context_tokens)
         object.__setattr__(self, "max_batch", lo)
         object.__setattr__(self, "meets_tpot", ok)
 
-    # --- memory and compute -------------------------------------------------------------------
+    # --- memory ---------------------------------------------------------------------------------
+    @property
+    def is_moe(self) -> bool:
+        return self.model.active_params_b < self.model.total_params_b
+
+    @property
+    def attention_dp(self) -> bool:
+        """DP attention + EP MoE, the layout of every large-EP deployment calibrated here
+        (DeepSeek EP32/EP144 [DS], SGLang EP32/EP72 [LM], Ant EP16 [ANT], CloudMatrix EP320
+        [CM]); default for MoE replicas beyond one 8-card node (past a node, tensor-parallel
+        MLA would replicate its single latent KV head on every card)."""
+        if self.params.attention_dp is not None:
+            return self.params.attention_dp and self.is_moe
+        return self.is_moe and self.accelerators_per_replica > 8
+
     @property
     def weight_bytes(self) -> float:
         return self.model.total_params_b * 1e9 * self.model.bytes_per_param
 
     @property
-    def kv_budget_bytes(self) -> float:
-        usable = self.accelerator.hbm_gb * 1e9 * self.params.hbm_usable_fraction
-        free = usable * self.accelerators_per_replica - self.weight_bytes
-        return max(0.0, free * self.params.kv_share_of_free)
+    def dense_weight_bytes(self) -> float:
+        """Weights every token uses (attention, shared experts, dense layers, embeddings)."""
+        return dense_params_b(self.model) * 1e9 * self.model.bytes_per_param
 
     @property
+    def stored_weight_bytes(self) -> float:
+        """Weights held by the replica: with DP attention every card holds the dense weights
+        ([DS]: "MLA/Shared Expert DP"), the routed experts being split across the cards."""
+        if not self.attention_dp:
+            return self.weight_bytes
+        n = self.accelerators_per_replica
+        return self.weight_bytes + (n - 1) * self.dense_weight_bytes
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """KV cache per token at the serving precision (catalogue figure is BF16)."""
+        return self.model.kv_bytes_per_token * self.params.kv_bytes_per_element / 2.0
+
+    @property
+    def kv_budget_bytes(self) -> float:
+        usable = self.accelerator.hbm_gb * HBM_BYTES_PER_GB * self.params.hbm_usable_fraction
+        free = usable * self.accelerators_per_replica - self.stored_weight_bytes
+        return max(0.0, free * self.params.kv_share_of_free)
+
+    # --- compute --------------------------------------------------------------------------------
+    @property
     def peak_flops(self) -> float:
-        """Replica peak FLOP/s; 8-bit weights run on FP8/INT8 tensor cores."""
+        """Replica peak FLOP/s for the weight GEMMs; 8-bit weights run on FP8/INT8 cores."""
         boost = self.params.low_precision_speedup if self.model.bytes_per_param <= 1 else 1.0
         return self.accelerator.peak_tflops * 1e12 * boost * self.accelerators_per_replica
 
-    # --- latency ------------------------------------------------------------------------------
-    @overload
-    def prefill_time_s(self, prompt_tokens: float) -> float: ...
-    @overload
-    def prefill_time_s(self, prompt_tokens: FloatArray) -> FloatArray: ...
-    def prefill_time_s(self, prompt_tokens: float | FloatArray) -> float | FloatArray:
-        """Compute-bound prefill: 2 x active params x tokens / (peak x MFU x cards).
+    @property
+    def attention_flops_rate(self) -> float:
+        """Replica FLOP/s of attention kernels: the KV precision's peak x attention_efficiency."""
+        p = self.params
+        boost = p.low_precision_speedup if p.kv_bytes_per_element <= 1 else 1.0
+        peak = self.accelerator.peak_tflops * 1e12 * boost * self.accelerators_per_replica
+        return peak * p.attention_efficiency
 
-        No multi-server factor: two-micro-batch overlap hides prefill all-to-all [DS, LM].
+    @property
+    def bandwidth(self) -> float:
+        """Replica achieved HBM bandwidth, bytes/s."""
+        hbm = self.accelerator.hbm_bandwidth_tb_per_s * 1e12 * self.params.mem_bw_util
+        return hbm * self.accelerators_per_replica
+
+    # --- latency --------------------------------------------------------------------------------
+    @overload
+    def prefill_time_s(self, prompt_tokens: float, cached_tokens: float = 0.0) -> float: ...
+    @overload
+    def prefill_time_s(
+        self, prompt_tokens: FloatArray, cached_tokens: float | FloatArray = 0.0
+    ) -> FloatArray: ...
+    def prefill_time_s(
+        self, prompt_tokens: float | FloatArray, cached_tokens: float | FloatArray = 0.0
+    ) -> float | FloatArray:
+        """Seconds of the replica to prefill ``prompt_tokens`` computed tokens that follow
+        ``cached_tokens`` already in the KV cache (prefix-cache hits, not recomputed).
+
+        GEMMs: 2 x active params per computed token at the prefill MFU. Attention: computed
+        token i attends to cached + i positions (causal), so T tokens cost
+        T x (cached + (T + 1) / 2) context positions. No multi-server term: two-micro-batch
+        overlap hides prefill all-to-all [DS, LM].
         """
-        flops = 2e9 * self.model.active_params_b * np.asarray(prompt_tokens, dtype=float)
-        return _out(flops / (self.peak_flops * self.params.prefill_mfu))
+        t = np.asarray(prompt_tokens, dtype=float)
+        c = np.asarray(cached_tokens, dtype=float)
+        gemm = 2e9 * self.model.active_params_b * t / (self.peak_flops * self.params.prefill_mfu)
+        positions = t * (c + (t + 1.0) / 2.0)
+        attn = positions * attention_flops_per_context(self.model, "prefill")
+        return _out(gemm + attn / self.attention_flops_rate)
+
+    def prefill_s_per_computed_token(
+        self, mean_prompt: float, cache_hit_share: float = 0.0
+    ) -> float:
+        """Prefill seconds per computed token of a prompt of ``mean_prompt`` tokens whose
+        ``cache_hit_share`` hits the prefix cache (attention over the hit prefix included)."""
+        computed = max(1.0, (1.0 - cache_hit_share) * mean_prompt)
+        cached = cache_hit_share * mean_prompt
+        return float(self.prefill_time_s(computed, cached)) / computed
 
     @overload
     def decode_step_time_s(self, batch: float, context_tokens: float | None = None) -> float: ...
@@ -184,30 +426,67 @@ class ServingModel:
     ) -> float | FloatArray:
         """One decode step of `batch` sequences of `context_tokens` (default: average) each.
 
-        MoE weight traffic: a sequence routes to a share f = active/total of the weights, so a
-        batch of B touches total x (1 - (1 - f)^B) — `active` at B = 1, -> `total` as B grows
-        (uniform routing; counting shared/attention weights as routed slightly overstates it).
+        A sum of rooflines, each max(compute, HBM traffic): the dense weight GEMMs and the
+        routed-expert GEMMs of batch x (1 + k) positions (k speculative drafts verified per
+        step), and attention (KV read once per sequence, FLOPs in the KV precision).
+        Expert-parallel (DP attention) replicas: x expert imbalance + layers x the all-to-all
+        latency micro-batch overlap does not hide [EP] (over RDMA and, as CloudMatrix's 15 ms
+        TPOT figure needs, over its UB fabric too [CM]).
         """
         b = np.asarray(batch, dtype=float)
         ctx = self.params.avg_context_tokens if context_tokens is None else context_tokens
-        f = min(1.0, self.model.active_params_b / self.model.total_params_b)
-        traffic = (
-            self.weight_bytes * (1.0 - (1.0 - f) ** b) + b * ctx * self.model.kv_bytes_per_token
-        )
-        bw = self.accelerator.hbm_bandwidth_tb_per_s * 1e12 * self.params.mem_bw_util
-        mem = traffic / (bw * self.accelerators_per_replica)
-        positions = math.ceil(self.params.decode_tokens_per_step)  # MTP also computes drafts
-        flops = 2e9 * self.model.active_params_b * b * positions
-        comp = flops / (self.peak_flops * self.params.decode_mfu)
-        t = np.maximum(mem, comp)
-        if self.servers_per_replica > 1:
-            t = t * self.params.multi_server_overhead + (
-                self.model.layers * self.params.multi_server_layer_latency_s
+        tokens = b * (1 + self.params.speculative_tokens)
+        gemm_rate = self.peak_flops * self.params.decode_mfu
+        ep = self.attention_dp
+        # Dense part (attention projections, shared experts, dense layers, LM head): every
+        # token's; with DP attention each card reads its own copy for its own tokens.
+        dense = self.dense_weight_bytes
+        copies = self.accelerators_per_replica if ep else 1
+        dense_flops = 2e9 * dense_params_b(self.model) * tokens
+        t_dense = np.maximum(dense * copies / self.bandwidth, dense_flops / gemm_rate)
+        # Routed experts: a token uses k of E, so an expert is untouched by N tokens with
+        # probability (1 - k/E)^N; with EP the most loaded card sets the pace (imbalance).
+        routed = self.weight_bytes - dense
+        share = attention_shape(self.model).routed_share
+        touched = routed * (1.0 - (1.0 - share) ** tokens)
+        routed_flops = 2e9 * (self.model.active_params_b - dense_params_b(self.model)) * tokens
+        t_routed = np.maximum(touched / self.bandwidth, routed_flops / gemm_rate)
+        # Attention: each position attends to its sequence's context; KV read once per sequence.
+        kv_read = b * ctx * self.kv_bytes_per_token / self.bandwidth
+        attn_flops = tokens * ctx * attention_flops_per_context(self.model, "decode")
+        t_attn = np.maximum(kv_read, attn_flops / self.attention_flops_rate)
+        if ep:  # expert-parallel all-to-all: imbalance + latency overlap does not hide
+            t_routed = t_routed * self.params.multi_server_overhead
+            t = (
+                t_dense
+                + t_routed
+                + t_attn
+                + (self.model.layers * self.params.multi_server_layer_latency_s)
             )
+        else:
+            t = t_dense + t_routed + t_attn
         return _out(t)
 
+    def tpot_at(self, batch: float, context_tokens: float | None = None) -> float:
+        """Time per output token at ``batch`` sequences (a step / tokens per step)."""
+        step = self.decode_step_time_s(float(batch), context_tokens)
+        return step / self.params.decode_tokens_per_step
+
+    def decode_slots(self, context_tokens: float) -> tuple[int, bool]:
+        """Largest batch meeting the TPOT target within the KV budget at ``context_tokens``
+        per sequence (at least 1), and whether one sequence meets the target at all."""
+        kv_per_seq = max(context_tokens * self.kv_bytes_per_token, 1.0)
+        cap = max(1, int(self.kv_budget_bytes // kv_per_seq))
+        target = self.params.tpot_target_s
+        ok = self.tpot_at(1, context_tokens) <= target
+        lo, hi = 1, cap if ok else 1  # TPOT is non-decreasing in batch: bisect the largest fit
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if self.tpot_at(mid, context_tokens) <= target else (lo, mid - 1)
+        return lo, ok
+
     def _tpot(self, batch: float) -> float:
-        return self.decode_step_time_s(float(batch)) / self.params.decode_tokens_per_step
+        return self.tpot_at(batch)
 
     @property
     def tpot_s(self) -> float:
@@ -227,14 +506,16 @@ class ServingModel:
         prefill = self.prefill_time_s(np.asarray(prompt_tokens, dtype=float))
         return _out(prefill + np.asarray(output_tokens, dtype=float) * self.tpot_s)
 
-    # --- throughput ---------------------------------------------------------------------------
+    # --- throughput -----------------------------------------------------------------------------
     @property
     def decode_tokens_per_s(self) -> float:
         return self.max_batch / self.tpot_s
 
     @property
     def prefill_tokens_per_s(self) -> float:
-        return 1.0 / self.prefill_time_s(1.0)
+        """Prefill rate for the typical prompt (attention makes longer prompts slower)."""
+        p = max(1.0, float(self.params.typical_prompt_tokens))
+        return p / float(self.prefill_time_s(p))
 
     @property
     def decode_tokens_per_s_per_accelerator(self) -> float:
@@ -251,7 +532,7 @@ class ServingModel:
         )
         return output_tokens / per_request
 
-    # --- power and cost -----------------------------------------------------------------------
+    # --- power and cost -------------------------------------------------------------------------
     @overload
     def power_w(self, utilisation: float = 1.0) -> float: ...
     @overload
@@ -334,14 +615,37 @@ class ServingModel:
         }
 
 
+def _fits(sm: ServingModel) -> bool:
+    """Weights plus the KV of one average sequence fit the replica."""
+    return sm.kv_budget_bytes >= sm.params.avg_context_tokens * sm.kv_bytes_per_token
+
+
 def serving_model(
-    accelerator: Accelerator, model: LLMModel, params: ServingParams | None = None
+    accelerator: Accelerator,
+    model: LLMModel,
+    params: ServingParams | None = None,
+    *,
+    cards: int | None = None,
 ) -> ServingModel:
-    """Size a replica of `model` on `accelerator` and derive its serving performance."""
-    p = ServingParams() if params is None else params
-    n0, per = replica_size(accelerator, model, p), accelerator.per_server
+    """A replica of `model` on `accelerator`: exactly ``cards`` cards, or (None) the smallest
+    useful group (see `replica_growth_gain`). ``params`` None: `serving_params(accelerator)`."""
+    p = serving_params(accelerator) if params is None else params
+    per = accelerator.per_server
+    if cards is not None:
+        if cards < 1:
+            raise ValueError(f"cards must be >= 1, got {cards}")
+        sm = ServingModel(accelerator, model, p, cards, math.ceil(cards / per))
+        if not _fits(sm):
+            raise ValueError(
+                f"{model.id} does not fit on {cards} x {accelerator.id}: weights "
+                f"{sm.stored_weight_bytes / 1e9:.0f} GB leave no room for a KV cache of one "
+                f"{p.avg_context_tokens:.0f}-token sequence"
+            )
+        return sm
+    n0 = replica_size(accelerator, model, p)
     sizes = [k * n0 if k * n0 <= per else math.ceil(k * n0 / per) * per for k in (1, 2, 4, 8)]
-    options = [ServingModel(accelerator, model, p, n, math.ceil(n / per)) for n in sizes]
+    built = [ServingModel(accelerator, model, p, n, math.ceil(n / per)) for n in sizes]
+    options = [o for o in built if _fits(o)] or built[-1:]
     best = max(o.decode_tokens_per_s_per_accelerator for o in options)
     return next(
         o for o in options if o.decode_tokens_per_s_per_accelerator * p.replica_growth_gain >= best
@@ -350,34 +654,48 @@ def serving_model(
 
 @dataclass(frozen=True)
 class LoadedReplica:
-    """A replica serving a given workload with prefill and decode on the same cards.
+    """A replica serving a given workload.
 
-    Prefill is compute-bound and stalls every sequence's decode while it runs. With ``slots``
-    sequences, each a mean prompt ``P`` (seconds of prefill) and mean output ``O`` tokens, a
+    Co-located: prefill is compute-bound and stalls every sequence's decode while it runs. With
+    ``slots`` sequences, each a mean prefill of ``P`` seconds and mean output ``O`` tokens, a
     sequence holds its slot for ``s = P + O x tpot_eff`` and the replica spends the share
     ``f = slots x P / s`` of its time prefilling, so decode advances at
-    ``tpot_eff = tpot(slots) / (1 - f)``. ``slots`` is the largest count (up to the KV and TPOT
-    limit of ``max_batch``) whose ``tpot_eff`` meets the TPOT target: a prefill-heavy workload
-    (long agent prompts) gets fewer slots at the same throughput, instead of slow decoding.
+    ``tpot_eff = tpot(slots) / (1 - f)``. ``slots`` is the largest count (within the KV budget)
+    whose ``tpot_eff`` meets the TPOT target: a prefill-heavy workload (long agent prompts) gets
+    fewer slots at the same throughput, instead of slow decoding. Decode-only (disaggregated):
+    no stalls, ``slots`` the largest batch meeting the target.
     """
 
     slots: int
     tpot_s: float  # effective time per output token, prefill stalls included
-    prefill_s_per_token: float
+    prefill_s_per_token: float  # per computed (not cached) prompt token
 
     def service_time_s(self, prompt_tokens: float, output_tokens: float) -> float:
         return prompt_tokens * self.prefill_s_per_token + output_tokens * self.tpot_s
 
 
-def loaded_replica(sm: ServingModel, mean_prompt: float, mean_output: float) -> LoadedReplica:
-    """Slots and effective TPOT of one replica of ``sm`` for a workload's mean lengths."""
-    per_token = float(sm.prefill_time_s(1.0))
-    prefill = mean_prompt * per_token
+def loaded_replica(
+    sm: ServingModel,
+    mean_prompt: float,
+    mean_output: float,
+    *,
+    cache_hit_share: float = 0.0,
+    colocated: bool = True,
+) -> LoadedReplica:
+    """Slots and effective TPOT of one replica of ``sm`` for a workload's mean lengths.
+
+    ``cache_hit_share`` of the prompt hits the prefix cache: only the rest is computed (the KV
+    context is still the whole prompt). ``colocated=False``: a decode-only replica.
+    """
+    if not 0 <= cache_hit_share <= 1:
+        raise ValueError("cache_hit_share must be in [0, 1]")
+    per_token = sm.prefill_s_per_computed_token(mean_prompt, cache_hit_share)
+    prefill = (1.0 - cache_hit_share) * mean_prompt * per_token if colocated else 0.0
     context = mean_prompt + mean_output / 2
     target = sm.params.tpot_target_s
 
     def tpot_eff(b: int) -> float:
-        tpot = sm.decode_step_time_s(float(b), context) / sm.params.decode_tokens_per_step
+        tpot = sm.tpot_at(float(b), context)
         if prefill <= 0 or mean_output <= 0:
             return tpot
         # s solves (s - P)(s - bP) = O tpot s (from s = P + O tpot / (1 - bP/s)); larger root.
@@ -385,9 +703,15 @@ def loaded_replica(sm: ServingModel, mean_prompt: float, mean_output: float) -> 
         s = (total + math.sqrt(max(total * total - 4 * b * prefill * prefill, 0.0))) / 2
         return (s - prefill) / mean_output
 
-    kv_cap = max(1, int(sm.kv_budget_bytes // max(context * sm.model.kv_bytes_per_token, 1.0)))
-    lo, hi = 1, max(1, min(sm.max_batch, kv_cap))
+    kv_cap = max(1, int(sm.kv_budget_bytes // max(context * sm.kv_bytes_per_token, 1.0)))
+    lo, hi = 1, kv_cap
     while lo < hi:  # tpot_eff grows with the batch: bisect the largest that meets the target
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if tpot_eff(mid) <= target else (lo, mid - 1)
     return LoadedReplica(slots=lo, tpot_s=tpot_eff(lo), prefill_s_per_token=per_token)
+
+
+def with_efficiency(params: ServingParams, efficiency: tuple[float, float, float]) -> ServingParams:
+    """``params`` with (prefill_mfu, decode_mfu, mem_bw_util) replaced."""
+    pre, dec, bw = efficiency
+    return replace(params, prefill_mfu=pre, decode_mfu=dec, mem_bw_util=bw)

@@ -1,4 +1,5 @@
-"""Tests of the roofline serving model (gridsim.serving).
+"""Tests of the roofline serving model (gridsim.serving); the calibration against published
+figures (which replaced the former factor-1.5 check) is tests/test_calibration.py.
 
 Hardware and model figures are built here from /work/shared/data/FACTS.md (not from the
 catalogue): H100/H800 989 TFLOPS BF16, 80 GB, 3.35 TB/s; H20 148 TFLOPS, 96 GB, 4.0 TB/s, 400 W;
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import pytest
@@ -63,14 +62,18 @@ MODELS = [DEEPSEEK_V3, QWEN3_32B, LLAMA_70B_FP8, QWEN3_235B]
 
 @pytest.mark.parametrize("a", ACCELERATORS, ids=lambda a: a.id)
 @pytest.mark.parametrize("m", MODELS, ids=lambda m: m.id)
-def test_prefill_is_linear_and_vectorised(a: Accelerator, m: LLMModel) -> None:
+def test_prefill_is_vectorised_and_superlinear(a: Accelerator, m: LLMModel) -> None:
+    # Weight GEMMs are linear in the prompt; causal attention adds a quadratic term, small at
+    # these lengths (v2: attention FLOPs are counted, so prefill is no longer exactly linear).
     s = serving_model(a, m)
     tokens = np.array([1.0, 100.0, 2000.0, 4000.0])
     t = s.prefill_time_s(tokens)
     assert t.shape == tokens.shape
     assert np.allclose(t, [s.prefill_time_s(float(x)) for x in tokens])
-    assert s.prefill_time_s(4000.0) == pytest.approx(2 * s.prefill_time_s(2000.0))
+    assert 2 * s.prefill_time_s(2000.0) < s.prefill_time_s(4000.0) < 2.5 * s.prefill_time_s(2000.0)
     assert s.prefill_tokens_per_s == pytest.approx(2000.0 / s.prefill_time_s(2000.0))
+    # A cached prefix is not recomputed but is attended to: between no prefix and recomputing.
+    assert s.prefill_time_s(1000.0) < s.prefill_time_s(1000.0, 1000.0) < s.prefill_time_s(2000.0)
 
 
 @pytest.mark.parametrize("a", ACCELERATORS, ids=lambda a: a.id)
@@ -89,14 +92,23 @@ def test_moe_batch_of_one_reads_only_active_weights() -> None:
     assert s.servers_per_replica == 1
     bw = 3.35e12 * s.params.mem_bw_util * s.accelerators_per_replica
     assert s.decode_step_time_s(1.0, 0.0) == pytest.approx(22e9 / bw)
-    assert s.decode_step_time_s(200.0, 0.0) == pytest.approx(s.weight_bytes / bw, rel=0.01)
+    # 200 tokens touch every routed expert (1 - (1 - 8/128)^200 ~ 1): routed read = all routed
+    # weights; the dense part (7.8B: active = D + R x 8/128) is now its own roofline, which at
+    # 200 tokens is compute-bound (v2 sums per-operator rooflines).
+    dense = 7.8e9
+    peak = 989e12 * 2 * 8 * s.params.decode_mfu
+    by_hand = max(dense / bw, 2 * dense * 200 / peak) + (s.weight_bytes - dense) / bw
+    assert s.decode_step_time_s(200.0, 0.0) == pytest.approx(by_hand, rel=1e-5)
+    assert s.decode_step_time_s(200.0, 0.0) >= s.weight_bytes / bw
 
 
 @pytest.mark.parametrize("m", MODELS, ids=lambda m: m.id)
 def test_max_batch_shrinks_as_tpot_tightens(m: LLMModel) -> None:
+    # Same replica throughout (the automatic sizing may pick larger replicas at tight TPOT).
+    cards = serving_model(H20, m).accelerators_per_replica
     batches = []
     for tpot in (0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.001):
-        s = serving_model(H20, m, ServingParams(tpot_target_s=tpot))
+        s = serving_model(H20, m, ServingParams(tpot_target_s=tpot), cards=cards)
         if s.meets_tpot:
             assert s.tpot_s <= tpot
             assert s.max_batch * s.params.avg_context_tokens * m.kv_bytes_per_token <= (
@@ -132,12 +144,14 @@ def test_weights_fit_in_replica(a: Accelerator, m: LLMModel) -> None:
 
 
 def test_starved_minimal_replica_grows() -> None:
-    # 16 x 910B must read ~42 GB of DeepSeek weights per card per step at 1.6 TB/s: at 50 ms
-    # TPOT only a few slots fit; 32 cards halve that read.
+    # 16 x 910B must read ~58 GB of DeepSeek weights per card per step at 1.6 TB/s (with DP
+    # attention each card also holds the 16.6 GB of dense weights, leaving ~4 GB of KV): at 50
+    # ms TPOT only a few slots fit; 32 cards halve the expert read, 64 halve it again and give
+    # KV room (v2: 64 is the first size within replica_growth_gain of the best; v1 chose 32).
     minimal = serving_model(ASCEND_910B, DEEPSEEK_V3, ServingParams(replica_growth_gain=math.inf))
     grown = serving_model(ASCEND_910B, DEEPSEEK_V3)
     assert minimal.accelerators_per_replica == 16
-    assert grown.accelerators_per_replica == 32
+    assert grown.accelerators_per_replica in (32, 64)
     assert grown.decode_tokens_per_s_per_accelerator > 10 * (
         minimal.decode_tokens_per_s_per_accelerator
     )
@@ -190,116 +204,7 @@ def test_params_validation() -> None:
     with pytest.raises(ValueError):
         ServingParams(decode_mfu=1.5)
     with pytest.raises(ValueError):
-        ServingParams(decode_tokens_per_step=0.5)
-
-
-# (case, accelerator, model, workload overrides, metric, published figure per card)
-# Workload overrides reproduce each benchmark's setting; efficiency factors stay at defaults.
-CALIBRATION: list[tuple[str, Accelerator, LLMModel, dict[str, Any], str, float]] = [
-    # DeepSeek profile (quoted in [LM]): 18,598 decode tok/s per node, 128 seqs/GPU, KV 4,096:
-    # 128 / (18,598 / 8) = 55 ms per step.
-    (
-        "ds-h800-decode-profile",
-        H800,
-        DEEPSEEK_V3,
-        {"avg_context_tokens": 4096, "tpot_target_s": 0.055},
-        "decode",
-        18_598 / 8,
-    ),
-    # [LM] SGLang, 9 nodes H100: 22,282 tok/s per node, 256 seqs/GPU, 2K input (92 ms/step).
-    (
-        "ds-h100-decode-sglang",
-        H100,
-        DEEPSEEK_V3,
-        {"avg_context_tokens": 2000, "tpot_target_s": 0.092},
-        "decode",
-        22_282 / 8,
-    ),
-    # [ANT] InferX Pro: TPOT < 50 ms, 675 tok/s/GPU, MTP accept ~1.85, 4096 in + 1536 out.
-    (
-        "ds-h20-decode-pro",
-        H20,
-        DEEPSEEK_V3,
-        {"avg_context_tokens": 4864, "decode_tokens_per_step": 1.85},
-        "decode",
-        675,
-    ),
-    # [ANT] InferX Base: TPOT < 70 ms, 714 tok/s/GPU.
-    (
-        "ds-h20-decode-base",
-        H20,
-        DEEPSEEK_V3,
-        {"avg_context_tokens": 4864, "decode_tokens_per_step": 1.85, "tpot_target_s": 0.07},
-        "decode",
-        714,
-    ),
-    ("ds-h800-prefill-profile", H800, DEEPSEEK_V3, {}, "prefill", 62_713 / 8),  # [LM] 4K input
-    ("ds-h100-prefill-sglang", H100, DEEPSEEK_V3, {}, "prefill", 54_543 / 8),  # [LM] 2K input
-    ("ds-h20-prefill-tp8", H20, DEEPSEEK_V3, {}, "prefill", 16_500 / 8),  # [ANT] 4K input
-    # [TRT] offline max throughput, output tok/s per GPU, prefill and decode on the same GPUs.
-    (
-        "llama70b-h100-1000-1000",
-        H100,
-        LLAMA_70B_FP8,
-        {"avg_context_tokens": 1500, "tpot_target_s": 10.0},
-        "aggregated:1000:1000",
-        2_209,
-    ),
-    (
-        "llama70b-h100-8192-1024",
-        H100,
-        LLAMA_70B_FP8,
-        {"avg_context_tokens": 8704, "tpot_target_s": 10.0},
-        "aggregated:8192:1024",
-        398,
-    ),
-]
-
-
-def _metric(a: Accelerator, m: LLMModel, over: dict[str, Any], metric: str) -> float:
-    s = serving_model(a, m, replace(ServingParams(), **over))
-    if metric == "decode":
-        return s.decode_tokens_per_s_per_accelerator
-    if metric == "prefill":
-        return s.prefill_tokens_per_s_per_accelerator
-    _, p_in, p_out = metric.split(":")
-    return s.output_tokens_per_s(float(p_in), float(p_out)) / s.accelerators_per_replica
-
-
-@pytest.mark.parametrize(
-    ("case", "a", "m", "over", "metric", "published"), CALIBRATION, ids=[c[0] for c in CALIBRATION]
-)
-def test_calibration_within_factor_1_5(
-    case: str, a: Accelerator, m: LLMModel, over: dict[str, Any], metric: str, published: float
-) -> None:
-    """Model within a factor 1.5 of published per-card throughput (defaults untouched).
-
-    Sources:
-    [LM]  lmsys.org/blog/2025-05-05-large-scale-ep (lm-sys/lm-sys.github.io
-          blog/2025-05-05-large-scale-ep.md): SGLang on 96 H100 and DeepSeek's profile data.
-    [ANT] lmsys.org/blog/2025-09-26-sglang-ant-group: DeepSeek-R1 on H20-96G, Ant Group.
-    [TRT] NVIDIA/TensorRT-LLM docs/source/developer-guide/perf-overview.md
-          @ 03e27c7d5ff0c6e89f8328838c0a8e64f1b34f9d (Llama-3.3-70B FP8, H100 TP2).
-    """
-    ratio = _metric(a, m, over, metric) / published
-    assert 1 / 1.5 <= ratio <= 1.5, f"{case}: model/published = {ratio:.2f}"
-
-
-@pytest.mark.parametrize(
-    ("over", "metric", "published"),
-    [
-        ({"avg_context_tokens": 4989, "decode_tokens_per_step": 1.8}, "decode", 14_800 / 8),
-        ({}, "prefill", 32_206 / 8),  # 73.7k per node incl. cache hits; 56.3 % hit
-    ],
-)
-def test_deepseek_production_average_is_below_modelled_capacity(
-    over: dict[str, Any], metric: str, published: float
-) -> None:
-    """DeepSeek's 24 h production averages (H800, MTP on, ~20-22 tok/s per user, KV 4,989) —
-    github.com/deepseek-ai/open-infra-index 202502OpenSourceWeek/
-    day_6_one_more_thing_deepseekV3R1_inference_system_overview.md — include off-peak load, so
-    they sit below capacity: [LM] notes DeepSeek's profile is ~2x its production prefill.
-    Tolerance: capacity between 1x and 2.5x the average.
-    """
-    ratio = _metric(H800, DEEPSEEK_V3, over, metric) / published
-    assert 1.0 <= ratio <= 2.5, f"model/published = {ratio:.2f}"
+        ServingParams(acceptance_rate=0.5)  # no draft tokens to accept
+    with pytest.raises(ValueError):
+        ServingParams(speculative_tokens=1, acceptance_rate=1.5)
+    assert ServingParams(speculative_tokens=2, acceptance_rate=0.5).decode_tokens_per_step == 1.75
