@@ -36,7 +36,17 @@ from gridsim.policies.registry import policy_factory
 from gridsim.scenario import Problem, Scenario, ScenarioError
 from gridsim.scenario.demand_spec import DEFAULT_SAMPLE_REQUESTS, SamplePools
 from gridsim.scenario.schema import DemandClass, Node, Pool, pool_serves
-from gridsim.serving import ServingModel, loaded_replica, serving_model
+from gridsim.service import (
+    Route,
+    ServiceTable,
+    Stage,
+    StageTemplate,
+    Workload,
+    cache_weighted,
+    deploy,
+    pool_replicas,
+)
+from gridsim.serving import ServingModel
 from gridsim.topology import Topology, build_topology, check_reachability, vertex
 
 # Used only where neither the node, its site nor its province gives a figure.
@@ -49,12 +59,12 @@ BoolArray = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """One pool of one node, with what the engines need per request.
+    """One station of one pool of one node: a queue with slots (``gridsim.service``).
 
-    A replica of an LLM pool holds ``slots / replicas`` sequences, each a server of the queue,
-    sized for the pool's workload (``serving.loaded_replica``): a request holds its slot for
-    ``p x prefill_s_per_prompt_token + o x tpot_s`` (effective TPOT, other sequences' prefill
-    stalls included); its first token comes ``p x prefill_s_per_prompt_token`` after it starts.
+    A co-located LLM pool or a job pool is one station; a disaggregated LLM pool is a prefill
+    station (its entry: policies choose it, accounting counts the pool's requests there) and a
+    decode station. What a request holds at each station is in the grid's service table. A
+    replica of an LLM station holds ``slots_per_replica`` sequences, each a server of the queue.
     """
 
     index: int
@@ -65,23 +75,30 @@ class PoolSpec:
     model: str | None
     accelerator: str | None
     slots: int
-    replicas: int
-    prefill_s_per_prompt_token: float
-    tpot_s: float
+    replicas: int  # replicas of this station (before sample_fraction and reserved_share)
     # replicas x share; share = (1 - reserved_share) x sample_fraction: simulated part of the
-    # pool (with sample_pools: 1 - reserved_share for a sampled pool, 0 for the others)
+    # station (with sample_pools: 1 - reserved_share for a sampled pool, 0 for the others)
     simulated_replicas: float
     share: float
-    slots_per_replica: int  # LLM pools: sequences per replica for the pool's workload
+    slots_per_replica: int  # LLM stations: sequences per replica for the pool's workload
     price_cny_per_kwh: float
     carbon_g_per_kwh: float
     pue: float
     hub_role: str
     serving: ServingModel | None
+    stage: str = "serve"  # "serve" (one station), else the mode's stage: prefill, decode
+    entry: int = -1  # index of the pool's entry station (this one's own index if it is it)
+    replicas_per_pool_replica: float = 1.0  # station replicas per replica the scenario counts
+    mode: str = "colocated"
 
     @property
     def name(self) -> str:
-        return f"{self.node_id}/{self.pool_id}"
+        base = f"{self.node_id}/{self.pool_id}"
+        return base if self.stage == "serve" else f"{base}:{self.stage}"
+
+    @property
+    def is_entry(self) -> bool:
+        return self.entry == self.index
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,7 @@ class Grid:
     mean_output_tokens: tuple[float, ...]
     mean_job_s: tuple[float, ...]
     demand: DemandModel  # rates (flow engine) and arrivals (request engine)
+    service: ServiceTable  # what a request of each class holds at each pool, stage by stage
     sample: PoolSample | None = None  # demand.sample_pools at request fidelity
     notes: tuple[str, ...] = field(default=())  # what a run should tell about how it was built
 
@@ -124,12 +142,28 @@ class Grid:
         return np.array([p.slots for p in self.pools], dtype=np.int64)
 
     def pool_index(self, node_id: str, pool_id: str) -> int:
-        return next(p.index for p in self.pools if p.node_id == node_id and p.pool_id == pool_id)
+        """The entry station of a scenario pool."""
+        return next(
+            p.index
+            for p in self.pools
+            if p.node_id == node_id and p.pool_id == pool_id and p.is_entry
+        )
+
+    def stations_of(self, pool: int) -> tuple[int, ...]:
+        """Every station of the scenario pool that station ``pool`` belongs to, entry first."""
+        entry = self.pools[pool].entry
+        return tuple(p.index for p in self.pools if p.entry == entry)
 
     def slots_for(self, pool: int, replicas: int | None, slots: int | None) -> int:
-        """Simulated slots that ``replicas`` (LLM) or ``slots`` (jobs) of a pool amount to."""
+        """Simulated slots of station ``pool`` that ``replicas`` (LLM: replicas as the
+        scenario counts them, decode replicas when disaggregated) or ``slots`` (jobs) of its
+        scenario pool amount to."""
         spec = self.pools[pool]
-        raw = (replicas or 0) * spec.slots_per_replica if spec.kind == "llm" else (slots or 0)
+        if spec.kind == "llm":
+            raw = pool_replicas(spec.replicas_per_pool_replica, replicas or 0)
+            raw *= spec.slots_per_replica
+        else:
+            raw = slots or 0
         return round(raw * spec.share)
 
     def pools_table(self) -> pd.DataFrame:
@@ -150,6 +184,8 @@ class Grid:
             rows.append(
                 {
                     "pool": p.name,
+                    "stage": p.stage,
+                    "mode": p.mode,
                     "node": p.node_id,
                     "node_kind": node.kind,
                     "kind": p.kind,
@@ -187,20 +223,30 @@ def build_grid(scenario: Scenario) -> Grid:
     topology = build_topology(scenario, catalog)
     pools: list[PoolSpec] = []
     declared: list[Pool] = []  # the scenario's pool behind each PoolSpec
+    templates: list[tuple[StageTemplate, ...] | None] = []  # per station: its pool's stages
     node_pos = {n: i for i, n in enumerate(topology.node_ids)}
     for ni, node in enumerate(scenario.nodes):
         for pool in node.pools:
-            spec = _pool(
+            made = _pool(
                 node, ni, node_pos[node.id], pool, len(pools), scenario, catalog, means, problems
             )
-            if spec is not None:
-                pools.append(spec)
-                declared.append(pool)
+            if made is not None:
+                specs, stages = made
+                pools.extend(specs)
+                declared.extend([pool] * len(specs))
+                templates.extend([stages] * len(specs))
     if problems:
         raise ScenarioError(problems)
     latency = topology.latency_s[:, [p.node_index for p in pools]]
     classes = scenario.demand.classes
-    serves = np.array([[pool_serves(pl, c) for pl in declared] for c in classes], dtype=bool)
+    serves = np.array(
+        [
+            [pool_serves(pl, c) and sp.is_entry for pl, sp in zip(declared, pools, strict=True)]
+            for c in classes
+        ],
+        dtype=bool,
+    )
+    service = _service_table(tuple(pools), templates, serves, scenario, means)
     candidates = _candidates(serves, tuple(pools), latency)
     for ci, cls in enumerate(classes):
         for ri, region in enumerate(scenario.regions):
@@ -215,7 +261,16 @@ def build_grid(scenario: Scenario) -> Grid:
     if problems:
         raise ScenarioError(problems)
     grid = Grid(
-        scenario, catalog, topology, tuple(pools), latency, serves, candidates, *means, demand
+        scenario,
+        catalog,
+        topology,
+        tuple(pools),
+        latency,
+        serves,
+        candidates,
+        *means,
+        demand,
+        service,
     )
     sampling = scenario.demand.sample_pools
     if sampling is None:
@@ -286,7 +341,9 @@ def _pool(
     catalog: Catalog,
     means: ClassMeans,
     problems: list[Problem],
-) -> PoolSpec | None:
+) -> tuple[list[PoolSpec], tuple[StageTemplate, ...] | None] | None:
+    """The stations of one scenario pool (indices from ``index``) and, for an LLM pool, the
+    stage templates of its serving mode; None (with a problem) if it cannot be deployed."""
     site = catalog.sites.get(node.site) if node.site else None
     province = catalog.sites.get(site.province) if site and site.province else None
     price = _first(
@@ -302,49 +359,100 @@ def _pool(
         DEFAULT_CARBON_G_PER_KWH,
     )
     share = (1.0 - pool.reserved_share) * scenario.demand.sample_fraction
-    serving = None
-    loaded = None
-    prefill = tpot = 0.0
-    if pool.model is not None and pool.accelerator is not None:
-        try:
-            serving = serving_model(
-                catalog.accelerators[pool.accelerator], catalog.models[pool.model]
+    common = {
+        "node_index": node_index,
+        "node_id": node.id,
+        "pool_id": pool.id,
+        "model": pool.model,
+        "accelerator": pool.accelerator,
+        "share": share,
+        "price_cny_per_kwh": price,
+        "carbon_g_per_kwh": carbon,
+        "pue": node.pue,
+        "hub_role": site.hub_role if site else "",
+        "entry": index,
+        "mode": pool.deployment.mode,
+    }
+    if pool.model is None or pool.accelerator is None:
+        raw = pool.slots or 0
+        slots = max(round(raw * share), 1) if raw > 0 and share > 0 else round(raw * share)
+        spec = PoolSpec(
+            index=index,
+            kind="job",
+            slots=slots,
+            replicas=0,
+            simulated_replicas=0.0,
+            slots_per_replica=1,
+            serving=None,
+            **common,  # type: ignore[arg-type]
+        )
+        return [spec], None
+    pi = node.pools.index(pool)
+    try:
+        deployed = deploy(
+            catalog.accelerators[pool.accelerator],
+            catalog.models[pool.model],
+            pool.deployment,
+            _workload(pool, scenario, means),
+        )
+    except ValueError as exc:
+        path: tuple[str | int, ...] = ("nodes", ni, "pools", pi)
+        problems.append(Problem((*path, "deployment") if "mode" in str(exc) else path, str(exc)))
+        return None
+    specs = []
+    for k, station in enumerate(deployed.stations):
+        replicas = pool_replicas(station.replicas_per_pool_replica, pool.replicas or 0)
+        raw = replicas * station.slots_per_replica
+        # Sampling a share of national demand samples the same share of capacity.
+        slots = max(round(raw * share), 1) if raw > 0 and share > 0 else round(raw * share)
+        specs.append(
+            PoolSpec(
+                index=index + k,
+                kind="llm",
+                slots=slots,
+                replicas=replicas,
+                simulated_replicas=replicas * share,
+                slots_per_replica=station.slots_per_replica,
+                serving=station.serving,
+                stage="serve" if len(deployed.stations) == 1 else station.stage,
+                replicas_per_pool_replica=station.replicas_per_pool_replica,
+                **common,  # type: ignore[arg-type]
             )
-        except ValueError as exc:
-            pi = node.pools.index(pool)
-            problems.append(Problem(("nodes", ni, "pools", pi), str(exc)))
-            return None
-        mean_in, mean_out = _workload(pool, scenario, means)
-        loaded = loaded_replica(serving, mean_in, mean_out)
-        raw_slots = (pool.replicas or 0) * loaded.slots
-        prefill = loaded.prefill_s_per_token
-        tpot = loaded.tpot_s
-    else:
-        raw_slots = pool.slots or 0
-    # Sampling a share of national demand samples the same share of capacity.
-    slots = round(raw_slots * share)
-    if raw_slots > 0 and share > 0:
-        slots = max(slots, 1)
-    return PoolSpec(
-        index=index,
-        node_index=node_index,
-        node_id=node.id,
-        pool_id=pool.id,
-        kind="llm" if pool.is_llm else "job",
-        model=pool.model,
-        accelerator=pool.accelerator,
-        slots=slots,
-        replicas=pool.replicas or 0,
-        prefill_s_per_prompt_token=prefill,
-        tpot_s=tpot,
-        simulated_replicas=(pool.replicas or 0) * share,
-        share=share,
-        slots_per_replica=loaded.slots if loaded is not None else 1,
-        price_cny_per_kwh=price,
-        carbon_g_per_kwh=carbon,
-        pue=node.pue,
-        hub_role=site.hub_role if site else "",
-        serving=serving,
+        )
+    return specs, deployed.stages
+
+
+def _service_table(
+    pools: tuple[PoolSpec, ...],
+    templates: list[tuple[StageTemplate, ...] | None],
+    serves: BoolArray,
+    scenario: Scenario,
+    means: ClassMeans,
+) -> ServiceTable:
+    """Each class's route through each entry station it may use: a job class holds one slot
+    for its service time; an LLM class passes its pool's stages, prefill cut by its own
+    prefix-cache hit share."""
+    routes = []
+    for c, cls in enumerate(scenario.demand.classes):
+        per_pool: list[Route | None] = []
+        for p, spec in enumerate(pools):
+            stages = templates[p]
+            if not serves[c, p]:
+                per_pool.append(None)
+            elif cls.kind == "job":
+                per_pool.append((Stage("serve", p, per_job_s=1.0),))
+            elif stages is None:  # an LLM class at job slots: nothing to compute (as before)
+                per_pool.append((Stage("serve", p, first_token_per_input_s=0.0),))
+            else:
+                stations = tuple(q.index for q in pools if q.entry == spec.entry)
+                per_pool.append(tuple(t.stage(stations, cls.cache_hit_share) for t in stages))
+        routes.append(tuple(per_pool))
+    return ServiceTable(
+        routes=tuple(routes),
+        mean_input_tokens=means[0],
+        mean_output_tokens=means[1],
+        mean_job_s=means[2],
+        entry=tuple(p.entry for p in pools),
     )
 
 
@@ -361,19 +469,22 @@ def _class_means(scenario: Scenario, demand: DemandModel) -> ClassMeans:
     return tuple(demand.mean_input_tokens.tolist()), tuple(demand.mean_output_tokens.tolist()), jobs
 
 
-def _workload(pool: Pool, scenario: Scenario, means: ClassMeans) -> tuple[float, float]:
-    """Mean prompt and output tokens of the LLM classes this pool may serve, by token share
-    (equal weights when no class has a share)."""
-    idx = [
-        i for i, c in enumerate(scenario.demand.classes) if c.kind == "llm" and pool_serves(pool, c)
-    ]
+def _workload(pool: Pool, scenario: Scenario, means: ClassMeans) -> Workload:
+    """Mean prompt and output tokens and prefix-cache hit share of the LLM classes this pool
+    may serve, by token share (equal weights when no class has a share)."""
+    classes = scenario.demand.classes
+    idx = [i for i, c in enumerate(classes) if c.kind == "llm" and pool_serves(pool, c)]
     if not idx:
-        return 0.0, 0.0
-    shares = [scenario.demand.classes[i].share for i in idx]
+        return Workload(0.0, 0.0)
+    shares = [classes[i].share for i in idx]
     weights = shares if any(shares) else None
     ins = [means[0][i] for i in idx]
     outs = [means[1][i] for i in idx]
-    return float(np.average(ins, weights=weights)), float(np.average(outs, weights=weights))
+    return Workload(
+        float(np.average(ins, weights=weights)),
+        float(np.average(outs, weights=weights)),
+        cache_weighted([classes[i].cache_hit_share for i in idx], weights),
+    )
 
 
 def _first(*values: float | None) -> float:
@@ -617,16 +728,7 @@ def start_shares(grid: Grid) -> FloatArray:
     except TypeError as exc:
         raise ValueError(f"policy {name!r} rejected its params {params}: {exc}") from None
     n_r, n_c, n_p = len(grid.region_ids), len(grid.classes), len(grid.pools)
-    service = np.zeros((n_c, n_p))
-    for c in range(n_c):
-        for p, pool in enumerate(grid.pools):
-            if pool.kind == "llm":
-                service[c, p] = (
-                    grid.mean_input_tokens[c] * pool.prefill_s_per_prompt_token
-                    + grid.mean_output_tokens[c] * pool.tpot_s
-                )
-            else:
-                service[c, p] = grid.mean_job_s[c]
+    service = grid.service.station_holds(n_p)
     first_tick = min(sc.horizon.resolution, sc.horizon.duration)
     demand = grid.demand.mean_rates(np.array([0.0, first_tick]))[0]
     slots = grid.slots().astype(np.float64)
@@ -681,10 +783,11 @@ def _sampled(grid: Grid, spec: SamplePools) -> Grid:
                 )
             raise ScenarioError([Problem(path, message)])
     else:
-        chosen = [names.index(name) for name in spec.pools]
+        chosen = [grid.pool_index(*name.split("/", 1)) for name in spec.pools]
     mask = np.zeros(len(grid.pools), dtype=bool)
     mask[chosen] = True
     routes = (shares > SHARE_EPS) & mask[None, None, :]
+    mask = mask[list(grid.service.entry)]  # a sampled pool's later stations come with it
     share = np.clip(np.where(routes, shares, 0.0).sum(axis=2), 0.0, 1.0)
     simulated = float((share * expected).sum())
     if spec.pools != "auto" and spec.max_requests is not None and simulated > spec.max_requests:

@@ -610,11 +610,7 @@ def calibrate(draft: Draft) -> tuple[dict[str, Any], Grid]:
                 svc = grid.mean_job_s[c] * cls.get("slots_per_job", 1)
             else:
                 llm = [p for p in grid.pools if grid.serves[c, p.index]]
-                svc = sum(
-                    grid.mean_input_tokens[c] * p.prefill_s_per_prompt_token
-                    + grid.mean_output_tokens[c] * p.tpot_s
-                    for p in llm
-                ) / len(llm)
+                svc = sum(grid.service.mean_s(c, p.index) for p in llm) / len(llm)
             work += draft.weights[c] / total_w * svc
         rate = draft.load * slots / work  # arrivals a second, all classes
         stretch = rate * grid.scenario.horizon.duration / draft.requests
@@ -818,6 +814,7 @@ PROJECT = [
     ("growth-saturating.yaml", ["horizon.start=2026-04-29", "horizon.duration=3d"]),
     ("hub-outage.yaml", []),
     ("validation/cross_fidelity.yaml", []),
+    ("validation/disaggregated.yaml", []),
     ("validation/mmc.yaml", []),
     ("validation/overload.yaml", []),
 ]

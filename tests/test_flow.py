@@ -279,7 +279,7 @@ def test_erlang_c_matches_the_textbook_and_is_stable() -> None:
 
 
 def test_demand_shock_in_both_engines() -> None:
-    """Chat (60 % of 5e9 tokens/day, 1155 + 211 tokens a request, sampled at 0.25) is doubled
+    """Chat (60 % of 4.5e9 tokens/day, 1155 + 211 tokens a request, sampled at 0.25) is doubled
     from 1 h to 3 h. Its rate in hour h is the national rate x diurnal[h] / mean(diurnal), so
     over six hours: calm = rate x 3600 x sum(diurnal[0:6]) / mean, and the shock adds hours 1
     and 2 again: a factor 1 + (0.3 + 0.3) / 2.2 = 14/11 for this profile."""
@@ -287,7 +287,7 @@ def test_demand_shock_in_both_engines() -> None:
     scenario = load_scenario(CROSS, sets=["horizon.duration=6h", shock])
     calm_scenario = load_scenario(CROSS, sets=["horizon.duration=6h"])
     diurnal = np.asarray(calm_scenario.demand.classes[0].diurnal)
-    rate = 5.0e9 * 0.6 * 0.25 / (1155 + 211) / 86400  # requests/s, before the profile
+    rate = 4.5e9 * 0.6 * 0.25 / (1155 + 211) / 86400  # requests/s, before the profile
     calm_expected = rate * 3600 * diurnal[:6].sum() / diurnal.mean()
     extra_expected = 1 + diurnal[1:3].sum() / diurnal[:6].sum()
     assert extra_expected == pytest.approx(14 / 11, rel=1e-12)

@@ -45,10 +45,12 @@ LAYERS: tuple[tuple[str, int], ...] = (
     # 3: what a scenario describes
     ("gridsim.topology", 3),
     ("gridsim.serving", 3),
+    ("gridsim.service", 3),  # serving modes as stations and stages, over the serving model
     ("gridsim.demand", 3),
     ("gridsim.demand.*", 3),
     # 4
     ("gridsim.grid", 4),
+    ("gridsim.calibration", 4),  # the serving model against published figures
     # 5: policies over a grid
     ("gridsim.policies.*", 5),
     # 6: engines, and the estimate of a run by the engines' own rules (fidelity_of)
@@ -59,7 +61,8 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.economics", 7),
     # 8
     ("gridsim.run", 8),
-    # 9: writing and reporting one run (all plotting lives in the report)
+    # 9: writing and reporting one run (all run plotting lives in the report; `gridsim
+    # serving --curve` draws the serving model, not a run)
     ("gridsim.output", 9),
     ("gridsim.report", 9),
     ("gridsim.report.*", 9),
@@ -73,6 +76,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.cli", 11),
     ("gridsim.sweep_cli", 11),
     ("gridsim.fit_cli", 11),
+    ("gridsim.serving_cli", 11),
     ("gridsim._entry", 11),
 )
 ROOT = "gridsim"  # the facade: exempt (see the module docstring)

@@ -76,13 +76,13 @@ def schedule(engine: Changeable) -> list[Action]:
             if end is not None:
                 actions.append((end, _relink(engine, cut, link, down=False)))
         elif isinstance(event, BuildOut | Retirement):
-            p = grid.pool_index(event.node, event.pool)
-            n = grid.slots_for(p, event.replicas, event.slots)
             if isinstance(event, BuildOut):
                 at += event.lead_time
-            else:
-                n = -n
-            actions.append((at, partial(_add_slots, engine, p, n)))
+            sign = 1 if isinstance(event, BuildOut) else -1
+            # every station of the pool grows (or shrinks) with it: prefill with decode
+            for p in grid.stations_of(grid.pool_index(event.node, event.pool)):
+                n = sign * grid.slots_for(p, event.replicas, event.slots)
+                actions.append((at, partial(_add_slots, engine, p, n)))
         elif isinstance(event, PolicySwitch):
             name, params = event.policy, dict(event.params)
             actions.append((at, partial(_set_policy, engine, name, params)))

@@ -18,6 +18,12 @@ vectorised allocation splits it over pools. Each pool is then in one of two regi
   uniformly between the queue at its start and at its end. Impatient classes leave at their
   patience law's share of that wait.
 
+A pool with later stations (a disaggregated pool's decode, ``gridsim.service``): the requests
+admitted at its entry in a tick reach them in the same tick (the whole route is resolved at
+admission, as a request's wait is), and each later station is at its steady state (Erlang C,
+no admission rules) or in fluid overload like any pool. Their waits are added to the entry's
+(independent stages: the law of the sum), and what is queued there is in flight at the entry.
+
 Accounting is exact at every level: the backlog is kept per region, class and pool, served in
 proportion within a pool (FIFO cannot tell the regions of one cohort apart), so for every
 region, class, node and pool, arrived = served + dropped + abandoned + lost + in flight, with
@@ -80,6 +86,11 @@ class FlowEngine(EngineBase):
         self.alive = self.slots > 0
         self.latency = grid.latency_s.copy()
         self.demand_factor = np.ones((n_r, n_c))
+        # Stations after their pool's entry (a disaggregated pool's decode): the requests
+        # admitted at the entry in a tick reach them in that tick, and queue there (FCFS, no
+        # admission rules: they were admitted at the entry).
+        self.entry_of = np.asarray(grid.service.entry, dtype=np.intp)
+        self.later = np.flatnonzero(self.entry_of != np.arange(n_p))
         self._service_templates(seed)
         # Admission rules, the same at both fidelities.
         self.max_wait_s = sc.admission.max_wait
@@ -110,42 +121,41 @@ class FlowEngine(EngineBase):
     # --- set-up -------------------------------------------------------------------------------
 
     def _service_templates(self, seed: int) -> None:
-        """Per (class, pool): mean slot time, its squared CV, and quantile points of its law."""
+        """From the grid's service table: per (class, station) the mean hold, its squared CV
+        (the steady-state laws); per (class, entry pool) quantile points of the time through
+        all its stages and the mean time to the first token (the latency)."""
         grid = self.grid
+        table = grid.service
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x5E2F,)))
         n_c, n_p = len(grid.classes), len(grid.pools)
         q = (np.arange(SERVICE_POINTS) + 0.5) / SERVICE_POINTS
-        self.svc_mean = np.zeros((n_c, n_p))
+        self.svc_mean = table.station_holds(n_p)  # exact, from the class means
         self.svc_cv2 = np.zeros((n_c, n_p))
         self.svc_points = np.zeros((n_c, n_p, SERVICE_POINTS))
-        self.prefill_mean = np.zeros((n_c, n_p))
-        prefill = np.array([p.prefill_s_per_prompt_token for p in grid.pools])
-        tpot = np.array([p.tpot_s for p in grid.pools])
+        total_exact, self.prefill_mean, _ = table.arrays(n_p)
         for c, cls in enumerate(grid.classes):
             n = 32768
             if cls.kind == "job":
                 assert cls.service is not None
                 job = np.asarray(LengthSampler(cls.service, tokens=False).sample(rng, n), float)
-                samples = np.repeat(job[:, None], n_p, axis=1)
+                inp = out = np.zeros(n)
             else:
                 inp, out = self._lengths(c, rng, n)
-                samples = inp[:, None] * prefill[None, :] + out[:, None] * tpot[None, :]
-            # The mean is exact (from the class means, as the policies forecast it); samples
-            # only give the shape: squared CV and quantile points, rescaled to that mean.
-            exact = self._exact_mean(c, prefill, tpot)
-            sample_mean = np.maximum(samples.mean(axis=0), 1e-12)
-            self.svc_mean[c] = exact
-            self.svc_cv2[c] = samples.var(axis=0) / sample_mean**2
-            self.svc_points[c] = (np.quantile(samples, q, axis=0) * (exact / sample_mean)).T
-            self.prefill_mean[c] = prefill * self.grid.mean_input_tokens[c]
+                job = np.zeros(n)
+            for p, route in enumerate(table.routes[c]):
+                if not route:
+                    continue
+                total = np.zeros(n)
+                for stage in route:
+                    hold = stage.hold_s(inp, out, job)
+                    total += hold
+                    if stage.station is not None:
+                        m = max(float(hold.mean()), 1e-12)
+                        self.svc_cv2[c, stage.station] = float(hold.var()) / m**2
+                # The mean is exact (as the policies forecast it); samples give the shape.
+                scale = total_exact[c, p] / max(float(total.mean()), 1e-12)
+                self.svc_points[c, p] = np.quantile(total, q) * scale
         self.svc_mean = np.maximum(self.svc_mean, 1e-9)
-
-    def _exact_mean(self, c: int, prefill: FloatArray, tpot: FloatArray) -> FloatArray:
-        g = self.grid
-        if g.classes[c].kind == "job":
-            return np.full(len(g.pools), g.mean_job_s[c])
-        out: FloatArray = g.mean_input_tokens[c] * prefill + g.mean_output_tokens[c] * tpot
-        return out
 
     def _lengths(self, c: int, rng: np.random.Generator, n: int) -> tuple[FloatArray, FloatArray]:
         cls = self.grid.classes[c]
@@ -248,11 +258,16 @@ class FlowEngine(EngineBase):
         )
 
     def _laws(
-        self, new: FloatArray, dt: FloatArray, pools: npt.NDArray[np.intp] | None = None
+        self,
+        new: FloatArray,
+        dt: FloatArray,
+        pools: npt.NDArray[np.intp] | None = None,
+        admission: bool = True,
     ) -> tuple[Outcome, FloatArray, FloatArray]:
         """Steady-state laws for the pools of several ticks: ``new`` (T, C, P) requests (P: the
         ``pools`` given, else all), ``dt`` (T,) seconds. Returns the outcome over T x P pools,
-        arrivals/s and Erlangs."""
+        arrivals/s and Erlangs. ``admission=False``: no admission rules or patience (later
+        stations: their requests were admitted at the entry)."""
         n_t, n_c, n_p = new.shape
         svc = self.svc_mean if pools is None else self.svc_mean[:, pools]
         cv2 = self.svc_cv2 if pools is None else self.svc_cv2[:, pools]
@@ -277,9 +292,9 @@ class FlowEngine(EngineBase):
             lam.reshape(-1),
             load.reshape(-1),
             share.transpose(0, 2, 1).reshape(-1, n_c),
-            self.patience,
-            self.max_wait_s,
-            self.queue_limit,
+            self.patience if admission else [None] * n_c,
+            self.max_wait_s if admission else None,
+            self.queue_limit if admission else None,
             kappa.reshape(-1),
             by_work.transpose(0, 2, 1).reshape(-1, n_c),
         )
@@ -308,6 +323,14 @@ class FlowEngine(EngineBase):
         row = np.cumsum(changed) - 1
         outcome, lam_u, load_u = self._laws(new[firsts], widths[i:end][firsts])
         stable_law = np.asarray(outcome.stable.reshape(len(firsts), n_p).all(axis=1))
+        later = self.later
+        if later.size:
+            # what each law admits at a staged pool's entry reaches its later stations
+            ent = self.entry_of[later]
+            kept = np.nan_to_num(outcome.served.reshape(len(firsts), n_p, n_c)[:, ent, :])
+            new_l = new[firsts][:, :, ent] * kept.transpose(0, 2, 1)  # (U, C, L)
+            out_l, lam_l, load_l = self._laws(new_l, widths[i:end][firsts], later, False)
+            stable_law &= np.asarray(out_l.stable.reshape(len(firsts), later.size).all(axis=1))
         stable = stable_law[row]
         bad = np.flatnonzero(~stable)
         k = int(bad[0]) if bad.size else new.shape[0]
@@ -341,7 +364,41 @@ class FlowEngine(EngineBase):
             acc.waits(
                 vals[u].transpose(1, 0, 2), wts[u].transpose(1, 0, 2) * per_law[u][:, :, None]
             )
+        if later.size:
+            self._steady_later(i, k, row, new_l, out_l, lam_l, load_l, acc)
         return k
+
+    def _steady_later(
+        self,
+        i: int,
+        k: int,
+        row: npt.NDArray[np.intp],
+        new_l: FloatArray,
+        out: Outcome,
+        lam: FloatArray,
+        load: FloatArray,
+        acc: _Block,
+    ) -> None:
+        """Later stations over ``k`` steady ticks from ``i``: ``new_l`` (U, C, L) requests per
+        distinct law reaching them, ``out`` their laws (no admission rules)."""
+        later = self.later
+        n_u, n_c, n_l = new_l.shape
+        r = row[:k]
+        acc.lam[i : i + k, later] = lam[r]
+        acc.work_rate[i : i + k, later] = load[r]
+        acc.busy[i : i + k, later] = np.einsum("tcl,cl->tl", new_l[r], self.svc_mean[:, later])
+        mean_all = out.mean_wait_all_s.reshape(n_u, n_l, n_c)
+        acc.queue_s[i : i + k, later] = np.einsum("tcl,tlc->tl", new_l[r], mean_all[r])
+        counts = np.bincount(r, minlength=n_u)  # ticks per law
+        vals = out.wait_values.reshape(n_u, n_l, n_c, WAIT_POINTS)
+        wts = out.wait_weights.reshape(n_u, n_l, n_c, WAIT_POINTS)
+        n_p = self.shape[2]
+        for u in np.flatnonzero(counts):
+            v = np.zeros((n_c, n_p, WAIT_POINTS))
+            w = np.zeros((n_c, n_p, WAIT_POINTS))
+            v[:, later] = vals[u].transpose(1, 0, 2)
+            w[:, later] = wts[u].transpose(1, 0, 2) * (counts[u] * new_l[u])[:, :, None]
+            acc.waits(v, w)
 
     def _impacts(
         self, acc: _Block, i: int, arr: FloatArray, shares: FloatArray, load: FloatArray
@@ -362,6 +419,7 @@ class FlowEngine(EngineBase):
     def _tick(self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block) -> None:
         """One tick in general: steady-state pools and fluid pools side by side."""
         dt = float(widths[i])
+        admitted_before = acc.admitted.copy() if self.later.size else acc.admitted
         shares = self.policy.allocate(self._state(arrivals[i] / dt, dt))
         flow = arrivals[i][:, :, None] * shares  # (R, C, P) requests
         acc.routed += flow
@@ -391,12 +449,39 @@ class FlowEngine(EngineBase):
             self._steady_pools(i, steady, outcome, flow, new, acc)
         if fluid.any():
             self._fluid(np.flatnonzero(fluid), flow, dt, i, acc)
+        if self.later.size:
+            self._tick_later(i, acc.admitted - admitted_before, dt, acc)
         self.backlog_any = bool(self.queued_work.any())
         t = (i + acc.k0_offset) * self.dt
         if self.backlog_any and self.backlog_since is None:
             self.backlog_since = t
         elif not self.backlog_any:
             self.backlog_since = None
+
+    def _tick_later(self, i: int, admitted: FloatArray, dt: float, acc: _Block) -> None:
+        """One tick at the later stations: the requests admitted at their pools' entries this
+        tick (``admitted``, R x C x P) reach them, each at its steady state or in fluid
+        overload (no admission rules, no patience: admitted requests are served)."""
+        later = self.later
+        flow = np.zeros_like(admitted)
+        flow[:, :, later] = admitted[:, :, self.entry_of[later]]
+        new = flow.sum(axis=0)  # (C, P)
+        arriving = new[:, later].sum(axis=0)
+        load = (new[:, later] * self.svc_mean[:, later]).sum(axis=0) / dt
+        acc.lam[i, later] = arriving / dt
+        acc.work_rate[i, later] = load
+        up = self.slots_up[later]
+        fluid = (self.queued_work[later] > 0) | ((load >= up * (1 - 1e-12)) & (load > 0))
+        steady = later[~fluid & (arriving > 0)]
+        if steady.size:
+            outcome, _, _ = self._laws(new[None][:, :, steady], np.array([dt]), steady, False)
+            if not outcome.stable.all():
+                fluid[np.isin(later, steady[~outcome.stable])] = True
+                steady = steady[outcome.stable]
+                outcome = _subset(outcome, outcome.stable)
+            self._steady_pools(i, steady, outcome, flow, new, acc, entry=False)
+        if fluid.any():
+            self._fluid(later[fluid], flow, dt, i, acc, entry=False)
 
     def _impact(
         self, acc: _Block, i: int, flow: FloatArray, arr: FloatArray, full: npt.NDArray[np.bool_]
@@ -416,15 +501,18 @@ class FlowEngine(EngineBase):
         flow: FloatArray,
         new: FloatArray,
         acc: _Block,
+        entry: bool = True,
     ) -> None:
         """Pools at their steady state this tick: arrivals split into served, dropped and
-        abandoned; the served wait as the law says."""
+        abandoned; the served wait as the law says. Later stations (``entry=False``) count no
+        requests: their waits join their pool's."""
         f = flow[:, :, pools]  # (R, C, k)
         served = outcome.served.T  # (C, k)
-        acc.admitted[:, :, pools] += f * served[None]
-        acc.dropped[:, :, pools] += f * outcome.dropped.T[None]
-        if self.impatient.any():
-            acc.abandoned[:, :, pools] += f * outcome.abandoned.T[None]
+        if entry:
+            acc.admitted[:, :, pools] += f * served[None]
+            acc.dropped[:, :, pools] += f * outcome.dropped.T[None]
+            if self.impatient.any():
+                acc.abandoned[:, :, pools] += f * outcome.abandoned.T[None]
         n_k = new[:, pools]
         acc.busy[i, pools] = (n_k * served * self.svc_mean[:, pools]).sum(axis=0)
         acc.queue_s[i, pools] = (n_k * outcome.mean_wait_all_s.T).sum(axis=0)
@@ -436,10 +524,17 @@ class FlowEngine(EngineBase):
         )
 
     def _fluid(
-        self, pools: npt.NDArray[np.intp], flow: FloatArray, dt: float, i: int, acc: _Block
+        self,
+        pools: npt.NDArray[np.intp],
+        flow: FloatArray,
+        dt: float,
+        i: int,
+        acc: _Block,
+        entry: bool = True,
     ) -> None:
         """Pools in fluid overload: the queue's work W grows (or drains) linearly in the tick;
-        an arrival at s waits W(s) / slots, fixed on arrival (FCFS)."""
+        an arrival at s waits W(s) / slots, fixed on arrival (FCFS). Later stations
+        (``entry=False``): nobody leaves and nothing is counted admitted again."""
         every = pools.size == self.shape[2]
         at: Any = slice(None) if every else pools  # plain views when every pool is fluid
         svc = self.svc_mean[:, at]  # (C, F)
@@ -448,7 +543,7 @@ class FlowEngine(EngineBase):
         f = flow[:, :, at]  # (R, C, F)
         new = f.sum(axis=0)  # (C, F)
         self.overloaded[at] = True
-        if self.impatient.any():
+        if entry and self.impatient.any():
             # Impatient classes leave at their patience law's share of the tick's middle wait.
             w1_all = np.maximum(w0 + (new * svc).sum(axis=0) - n * dt, 0.0)
             mid_wait = np.divide(w0 + w1_all, 2 * n, out=np.full_like(n, np.inf), where=n > 0)
@@ -460,7 +555,8 @@ class FlowEngine(EngineBase):
             acc.abandoned[:, :, at] += gone
             f = f - gone
             new = f.sum(axis=0)
-        acc.admitted[:, :, at] += f
+        if entry:
+            acc.admitted[:, :, at] += f
         work = (new * svc).sum(axis=0)
         total = w0 + work
         w1 = np.maximum(total - n * dt, 0.0)
@@ -497,16 +593,17 @@ class FlowEngine(EngineBase):
         arrived = served + dropped + abandoned + lost + in flight with no negative term, and
         no pool serves more than its slots in any tick."""
         rec = self.recorder
+        backlog = self._entry_backlog()
         arrived = rec.arrived.sum(axis=1)  # (C,) ... per class and region below
-        served = rec.served - self.backlog.transpose(1, 0, 2)  # (C, R, P) served so far
-        terms = (served, rec.dropped, rec.abandoned, np.asarray(rec.lost), self.backlog)
+        served = rec.served - backlog.transpose(1, 0, 2)  # (C, R, P) served so far
+        terms = (served, rec.dropped, rec.abandoned, np.asarray(rec.lost), backlog)
         self.min_term = min(self.min_term, *(float(np.min(t, initial=0.0)) for t in terms))
         outcome = (
             served.sum(axis=2)
             + rec.dropped.sum(axis=2)
             + rec.abandoned.sum(axis=2)
             + np.asarray(rec.lost).reshape(served.shape).sum(axis=2)
-            + self.backlog.sum(axis=2).T
+            + backlog.sum(axis=2).T
         )  # (C, R)
         gap = np.abs(rec.arrived - outcome).max(initial=0.0) / max(float(arrived.sum()), 1.0)
         self.max_conservation_gap = max(self.max_conservation_gap, float(gap))
@@ -514,6 +611,20 @@ class FlowEngine(EngineBase):
         with np.errstate(invalid="ignore", divide="ignore"):
             over = np.where(cap > 0, acc.busy / cap, np.where(acc.busy > 0, np.inf, 0.0))
         self.max_load = max(self.max_load, float(over.max(initial=0.0)))
+
+    def _entry_backlog(self) -> FloatArray:
+        """The backlog (R, C, P) with what waits at later stations counted at their pool's
+        entry, where its requests were admitted."""
+        if not self.later.size:
+            return self.backlog
+        out = self.backlog.copy()
+        out[:, :, self.later] = 0.0
+        np.add.at(
+            out.transpose(2, 0, 1),
+            self.entry_of[self.later],
+            self.backlog[:, :, self.later].transpose(2, 0, 1),
+        )
+        return out
 
     @property
     def slots_up(self) -> FloatArray:
@@ -532,7 +643,8 @@ class FlowEngine(EngineBase):
         if not waiting.any():
             return
         self.backlog[:, :, p] = 0.0
-        self._unadmit(waiting, p)
+        entry = int(self.entry_of[p])  # where they were admitted and are counted
+        self._unadmit(waiting, entry)
         rec = self.recorder
         retry = self.grid.scenario.policy.on_failure == "retry"
         for c in range(waiting.shape[1]):
@@ -546,7 +658,7 @@ class FlowEngine(EngineBase):
                 rec.served[c] += moved  # admitted there now (their wait was recorded at p)
                 rec.retried += float(amount.sum())
             else:
-                rec.lost[c, :, p] += amount
+                rec.lost[c, :, entry] += amount
         self.queued_work = np.einsum("rcp,cp->p", self.backlog, self.svc_mean)
         self.backlog_any = bool(self.queued_work.any())
 
@@ -594,6 +706,8 @@ class FlowEngine(EngineBase):
     def _record_latency(self, acc: _Block, keep: float) -> None:
         """The block's admitted requests with their waits into the counters and histograms."""
         values, weights = acc.wait_law()
+        if self.later.size:
+            values, weights = self._through_stations(values, weights)
         self.recorder.record_flow(
             served=acc.admitted,
             wait_points=(values, weights),
@@ -603,6 +717,38 @@ class FlowEngine(EngineBase):
             keep=keep,
             tokens=(self.demand.mean_input_tokens, self.demand.mean_output_tokens),
         )
+
+    def _through_stations(
+        self, values: FloatArray, weights: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Each staged pool's wait law with its later stations' waits added (independent
+        stages: the law of the sum, reduced again to equal-mass bands); later stations keep
+        none of their own (their requests are counted at the entry)."""
+        out_v: list[tuple[int, FloatArray, FloatArray]] = []
+        n_c, n_p, n_j = values.shape
+        v_all, w_all = values.copy(), weights.copy()
+        for p in np.unique(self.entry_of[self.later]):
+            v, w = values[:, p], weights[:, p]  # (C, J)
+            for q in self.later[self.entry_of[self.later] == p]:
+                total = weights[:, q].sum(axis=1, keepdims=True)
+                share = np.divide(
+                    weights[:, q], total, out=np.zeros_like(weights[:, q]), where=total > 0
+                )
+                share[:, 0] += total[:, 0] <= 0  # nothing passed: no wait
+                v = (v[:, :, None] + values[:, q][:, None, :]).reshape(n_c, -1)
+                w = (w[:, :, None] * share[:, None, :]).reshape(n_c, -1)
+            vr, wr = _reduce_waits(v[:, None, :], w[:, None, :])
+            out_v.append((p, vr[:, 0], wr[:, 0]))
+        j = max(n_j, out_v[0][1].shape[1]) if out_v else n_j
+        v_all = np.concatenate([v_all, np.zeros((n_c, n_p, j - n_j))], axis=2)
+        w_all = np.concatenate([w_all, np.zeros((n_c, n_p, j - n_j))], axis=2)
+        for p, vr, wr in out_v:
+            v_all[:, p] = 0.0
+            w_all[:, p] = 0.0
+            v_all[:, p, : vr.shape[1]] = vr
+            w_all[:, p, : wr.shape[1]] = wr
+        w_all[:, self.later] = 0.0
+        return v_all, w_all
 
     def warnings(self) -> list[str]:
         """What a reader of this run's numbers must know about how they were computed."""
@@ -627,8 +773,8 @@ class FlowEngine(EngineBase):
         rec = self.recorder
         for p in range(self.shape[2]):
             if self.backlog[:, :, p].any():
-                self._unadmit(self.backlog[:, :, p], p)
-        in_flight = self.backlog.transpose(1, 0, 2)  # (C, R, P)
+                self._unadmit(self.backlog[:, :, p], int(self.entry_of[p]))
+        in_flight = self._entry_backlog().transpose(1, 0, 2)  # (C, R, P)
         rec.capacity_kpis = self.capacity.kpis(rec)
         rec.extra_series.append(self.capacity.series(rec.interval_s))
         summary = rec.summary(in_flight)
@@ -701,21 +847,24 @@ class _Block:
         if not parts_v:
             shape = self.admitted.shape[1:]
             return np.zeros((*shape, 1)), np.zeros((*shape, 1))
-        v = np.concatenate(parts_v, axis=2)
-        w = np.concatenate(parts_w, axis=2)
-        zero = np.where(v <= 0, w, 0.0).sum(axis=2)
-        w_pos = np.where(v > 0, w, 0.0)
-        if v.shape[2] <= WAIT_BANDS + 1:
-            return np.concatenate([np.zeros((*zero.shape, 1)), v], 2), np.concatenate(
-                [zero[:, :, None], w_pos], 2
-            )
-        order = np.argsort(v, axis=2, kind="stable")  # runs of ticks come nearly sorted
-        vs = np.take_along_axis(v, order, axis=2)
-        ws = np.take_along_axis(w_pos, order, axis=2)
-        bands_v, bands_w = band_means(ws, vs, WAIT_BANDS)
-        values = np.concatenate([np.zeros((*zero.shape, 1)), bands_v], axis=2)
-        weights = np.concatenate([zero[:, :, None], bands_w], axis=2)
-        return values, weights
+        return _reduce_waits(np.concatenate(parts_v, axis=2), np.concatenate(parts_w, axis=2))
+
+
+def _reduce_waits(v: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Wait points (C, P, N) and their weights as the no-wait mass, then equal-mass bands."""
+    zero = np.where(v <= 0, w, 0.0).sum(axis=2)
+    w_pos = np.where(v > 0, w, 0.0)
+    if v.shape[2] <= WAIT_BANDS + 1:
+        return np.concatenate([np.zeros((*zero.shape, 1)), v], 2), np.concatenate(
+            [zero[:, :, None], w_pos], 2
+        )
+    order = np.argsort(v, axis=2, kind="stable")  # runs of ticks come nearly sorted
+    vs = np.take_along_axis(v, order, axis=2)
+    ws = np.take_along_axis(w_pos, order, axis=2)
+    bands_v, bands_w = band_means(ws, vs, WAIT_BANDS)
+    values = np.concatenate([np.zeros((*zero.shape, 1)), bands_v], axis=2)
+    weights = np.concatenate([zero[:, :, None], bands_w], axis=2)
+    return values, weights
 
 
 def _subset(outcome: Outcome, keep: npt.NDArray[np.bool_]) -> Outcome:

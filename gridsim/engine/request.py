@@ -2,8 +2,11 @@
 
 A request goes: arrival at its region -> routing (the policy) -> network delay -> admission
 (queue limit, maximum wait: dropped) -> patience (abandoned) -> a FCFS queue for a slot of the
-chosen pool -> prefill, decode -> completion. Outages are SimPy processes that change the pools
-at their instants.
+chosen pool -> its pool's stages (the grid's service table: one slot held for prefill and
+decode, or a prefill slot, the KV transfer and a decode slot at a later station, FCFS there
+too) -> completion. Outages are SimPy processes that change the pools at their instants; a
+request caught at any station of a failed pool is routed again or lost, counted at the pool it
+entered.
 
 Few events per request. Under FCFS a request's start is fixed when it reaches its pool: it
 takes the earliest-free slot, ``start = max(reach, earliest free)`` (Kiefer-Wolfowitz), so the
@@ -39,6 +42,7 @@ from gridsim.engine.base import EngineBase, Progress, RunOutput, recorder_layout
 from gridsim.engine.shocks import Shocks
 from gridsim.grid import Grid
 from gridsim.metrics.recorder import FLUSH_ROWS, Recorder
+from gridsim.service import Stage
 
 INF = math.inf
 CHUNK_S = 600.0  # arrivals are drawn this many simulated seconds at a time (bounded memory)
@@ -47,8 +51,26 @@ PATIENCE_STREAM = 0x9A71  # spawn key of the patience streams: (PATIENCE_STREAM,
 # A request in the engine, a list for speed: indices of its fields (PATIENCE: inf when none).
 CLS, REGION, T_ARR, IN_TOK, OUT_TOK, JOB_S, PATIENCE = range(7)
 POOL, NET, REACH, START, END, STATE = range(7, 13)
-# Its STATE: on its way to a pool, holding (or queued for) a slot, or no longer tracked.
-TRAVEL, ADMITTED, GONE = 0, 1, 2
+# Where it is in its pool's stages (``gridsim.service``): the station it holds or waits for,
+# the stage, its waits at later stations, its first token, when it left the entry station's
+# slot, and at the current station: when it reached it, started and ends there.
+AT, STG, WAITED, FIRST, END0, AT_REACH, AT_START, AT_END = range(13, 21)
+N_FIELDS = 21
+# Its STATE: on its way to a pool, holding (or queued for) a slot, on its way to a later
+# station of its pool, or no longer tracked.
+TRAVEL, ADMITTED, GONE, HOP = 0, 1, 2, 3
+
+
+_FRESH = (0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # AT ... AT_END of a request not yet admitted
+
+
+def _fresh(req: list[Any]) -> list[Any]:
+    """A new record of a request to route again (the old one stays in the agenda, dead)."""
+    return [*req[:NET], 0.0, 0.0, 0.0, 0.0, TRAVEL, *_FRESH]
+
+
+def _coef(stage: Stage) -> tuple[float, float, float, float]:
+    return stage.fixed_s, stage.per_input_s, stage.per_output_s, stage.per_job_s
 
 
 class RequestEngine(EngineBase):
@@ -85,12 +107,18 @@ class RequestEngine(EngineBase):
         self.queue_limit = sc.admission.queue_limit
         self.max_wait = sc.admission.max_wait if sc.admission.max_wait is not None else INF
         self.latency = grid.latency_s.tolist()  # nested lists: cheaper to index per request
-        self.prefill = [p.prefill_s_per_prompt_token for p in pools]
-        self.tpot = [p.tpot_s for p in pools]
-        self.is_llm = [p.kind == "llm" for p in pools]
+        # The service table's routes; per (class, pool) the entry stage's hold coefficients
+        # (fixed, per input token, per output token, per job second) and its first token
+        # (seconds per input token after the start; None: not in this stage), for speed.
+        self.routes = grid.service.routes
+        self.entry_coef = [
+            [_coef(r[0]) if r else (0.0, 0.0, 0.0, 0.0) for r in per_pool]
+            for per_pool in self.routes
+        ]
+        self.staged = [[r is not None and len(r) > 1 for r in per] for per in self.routes]
         self.slots_per_job = [c.slots_per_job for c in classes]
-        self.prefill_arr = np.array(self.prefill)  # jobs have no prefill: 0
         self.slots_per_job_arr = np.array(self.slots_per_job, dtype=np.float64)
+        self.hops: list[tuple[int, float, float, float]] = []  # later stations' spans
         self.done: list[list[Any]] = []  # finished, waiting to be recorded in bulk
         # (class index, sampler, generator) of each class with a patience; none: nothing drawn
         self.patience = [
@@ -200,7 +228,7 @@ class RequestEngine(EngineBase):
                 drop(c, r, -1)
                 continue
             net = latency[r][p]
-            req = [c, r, t, inp, out, job_s, patience, p, net, 0.0, 0.0, 0.0, TRAVEL]
+            req = [c, r, t, inp, out, job_s, patience, p, net, 0.0, 0.0, 0.0, TRAVEL, *_FRESH]
             if net > 0:
                 self.pushes += 1
                 push(agenda, (t + net, self.pushes, req))
@@ -231,12 +259,13 @@ class RequestEngine(EngineBase):
         req[REACH] = t
         if not self.alive[p]:
             req[STATE] = GONE
-            self._reroute_or_lose([*req[:NET], 0.0, 0.0, 0.0, 0.0, TRAVEL], t)
+            self._reroute_or_lose(_fresh(req), t)
             return
-        if self.is_llm[p]:
-            service = req[IN_TOK] * self.prefill[p] + req[OUT_TOK] * self.tpot[p]
+        fixed, per_in, per_out, per_job = self.entry_coef[req[CLS]][p]
+        if per_job:  # a job: its service time (LLM requests carry none)
+            service = fixed + per_job * req[JOB_S]
         else:
-            service = req[JOB_S]
+            service = fixed + per_in * req[IN_TOK] + per_out * req[OUT_TOK]
         free = self.free[p]
         k = self.slots_per_job[req[CLS]]
         if k > len(free):  # retirements left the pool fewer slots than the job needs
@@ -267,11 +296,88 @@ class RequestEngine(EngineBase):
         req[START] = start
         req[END] = end
         req[STATE] = ADMITTED
+        req[AT], req[STG], req[END0], req[AT_END] = p, 0, end, end
         self.in_system[p] += 1
         if self.queue_limit is not None and start > t:
             heapq.heappush(self.waiting[p], start)
+        route = self.routes[req[CLS]][p]
+        ft = route[0].first_token_per_input_s if route else None
+        req[FIRST] = start + ft * req[IN_TOK] if ft is not None else start
         self.pushes += 1
         heapq.heappush(self.agenda, (end, self.pushes, req))
+
+    def _next_stage(self, req: list[Any], t: float) -> None:
+        """The request left its station's slot at ``t`` with stages still ahead."""
+        self._left(req)
+        self._walk(req, t, req[STG] + 1)
+
+    def _walk(self, req: list[Any], t: float, k: int) -> None:
+        """From stage ``k`` of its route at ``t``: pass the delays, then wait to reach the next
+        station (an agenda entry, so stations see their arrivals in time order), or finish."""
+        route = self.routes[req[CLS]][req[POOL]]
+        inp, out, job = req[IN_TOK], req[OUT_TOK], req[JOB_S]
+        while k < len(route):
+            stage = route[k]
+            if stage.station is not None:
+                req[STATE], req[STG] = HOP, k
+                self.pushes += 1
+                heapq.heappush(self.agenda, (t, self.pushes, req))
+                return
+            if stage.first_token_per_input_s is not None:
+                req[FIRST] = t + stage.first_token_per_input_s * inp
+            t += stage.hold_one(inp, out, job)
+            k += 1
+        # The route ends in a delay: done at ``t``, holding no slot.
+        req[END], req[STATE], req[STG], req[AT] = t, ADMITTED, len(route) - 1, -1
+        self.pushes += 1
+        heapq.heappush(self.agenda, (t, self.pushes, req))
+
+    def _hop(self, req: list[Any], t: float) -> None:
+        """The request reaches a later station of its pool at ``t``: FCFS for a slot there (no
+        admission rules or patience: it was admitted at the pool's entry)."""
+        route = self.routes[req[CLS]][req[POOL]]
+        stage = route[req[STG]]
+        q = stage.station
+        assert q is not None
+        if not self.alive[q]:
+            self._drop_mid_route(req, t)
+            return
+        free = self.free[q]
+        start = free[0] if free[0] > t else t
+        end = start + stage.hold_one(req[IN_TOK], req[OUT_TOK], req[JOB_S])
+        heapq.heapreplace(free, end)
+        self.next_free[q] = free[0]
+        self.in_system[q] += 1
+        req[AT], req[AT_REACH], req[AT_START], req[AT_END] = q, t, start, end
+        req[WAITED] += start - t
+        if stage.first_token_per_input_s is not None:
+            req[FIRST] = start + stage.first_token_per_input_s * req[IN_TOK]
+        req[STATE] = ADMITTED
+        if req[STG] + 1 == len(route):
+            req[END] = end
+        self.pushes += 1
+        heapq.heappush(self.agenda, (end, self.pushes, req))
+
+    def _left(self, req: list[Any]) -> None:
+        """The request leaves the slot it held (its station's in-system count; a later
+        station's busy and queued span)."""
+        at = req[AT]
+        if at < 0:
+            return
+        self.in_system[at] -= 1
+        if at != req[POOL]:
+            self.hops.append((at, req[AT_REACH], req[AT_START], req[AT_END]))
+
+    def _drop_mid_route(self, req: list[Any], t: float) -> None:
+        """A station of its pool failed under or ahead of an admitted request: routed again or
+        lost (its entry station's busy time is kept)."""
+        rec = self.recorder
+        req[STATE] = GONE
+        rec.add_span(
+            rec.busy, req[POOL], req[START], min(req[END0], t), self.slots_per_job[req[CLS]]
+        )
+        rec.add_span(rec.queued, req[POOL], req[REACH], min(req[START], t))
+        self._reroute_or_lose(_fresh(req), t)
 
     def _queued(self, p: int, t: float) -> int:
         waiting = self.waiting[p]
@@ -281,17 +387,26 @@ class RequestEngine(EngineBase):
 
     def _advance(self, t: float) -> None:
         """Apply, in time order, pool arrivals and completions up to and including ``t``."""
-        agenda, done, in_system = self.agenda, self.done, self.in_system
+        agenda, done, in_system, staged = self.agenda, self.done, self.in_system, self.staged
         pop = heapq.heappop
         while agenda and agenda[0][0] <= t:
             t_event, _, req = pop(agenda)
             state = req[STATE]
             if state == ADMITTED:
+                c, p = req[CLS], req[POOL]
+                if staged[c][p] and req[STG] + 1 < len(self.routes[c][p]):
+                    self._next_stage(req, t_event)
+                    continue
                 req[STATE] = GONE
-                in_system[req[POOL]] -= 1
+                if req[AT] == p:
+                    in_system[p] -= 1
+                else:
+                    self._left(req)
                 done.append(req)
             elif state == TRAVEL:
                 self._reach(req, t_event)
+            elif state == HOP:
+                self._hop(req, t_event)
         if len(done) >= FLUSH_ROWS:
             self._flush_done()
             # With the collector paused, the few reference cycles that numpy and pandas make
@@ -302,35 +417,45 @@ class RequestEngine(EngineBase):
         """Hand finished requests to the recorder as columns (one vectorised pass)."""
         if not self.done:
             return
+        self._flush_hops()
         n = len(self.done)
         # one C pass over the numeric records (fromiter is much cheaper than np.array here)
-        flat = np.fromiter(itertools.chain.from_iterable(self.done), np.float64, n * (STATE + 1))
-        a = flat.reshape(n, STATE + 1)
+        flat = np.fromiter(itertools.chain.from_iterable(self.done), np.float64, n * N_FIELDS)
+        a = flat.reshape(n, N_FIELDS)
         self.done = []
         cls = a[:, CLS].astype(np.intp)
-        pool = a[:, POOL].astype(np.intp)
         self.recorder.finished(
             class_idx=cls,
             region_idx=a[:, REGION].astype(np.intp),
-            pool_idx=pool,
+            pool_idx=a[:, POOL].astype(np.intp),
             arrival_s=a[:, T_ARR],
             network_s=a[:, NET],
             reach_s=a[:, REACH],
             start_s=a[:, START],
-            first_token_s=a[:, START] + a[:, IN_TOK] * self.prefill_arr[pool],
+            first_token_s=a[:, FIRST],
             end_s=a[:, END],
+            busy_end_s=a[:, END0],
+            wait_s=a[:, START] - a[:, REACH] + a[:, WAITED],
             input_tokens=a[:, IN_TOK].astype(np.int64),
             output_tokens=a[:, OUT_TOK].astype(np.int64),
             slots=self.slots_per_job_arr[cls],
         )
 
+    def _flush_hops(self) -> None:
+        """Later stations' busy and queued spans, in bulk."""
+        if not self.hops:
+            return
+        h = np.array(self.hops, dtype=np.float64)
+        self.hops = []
+        self.recorder.spans(h[:, 0].astype(np.intp), h[:, 1], h[:, 2], h[:, 3])
+
     def _unfinished(self, pool: int | None = None) -> list[list[Any]]:
-        """Admitted requests not yet finished (of one pool), in admission order: an admitted
-        request's agenda entry is its completion, pushed when it was admitted."""
+        """Admitted requests not yet finished (holding or waiting for a slot of one station),
+        in admission order: an admitted request's agenda entry is its completion there."""
         entries = sorted(
             (push, req)
             for _, push, req in self.agenda
-            if req[STATE] == ADMITTED and (pool is None or req[POOL] == pool)
+            if req[STATE] == ADMITTED and (pool is None or req[AT] == pool)
         )
         return [req for _, req in entries]
 
@@ -356,11 +481,16 @@ class RequestEngine(EngineBase):
         self._top(p)
         for req in victims:
             req[STATE] = GONE
+            if req[AT] != req[POOL]:  # at a later station: its span there, then its entry's
+                rec.add_span(rec.busy, p, req[AT_START], min(req[AT_END], t))
+                rec.add_span(rec.queued, p, req[AT_REACH], min(req[AT_START], t))
+                self._drop_mid_route(req, t)
+                continue
             k = self.slots_per_job[req[CLS]]
-            rec.add_span(rec.busy, p, req[START], min(req[END], t), k)
+            rec.add_span(rec.busy, p, req[START], min(req[END0], t), k)
             rec.add_span(rec.queued, p, req[REACH], min(req[START], t))
             # A fresh record: the old one stays in the completion heap, marked dead.
-            self._reroute_or_lose([*req[:NET], 0.0, 0.0, 0.0, 0.0, TRAVEL], t)
+            self._reroute_or_lose(_fresh(req), t)
 
     def restore_pool(self, p: int, t: float) -> None:
         if self.alive[p] or self.grid.pools[p].slots == 0:
@@ -420,12 +550,18 @@ class RequestEngine(EngineBase):
         for p in range(n_p):
             if self.alive[p]:
                 rec.add_span(rec.capacity, p, self.up_since[p], end, len(self.free[p]))
-        for req in self._unfinished():
+        for _, _, req in self.agenda:
+            if req[STATE] not in (ADMITTED, HOP):
+                continue
             p = req[POOL]
             in_flight[req[CLS], req[REGION], p] += 1
             k = self.slots_per_job[req[CLS]]
-            rec.add_span(rec.busy, p, req[START], min(req[END], end), k)
+            rec.add_span(rec.busy, p, req[START], min(req[END0], end), k)
             rec.add_span(rec.queued, p, req[REACH], min(req[START], end))
+            if req[AT] not in (p, -1) and req[STATE] == ADMITTED:  # at a later station
+                rec.add_span(rec.busy, req[AT], req[AT_START], min(req[AT_END], end))
+                rec.add_span(rec.queued, req[AT], req[AT_REACH], min(req[AT_START], end))
+        self._flush_hops()
         summary = rec.summary(in_flight)
         summary["engine_warnings"] = self._warnings()
         return RunOutput(summary, rec.timeseries(), rec.requests(), rec.flows())

@@ -256,6 +256,12 @@ class Recorder:
             targets = [(self.hists[(g, m)], mix) for g, mix in mixes.items()]
             add_mixture(targets, np.asarray(v).reshape(comps, -1), wt.reshape(comps, -1))
 
+    def spans(self, station: Pools, reach: FloatArray, start: FloatArray, end: FloatArray) -> None:
+        """Requests that held a slot of a later station (not the entry) from ``start`` to
+        ``end``, having waited there from ``reach``: its busy and queued time."""
+        self._spans(self.busy, station, start, end, np.ones(len(start)))
+        self._spans(self.queued, station, reach, start, np.ones(len(start)))
+
     def _spans(
         self, table: FloatArray, pool: Pools, t0: FloatArray, t1: FloatArray, weight: FloatArray
     ) -> None:
@@ -270,20 +276,25 @@ class Recorder:
             self.add_span(table, int(pool[i]), float(t0[i]), float(t1[i]), float(weight[i]))
 
     def finished(self, **col: npt.NDArray[Any]) -> None:
-        """Finished requests, as arrays named as in ``COLUMNS`` (times in pool time)."""
+        """Finished requests, as arrays named as in ``COLUMNS`` (times in pool time).
+
+        Optional: ``busy_end_s``, when the request left the slot of its pool's entry station
+        (default ``end_s``; later stations' spans are the engine's to add with ``spans``), and
+        ``wait_s``, its waits at every station (default ``start_s - reach_s``)."""
         cls = col["class_idx"]
         region = col["region_idx"]
         pool = col["pool_idx"]
         net = col["network_s"]
         latency = col["end_s"] + net - col["arrival_s"]
         ttft = col["first_token_s"] + net - col["arrival_s"]
-        wait = col["start_s"] - col["reach_s"]
+        wait = col["wait_s"] if "wait_s" in col else col["start_s"] - col["reach_s"]
+        busy_end = col["busy_end_s"] if "busy_end_s" in col else col["end_s"]
         ttft_slo = np.asarray(self.layout.ttft_slo_s)[cls]
         e2e_slo = np.asarray(self.layout.e2e_slo_s)[cls]
         met = (ttft <= ttft_slo) & (latency <= e2e_slo)
         inp = col["input_tokens"]
         out = col["output_tokens"]
-        self._spans(self.busy, pool, col["start_s"], col["end_s"], col["slots"])
+        self._spans(self.busy, pool, col["start_s"], busy_end, col["slots"])
         self._spans(self.queued, pool, col["reach_s"], col["start_s"], np.ones(len(pool)))
         np.add.at(self.served, (cls, region, pool), 1)
         np.add.at(self.met_slo, (cls, region, pool), met)

@@ -70,21 +70,11 @@ class PolicyBase:
         n_pools = len(grid.pools)
         self.ttft_budget_s = [c.slo.ttft if c.slo.ttft is not None else np.inf for c in classes]
         self.e2e_budget_s = [c.slo.e2e if c.slo.e2e is not None else np.inf for c in classes]
-        # Mean prefill and slot time per (class, pool): the policy's forecast of a request.
-        self.prefill_s = np.zeros((len(classes), n_pools))
-        self.service_s = np.zeros((len(classes), n_pools))
-        for ci in range(len(classes)):
-            mean_in = grid.mean_input_tokens[ci]
-            mean_out = grid.mean_output_tokens[ci]
-            mean_job = grid.mean_job_s[ci]
-            for pi, pool in enumerate(grid.pools):
-                if pool.kind == "llm":
-                    self.prefill_s[ci, pi] = mean_in * pool.prefill_s_per_prompt_token
-                    self.service_s[ci, pi] = (
-                        mean_in * pool.prefill_s_per_prompt_token + mean_out * pool.tpot_s
-                    )
-                else:
-                    self.service_s[ci, pi] = mean_job
+        # Mean time to the first token and through the pool per (class, pool), without
+        # waiting: the policy's forecast of a request (from the grid's service table).
+        total, first, _ = grid.service.arrays(n_pools)
+        self.prefill_s = first
+        self.service_s = total
         self.routes = tuple(
             tuple(self.route_list(ci, cands, ri) for ri, cands in enumerate(per_region))
             for ci, per_region in enumerate(grid.candidates)

@@ -33,12 +33,14 @@ class LeastLoaded(PolicyBase):
         return best
 
     def allocate(self, state: FlowState) -> FloatArray:
-        """In proportion to each candidate's slots, less the work already queued there: the
-        split that evens utilisation out, as joining the least-loaded pool does per request."""
+        """In proportion to each candidate's capacity for the class (slots, less the work
+        already queued there, over the class's mean slot time): the split that evens
+        utilisation out, as joining the least-loaded pool does per request. (Pools of one
+        model on one accelerator: in proportion to their slots.)"""
         free = np.where(state.alive, state.slots, 0.0) / (
             1.0 + state.queued_work_rate / np.maximum(state.slots, 1e-12)
         )
-        weights = self.candidate_mask * free[None, None, :]
+        weights = self.candidate_mask * (free[None, :] / state.service_s)[None, :, :]
         total = weights.sum(axis=2, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, weights / total, 0.0)

@@ -100,6 +100,16 @@ class DemandClass(Model):
             "admission.max_wait drops them"
         ),
     )
+    cache_hit_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "share of input tokens found in the prefix (KV) cache: they are not prefilled "
+            "again (prefill work falls in proportion) and are billed at the model's cache-hit "
+            "price. `gridsim fit-trace` estimates it from a trace with block hashes"
+        ),
+    )
     slots_per_job: int = Field(default=1, ge=1, le=MAX_COUNT)
     slo: Slo = Slo()
     latency_sensitivity: Literal["high", "medium", "low"] = "medium"

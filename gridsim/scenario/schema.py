@@ -127,6 +127,68 @@ class Horizon(Model):
 # --- supply ----------------------------------------------------------------------------
 
 
+class Deployment(Model):
+    """How an LLM pool serves its model: the serving mode and its parallel layout.
+
+    ``colocated``: each replica prefills and decodes on the same cards. ``disaggregated``:
+    prefill replicas feed decode replicas, the KV cache moving between them over the node's
+    fabric; the pool's ``replicas`` are then decode replicas. Other modes registered in
+    ``gridsim.service`` are named here too.
+    """
+
+    mode: str = Field(
+        default="colocated",
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="serving mode: colocated, disaggregated, or one registered in gridsim.service",
+    )
+    cards_per_replica: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_COUNT,
+        description=(
+            "cards of one replica (decode replica when disaggregated): its tensor x data "
+            "parallel group, which is the expert-parallel group of an MoE model; default: the "
+            "smallest group that holds the weights and a useful KV cache"
+        ),
+    )
+    prefill_cards_per_replica: int | None = Field(
+        default=None, ge=1, le=MAX_COUNT, description="cards of one prefill replica (disaggregated)"
+    )
+    prefill_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        description=(
+            "prefill cards per decode card (disaggregated); default: sized so prefill keeps up "
+            "with decode for the pool's workload"
+        ),
+    )
+    speculative_tokens: int = Field(
+        default=0, ge=0, le=8, description="draft tokens per decode step (multi-token prediction)"
+    )
+    acceptance_rate: float = Field(
+        default=0.0, ge=0, le=1, description="probability that each draft token is accepted"
+    )
+    kv_transfer_gb_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e6,
+        description="KV cache transfer bandwidth per prefill replica card (disaggregated), GB/s",
+    )
+    framework: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_\-]*$",
+        description="serving framework whose calibrated efficiency applies (default: the "
+        "accelerator's own)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Deployment:
+        if self.speculative_tokens == 0 and self.acceptance_rate > 0:
+            raise ValueError("acceptance_rate needs speculative_tokens >= 1")
+        return self
+
+
 class Pool(Model):
     """Capacity at a node: an LLM served on an accelerator type, or generic job slots."""
 
@@ -145,6 +207,7 @@ class Pool(Model):
     reserved_share: float = Field(
         default=0.0, ge=0, lt=1, description="capacity kept for the owner's own work (HPC)"
     )
+    deployment: Deployment = Deployment()
 
     @model_validator(mode="after")
     def _one_kind(self) -> Pool:
@@ -155,6 +218,8 @@ class Pool(Model):
             raise ValueError("an LLM pool needs model, accelerator and replicas")
         if not llm and self.slots is None:
             raise ValueError("a pool needs model+accelerator+replicas (LLM) or slots (jobs)")
+        if not llm and self.deployment != Deployment():
+            raise ValueError("deployment applies to LLM pools (model+accelerator+replicas) only")
         return self
 
     @property
