@@ -17,8 +17,10 @@ Definitions (each once; per pool and per interval of ``outputs.timeseries_interv
 - **capex** = accelerators x card price over ``amortisation_years`` + facility capex per MW of
   nameplate IT power over ``facility_years``, both pro-rated to the simulated time;
 - **network cost** = tokens served x ``bytes_per_token`` x ``network_cny_per_gb``;
-- **revenue** = input tokens x (cache-miss or cache-hit list price) + output tokens x output
-  list price of the pool's model (catalogue, CNY per 1e6 tokens); job pools earn nothing;
+- **revenue** = input tokens x ((1 - h) x input list price + h x cache-hit list price) +
+  output tokens x output list price of the pool's model (catalogue, CNY per 1e6 tokens), where
+  ``h`` is the class's ``cache_hit_share`` (scenario; ``Assumptions.cache_hit_share``, when
+  set, overrides it for every class); job pools earn nothing;
 - **carbon** = energy x the node's grid intensity.
 
 Pool figures are attributed to classes and regions by their share of the pool's served tokens
@@ -73,7 +75,9 @@ class Assumptions:
     # FACTS.md section 8: bandwidth cost "not found"; 0 leaves transfer cost out
     network_cny_per_gb: float = 0.0
     bytes_per_token: float = 4.0  # ASSUMPTION: ~4 bytes of text per token, both directions
-    cache_hit_share: float = 0.0  # share of input tokens billed at the cache-hit price
+    # share of input tokens billed at the cache-hit price, for every class; None: each class's
+    # own cache_hit_share from the scenario (demand.classes[].cache_hit_share, default 0)
+    cache_hit_share: float | None = None
     # 24 hourly factors on the electricity price (hour 0 = midnight); None: flat
     tou_multipliers: tuple[float, ...] | None = None
 
@@ -81,8 +85,9 @@ class Assumptions:
         tou = self.tou_multipliers
         if tou is not None and (len(tou) != 24 or any(f < 0 for f in tou)):
             raise ValueError("tou_multipliers needs 24 non-negative hourly factors")
-        if not 0.0 <= self.cache_hit_share <= 1.0:
-            raise ValueError("cache_hit_share must lie in [0, 1]")
+        h = self.cache_hit_share
+        if h is not None and not 0.0 <= h <= 1.0:
+            raise ValueError("cache_hit_share must lie in [0, 1] (or be None: per class)")
         if self.amortisation_years <= 0 or self.facility_years <= 0:
             raise ValueError("amortisation_years and facility_years must be positive")
 
@@ -333,7 +338,8 @@ def economics_summary(result: RunTables, assumptions: Assumptions = DEFAULT) -> 
         **totals,
         "by_node_kind": by_kind,
         "assumptions": {
-            k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(assumptions).items()
+            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(assumptions).items()},
+            "cache_hit_share_by_class": cache_hit_shares(result, assumptions),
         },
     }
     if sample is not None:
@@ -449,6 +455,15 @@ def _prices(result: RunTables) -> dict[str, tuple[float, float, float]]:
     }
 
 
+def cache_hit_shares(result: RunTables, assumptions: Assumptions = DEFAULT) -> dict[str, float]:
+    """Class name -> the share of its input tokens billed at the cache-hit price: the override
+    ``assumptions.cache_hit_share`` when set, else the class's own ``cache_hit_share``."""
+    h = assumptions.cache_hit_share
+    return {
+        c.name: float(c.cache_hit_share if h is None else h) for c in result.scenario.demand.classes
+    }
+
+
 def _horizon_s(result: RunTables) -> float:
     return float(result.summary.get("horizon_s") or result.scenario.horizon.duration)
 
@@ -483,7 +498,8 @@ def _flows_served(result: RunTables, a: Assumptions) -> pd.DataFrame:
     p_in, p_hit, p_out = (
         np.array([prices.get(m, (0.0, 0.0, 0.0))[k] for m in model], dtype=float) for k in range(3)
     )
-    h = a.cache_hit_share
+    shares = cache_hit_shares(result, a)
+    h = flows["class"].map(shares).fillna(0.0).to_numpy(dtype=float)
     inp, outp = flows["input_tokens"].to_numpy(), flows["output_tokens"].to_numpy()
     flows["revenue_cny"] = (inp * ((1 - h) * p_in + h * p_hit) + outp * p_out) / 1e6
     flows["network_cny"] = (inp + outp) * a.bytes_per_token / 1e9 * a.network_cny_per_gb

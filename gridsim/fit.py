@@ -17,15 +17,26 @@ What is fitted, from a trace's arrival times and token lengths:
 - **diurnal shape**: 24 hourly weights (mean 1) when the trace spans at least a day; shorter
   traces (the public Azure 2023 and Mooncake traces cover about an hour) cannot give one, and
   the fit says so. ``diurnal_from_rates`` does the same from a rate series (e.g. ServeGen's
-  10-minute aggregate rates).
+  10-minute aggregate rates);
+- **prefix-cache hit share** (``cache_hit_share``), for traces with block hashes (Mooncake's
+  ``hash_ids``: one id per ``BLOCK_TOKENS``-token block of the prompt, equal ids = equal
+  prefixes): requests are replayed in arrival order through one prefix cache of blocks; a
+  request's hit tokens are its leading blocks already cached, stopping at the first block that
+  is not (prefix semantics), capped at its input length; then all its blocks are cached. The
+  share is hit tokens / input tokens over the trace, for an unbounded cache (an upper bound)
+  and, given a capacity in blocks, for an LRU cache. Traces without hashes (Azure) cannot give
+  one and the fit leaves the field out.
 
-Pure functions over ``gridsim.demand.load_trace``; no randomness.
+Pure functions over ``gridsim.demand.load_trace`` (and the trace's hash column); no randomness.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +55,10 @@ DEFAULT_WINDOW_S = 10.0
 BURSTY_THRESHOLD = 1.2
 REPORTED_WINDOWS_S = (1.0, 10.0, 60.0)
 QUANTILES = (0.5, 0.9, 0.99)
+# Tokens per hash id in Mooncake traces: kvcache-ai/Mooncake's traces hash 512-token blocks
+# (len(hash_ids) = ceil(input_length / 512) on every request of the two traces in
+# ../shared/data/traces; NVIDIA dynamo's Mooncake trace tools use the same default).
+BLOCK_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,36 @@ class LengthFit:
 
 
 @dataclass(frozen=True)
+class CacheEstimate:
+    """Prefix-cache hits of one replay of a trace (see ``prefix_cache_hits``)."""
+
+    capacity_blocks: int | None  # None: unbounded
+    hit_tokens: int
+    input_tokens: int
+    hit_requests: int  # requests with at least one leading block cached
+
+    @property
+    def share(self) -> float:
+        """Hit tokens / input tokens (0 for a trace with no input tokens)."""
+        return self.hit_tokens / self.input_tokens if self.input_tokens > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class CacheFit:
+    """The prefix-cache hit share of a trace with block hashes: unbounded and, optionally, LRU."""
+
+    block_tokens: int
+    distinct_blocks: int  # an LRU cache of this many blocks never evicts: it gives the upper bound
+    unbounded: CacheEstimate
+    lru: CacheEstimate | None = None
+
+    @property
+    def share(self) -> float:
+        """The share the fitted class carries: the LRU cache's when one was given."""
+        return (self.lru or self.unbounded).share
+
+
+@dataclass(frozen=True)
 class TraceFit:
     """Everything fitted from one trace; ``demand_class`` gives the scenario class."""
 
@@ -84,6 +129,8 @@ class TraceFit:
     diurnal: list[float] | None
     diurnal_note: str
     notes: list[str] = field(default_factory=list)
+    cache: CacheFit | None = None  # None: the trace has no block hashes
+    cache_note: str = ""
 
     @property
     def bursty(self) -> bool:
@@ -109,6 +156,8 @@ class TraceFit:
         else:
             cls["input_tokens"] = self.input.lognormal()
             cls["output_tokens"] = self.output.lognormal()
+        if self.cache is not None:
+            cls["cache_hit_share"] = _round(self.cache.share)
         cls["arrival"] = self.arrival()
         if self.diurnal is not None:
             cls["diurnal"] = [_round(w, 3) for w in self.diurnal]
@@ -116,11 +165,17 @@ class TraceFit:
 
 
 def fit(
-    path: str | Path, format: TraceFormat = "auto", window_s: float = DEFAULT_WINDOW_S
+    path: str | Path,
+    format: TraceFormat = "auto",
+    window_s: float = DEFAULT_WINDOW_S,
+    cache_blocks: int | None = None,
 ) -> TraceFit:
-    """Fit a trace file (see the module docstring for what and how)."""
+    """Fit a trace file (see the module docstring for what and how). ``cache_blocks``: the
+    capacity of the LRU prefix cache, in blocks (None: unbounded only)."""
     if not window_s > 0:
         raise ValueError(f"the dispersion window must be > 0 s, got {window_s:g}")
+    if cache_blocks is not None and cache_blocks < 1:
+        raise ValueError(f"the cache capacity must be at least 1 block, got {cache_blocks}")
     resolved = Path(path).resolve()
     data = load_trace(resolved, format)
     n = len(data)
@@ -158,6 +213,7 @@ def fit(
     gap_cv2 = float(gaps.var() / gaps.mean() ** 2)
     start_hour = _clock_start_hour(resolved, format) if span >= DAY_S else 0.0
     diurnal, diurnal_note = diurnal_profile(times, start_hour)
+    cache, cache_note = fit_cache(resolved, format, cache_blocks)
     return TraceFit(
         path=str(resolved),
         format=_detected(resolved, format),
@@ -173,6 +229,8 @@ def fit(
         diurnal=diurnal,
         diurnal_note=diurnal_note,
         notes=notes,
+        cache=cache,
+        cache_note=cache_note,
     )
 
 
@@ -181,9 +239,10 @@ def fit_trace(
     format: TraceFormat = "auto",
     name: str | None = None,
     window_s: float = DEFAULT_WINDOW_S,
+    cache_blocks: int | None = None,
 ) -> dict[str, Any]:
     """The fitted ``demand.classes`` entry of a trace, as a plain dict (see ``TraceFit``)."""
-    return fit(path, format, window_s).demand_class(name)
+    return fit(path, format, window_s, cache_blocks).demand_class(name)
 
 
 def fit_lengths(values: npt.ArrayLike, field_name: str) -> LengthFit:
@@ -206,6 +265,81 @@ def fit_lengths(values: npt.ArrayLike, field_name: str) -> LengthFit:
         trace_quantiles=tuple(float(v) for v in np.quantile(x, QUANTILES)),
         fitted_quantiles=fitted,
     )
+
+
+def fit_cache(
+    path: Path, format: TraceFormat = "auto", cache_blocks: int | None = None
+) -> tuple[CacheFit | None, str]:
+    """The prefix-cache hit share of a trace file and a note; None (and why) without hashes."""
+    if _detected(path, format) != "mooncake":
+        return None, "the trace has no block hashes (an Azure trace has none)"
+    hashes, inputs = read_block_hashes(path)
+    if not any(hashes):
+        return None, "the trace has no block hashes (no request carries hash_ids)"
+    unbounded = prefix_cache_hits(hashes, inputs)
+    lru = None if cache_blocks is None else prefix_cache_hits(hashes, inputs, cache_blocks)
+    distinct = len({b for blocks in hashes for b in blocks})
+    missing = sum(1 for blocks, n in zip(hashes, inputs, strict=True) if n > 0 and not blocks)
+    note = f"{missing} requests without hash_ids count as misses" if missing else ""
+    return CacheFit(BLOCK_TOKENS, distinct, unbounded, lru), note
+
+
+def read_block_hashes(path: str | Path) -> tuple[list[list[Hashable]], list[int]]:
+    """A Mooncake JSONL trace's ``hash_ids`` (empty where absent) and ``input_length`` per
+    request, in arrival order (a stable sort on ``timestamp``, as ``load_trace``)."""
+    rows: list[tuple[float, list[Hashable], int]] = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            blocks = row.get("hash_ids") or []
+            rows.append((float(row["timestamp"]), list(blocks), int(row["input_length"])))
+    rows.sort(key=lambda r: r[0])  # stable: equal timestamps keep file order
+    return [r[1] for r in rows], [r[2] for r in rows]
+
+
+def prefix_cache_hits(
+    hash_ids: Sequence[Sequence[Hashable]],
+    input_tokens: Sequence[int],
+    capacity_blocks: int | None = None,
+    block_tokens: int = BLOCK_TOKENS,
+) -> CacheEstimate:
+    """Replay requests in the given (arrival) order through one prefix cache of blocks.
+
+    A request's hit tokens are ``block_tokens`` x its leading blocks already in the cache,
+    counted up to the first block that is not (a block equal to a cached one after a miss does
+    not count), capped at its input length; then all its blocks are put in the cache. With
+    ``capacity_blocks`` the cache is LRU: hits and insertions make a block the most recently
+    used, and the least recently used blocks are evicted past the capacity. None: unbounded.
+    """
+    if capacity_blocks is not None and capacity_blocks < 1:
+        raise ValueError(f"the cache capacity must be at least 1 block, got {capacity_blocks}")
+    hit_tokens = hit_requests = total = 0
+    lru: OrderedDict[Hashable, None] = OrderedDict()
+    seen: set[Hashable] = set()
+    cache: OrderedDict[Hashable, None] | set[Hashable] = seen if capacity_blocks is None else lru
+    for blocks, n in zip(hash_ids, input_tokens, strict=True):
+        total += n
+        k = 0
+        for block in blocks:
+            if block not in cache:
+                break
+            k += 1
+        if k:
+            hit_tokens += min(k * block_tokens, n)
+            hit_requests += 1
+        if capacity_blocks is None:
+            seen.update(blocks)
+            continue
+        for block in blocks:
+            if block in lru:
+                lru.move_to_end(block)
+            else:
+                lru[block] = None
+                if len(lru) > capacity_blocks:
+                    lru.popitem(last=False)
+    return CacheEstimate(capacity_blocks, hit_tokens, total, hit_requests)
 
 
 def index_of_dispersion(arrival_s: npt.ArrayLike, window_s: float) -> float:
@@ -322,7 +456,43 @@ def summary_lines(result: TraceFit) -> list[str]:
         f"class uses the {r.window_s:g} s window: {_fmt(r.dispersion)} -> {kind}"
     )
     lines.append(f"diurnal shape: {r.diurnal_note}")
+    lines.extend(cache_lines(r))
     lines.extend(f"note: {n}" for n in r.notes)
+    return lines
+
+
+def cache_lines(result: TraceFit) -> list[str]:
+    """The prefix-cache hit share and how it was estimated (or why it was not)."""
+    c = result.cache
+    if c is None:
+        return [
+            f"prefix-cache hit share: cannot be estimated: {result.cache_note}; "
+            "cache_hit_share is left out (the schema's default, 0)"
+        ]
+    u = c.unbounded
+    lines = [
+        f"prefix-cache hit share (cache_hit_share): unbounded cache {u.share:.4f} (an upper "
+        f"bound; {u.hit_tokens:,} of {u.input_tokens:,} input tokens, {u.hit_requests:,} "
+        f"requests with a hit; {c.distinct_blocks:,} distinct blocks)"
+    ]
+    if c.lru is not None:
+        blocks = c.lru.capacity_blocks or 0
+        lines.append(
+            f"  LRU cache of {blocks:,} blocks ({blocks * c.block_tokens:,} tokens): "
+            f"{c.lru.share:.4f} ({c.lru.hit_tokens:,} tokens); the class carries this one"
+        )
+    else:
+        lines.append("  the class carries the unbounded share (give --cache-blocks N for an LRU)")
+    lines.append(
+        f"  method: requests replayed in arrival order through one prefix cache of "
+        f"{c.block_tokens}-token blocks keyed by hash_ids; a request's hit tokens are its "
+        "leading blocks already cached, up to its first block not cached (prefix semantics), "
+        "capped at its input length; then its blocks are cached (LRU evicts the least "
+        "recently used past the capacity); share = hit tokens / input tokens over the trace. "
+        "One cache for the whole trace: caches split over instances hit less"
+    )
+    if result.cache_note:
+        lines.append(f"  note: {result.cache_note}")
     return lines
 
 

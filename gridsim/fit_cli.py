@@ -33,10 +33,20 @@ def fit_trace_command(
         bool,
         typer.Option("--empirical", help="Lengths resampled from the trace, not lognormal"),
     ] = False,
+    cache_blocks: Annotated[
+        int | None,
+        typer.Option(
+            "--cache-blocks",
+            min=1,
+            help="Capacity of an LRU prefix cache, in blocks (512 tokens each in Mooncake "
+            "traces), for the cache-hit share (default: unbounded)",
+        ),
+    ] = None,
 ) -> None:
     """Fit a demand class to a trace: token lengths (lognormal: mean and sigma of log),
-    request rate, burstiness (index of dispersion) and, for traces of a day or more, the
-    diurnal shape. Prints the class as YAML to paste under demand.classes."""
+    request rate, burstiness (index of dispersion), for traces of a day or more the diurnal
+    shape and, for traces with block hashes (Mooncake), the prefix-cache hit share. Prints the
+    class as YAML to paste under demand.classes."""
     from gridsim.console import guard, out
     from gridsim.demand.traces import TraceFormat
     from gridsim.fit import class_yaml, fit
@@ -57,7 +67,7 @@ def fit_trace_command(
         if not trace.is_file():
             raise FileNotFoundError(f"trace file {trace} not found")
         try:
-            result = fit(trace, cast(TraceFormat, format), window_s)
+            result = fit(trace, cast(TraceFormat, format), window_s, cache_blocks)
         except ValueError as exc:
             hint = "" if format == "auto" else " (or try --format auto)"
             raise ValueError(f"cannot fit {trace} (format {format}): {exc}{hint}") from None

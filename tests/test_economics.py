@@ -215,3 +215,89 @@ def test_price_change_event_changes_electricity_cost_from_its_instant() -> None:
     late = b["time_s"] >= 1800
     assert np.allclose(b.loc[~late, "electricity_cny"], a.loc[~late, "electricity_cny"])
     assert np.allclose(b.loc[late, "electricity_cny"], 2 * a.loc[late, "electricity_cny"])
+
+
+CACHED = ONE_NODE.replace(
+    "      output_tokens: {dist: constant, value: 200}\n",
+    "      output_tokens: {dist: constant, value: 200}\n"
+    "      cache_hit_share: 0.563\n"
+    "    - name: fresh\n"
+    "      model: deepseek-v3\n"
+    "      rate_per_s: 0.2\n"
+    "      input_tokens: {dist: constant, value: 1000}\n"
+    "      output_tokens: {dist: constant, value: 200}\n",
+)
+
+
+def _catalogue_prices(model: str) -> dict[str, float]:
+    """The model's list prices read straight from the catalogue file (not via gridsim)."""
+    import csv
+
+    root = Path(__file__).resolve().parents[1]
+    with (root / "gridsim" / "catalog" / "data" / "models.csv").open(encoding="utf-8") as f:
+        return {
+            row["attribute"]: float(row["value"])
+            for row in csv.DictReader(f)
+            if row["id"] == model and row["attribute"].startswith("price_")
+        }
+
+
+def test_revenue_bills_each_class_at_its_own_cache_hit_share() -> None:
+    """Class ``chat`` has cache_hit_share 0.563, class ``fresh`` the default 0, on one
+    DeepSeek-V3 pool. DeepSeek-V3's catalogue prices (CNY per 1e6 tokens): input 2.0, cache hit
+    0.49, output 8.0. A chat request (1000 in, 200 out) earns, per 1e6 requests,
+
+        h = 0:     1000 x 2.0 + 200 x 8.0                               = 3600 CNY
+        h = 0.563: 1000 x (0.437 x 2.0 + 0.563 x 0.49) + 200 x 8.0
+                 = 874 + 275.87 + 1600                                  = 2749.87 CNY
+
+    a cut of 850.13 / 3600 = 23.6 % (the input part alone falls by 0.563 x (1 - 0.49 / 2.0)
+    = 42.5 %); a fresh request still earns 3600."""
+    prices = _catalogue_prices("deepseek-v3")
+    assert prices == {
+        "price_in_cny_per_m": 2.0,
+        "price_cache_hit_cny_per_m": 0.49,
+        "price_out_cny_per_m": 8.0,
+    }
+    p_in, p_hit, p_out = (
+        prices["price_in_cny_per_m"],
+        prices["price_cache_hit_cny_per_m"],
+        prices["price_out_cny_per_m"],
+    )
+    per_request_h0 = (1000 * p_in + 200 * p_out) / 1e6
+    per_request_h = (1000 * (0.437 * p_in + 0.563 * p_hit) + 200 * p_out) / 1e6
+    assert per_request_h0 == pytest.approx(3600 / 1e6, rel=1e-12)
+    assert per_request_h == pytest.approx(2749.87 / 1e6, rel=1e-12)
+    assert 1 - per_request_h / per_request_h0 == pytest.approx(0.23615, abs=1e-5)
+
+    r = gs.run(gs.load_scenario_text(CACHED))
+    served = r.flows.groupby("class")["requests"].sum()
+    assert served["chat"] > 0 and served["fresh"] > 0
+    for cls in ("chat", "fresh"):  # constant lengths: tokens = requests x 1000 / 200
+        rows = r.flows[r.flows["class"] == cls]
+        assert rows["input_tokens"].sum() == 1000 * served[cls]
+        assert rows["output_tokens"].sum() == 200 * served[cls]
+    table = econ.by_class(r).set_index("class")
+    assert table.loc["chat", "revenue_cny"] == pytest.approx(
+        served["chat"] * per_request_h, rel=1e-9
+    )
+    assert table.loc["fresh", "revenue_cny"] == pytest.approx(
+        served["fresh"] * per_request_h0, rel=1e-9
+    )
+    # the override prices every class alike: 0 gives the chat class its uncached revenue
+    flat = econ.by_class(r, econ.Assumptions(cache_hit_share=0.0)).set_index("class")
+    assert flat.loc["chat", "revenue_cny"] == pytest.approx(
+        served["chat"] * per_request_h0, rel=1e-9
+    )
+    cut = 1 - table.loc["chat", "revenue_cny"] / flat.loc["chat", "revenue_cny"]
+    assert cut == pytest.approx(0.23615, abs=1e-5)
+    # the summary says which share each class was billed at
+    summary = econ.economics_summary(r)
+    assert summary["assumptions"]["cache_hit_share"] is None
+    assert summary["assumptions"]["cache_hit_share_by_class"] == {"chat": 0.563, "fresh": 0.0}
+    assert summary["revenue_cny"] == pytest.approx(table["revenue_cny"].sum(), rel=1e-9)
+    json.dumps(summary, allow_nan=False)
+    overridden = econ.economics_summary(r, econ.Assumptions(cache_hit_share=0.25))
+    assert overridden["assumptions"]["cache_hit_share_by_class"] == {"chat": 0.25, "fresh": 0.25}
+    with pytest.raises(ValueError, match="cache_hit_share"):
+        econ.Assumptions(cache_hit_share=1.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import gridsim as gs
 from gridsim.cli import app
 from gridsim.demand import LengthSampler
 from gridsim.fit import (
+    BLOCK_TOKENS,
     BURSTY_THRESHOLD,
     QUANTILES,
     class_yaml,
@@ -23,9 +25,12 @@ from gridsim.fit import (
     diurnal_from_rates,
     diurnal_profile,
     fit,
+    fit_cache,
     fit_lengths,
     fit_trace,
     index_of_dispersion,
+    prefix_cache_hits,
+    read_block_hashes,
 )
 from gridsim.scenario.schema import DemandClass, Lognormal
 
@@ -243,6 +248,120 @@ def test_default_names_are_valid_ids() -> None:
     assert len(default_name("a" * 100 + ".csv")) == 64
 
 
+# --- prefix-cache hit share ----------------------------------------------------------------------
+
+# Four requests (512-token blocks), written out of arrival order: the replay sorts by timestamp.
+#   A  t=0 s  1200 tokens  [1, 2, 3]  nothing cached yet                      hit 0
+#   B  t=1 s  1100 tokens  [1, 2, 4]  blocks 1, 2 cached, 4 not               hit 2 x 512 = 1024
+#   C  t=2 s  1000 tokens  [5, 2]     5 not cached: the prefix stops there;
+#                                     block 2 is cached but comes after a miss  hit 0
+#   D  t=3 s  1300 tokens  [1, 2, 3]  all three cached: 1536, capped at 1300  hit 1300
+# Unbounded: (0 + 1024 + 0 + 1300) / (1200 + 1100 + 1000 + 1300) = 2324 / 4600.
+# LRU of 3 blocks (oldest first): after A [1 2 3]; B hits 1, 2 (1024), adds 4, evicts 3:
+# [1 2 4]; C misses 5, adds it, evicts 1: [2 4 5], then 2 is touched: [4 5 2]; D misses at
+# block 1 (evicted): hit 0. LRU share = 1024 / 4600.
+HAND_TRACE = [
+    {"timestamp": 0, "input_length": 1200, "output_length": 10, "hash_ids": [1, 2, 3]},
+    {"timestamp": 2000, "input_length": 1000, "output_length": 10, "hash_ids": [5, 2]},
+    {"timestamp": 1000, "input_length": 1100, "output_length": 10, "hash_ids": [1, 2, 4]},
+    {"timestamp": 3000, "input_length": 1300, "output_length": 10, "hash_ids": [1, 2, 3]},
+]
+HAND_UNBOUNDED = 2324 / 4600
+HAND_LRU3 = 1024 / 4600
+
+
+def _write_mooncake(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_cache_hit_share_by_hand(tmp_path: Path) -> None:
+    assert BLOCK_TOKENS == 512
+    trace = _write_mooncake(tmp_path / "hand.jsonl", HAND_TRACE)
+    hashes, inputs = read_block_hashes(trace)
+    assert inputs == [1200, 1100, 1000, 1300]  # arrival order, not file order
+    unbounded = prefix_cache_hits(hashes, inputs)
+    assert (unbounded.hit_tokens, unbounded.input_tokens) == (2324, 4600)
+    assert unbounded.hit_requests == 2
+    assert unbounded.share == pytest.approx(HAND_UNBOUNDED, rel=1e-12)
+    lru = prefix_cache_hits(hashes, inputs, capacity_blocks=3)
+    assert (lru.hit_tokens, lru.capacity_blocks) == (1024, 3)
+    assert lru.share == pytest.approx(HAND_LRU3, rel=1e-12)
+    # five blocks hold every block of the trace: no eviction, the unbounded answer
+    assert prefix_cache_hits(hashes, inputs, capacity_blocks=5).hit_tokens == 2324
+    result = fit(trace, cache_blocks=3)
+    assert result.cache is not None and result.cache.distinct_blocks == 5
+    assert result.cache.unbounded.share == pytest.approx(HAND_UNBOUNDED, rel=1e-12)
+    assert result.demand_class()["cache_hit_share"] == round(HAND_LRU3, 4)  # 0.2226
+    assert fit(trace).demand_class()["cache_hit_share"] == round(HAND_UNBOUNDED, 4)  # 0.5052
+    text = class_yaml(result)  # validated against the schema on the way
+    assert "upper bound" in text and "LRU cache of 3 blocks" in text and "method:" in text
+    assert "up to its first block not cached (prefix semantics)" in text
+
+
+def test_cache_hits_follow_prefix_semantics() -> None:
+    # the second request's block 2 was seen, but after its first block missed: no hit
+    assert prefix_cache_hits([[1, 2], [9, 2]], [1024, 1024]).hit_tokens == 0
+    # a shared first block counts; the same block later, after a miss, does not
+    assert prefix_cache_hits([[1, 2, 3], [1, 7, 3]], [1536, 1536]).hit_tokens == 512
+    # hit tokens are capped at the request's input length (the last block is partial)
+    assert prefix_cache_hits([[1, 2], [1, 2]], [1000, 600]).hit_tokens == 600
+    with pytest.raises(ValueError, match="at least 1 block"):
+        prefix_cache_hits([[1]], [10], capacity_blocks=0)
+
+
+def test_lru_keeps_the_blocks_used_last() -> None:
+    """Three blocks of room. [1 2], then [1 3] hits block 1 and makes it the most recently
+    used: [2 1 3]; [4] evicts 2, the least recently used: [1 3 4]; so [1] hits. First in,
+    first out would have evicted 1 instead and the last request would miss."""
+    hashes, inputs = [[1, 2], [1, 3], [4], [1]], [1024, 1024, 512, 512]
+    assert prefix_cache_hits(hashes, inputs, capacity_blocks=3).hit_tokens == 512 + 512
+    assert prefix_cache_hits(hashes, inputs, capacity_blocks=2).hit_tokens == 512  # [3 4] left
+
+
+def test_cli_cache_blocks_and_traces_without_hashes(tmp_path: Path) -> None:
+    runner = CliRunner()
+    trace = _write_mooncake(tmp_path / "hand.jsonl", HAND_TRACE)
+    out = runner.invoke(app, ["fit-trace", str(trace), "--cache-blocks", "3"])
+    assert out.exit_code == 0, out.output
+    assert yaml.safe_load(out.output)[0]["cache_hit_share"] == round(HAND_LRU3, 4)
+    bad = runner.invoke(app, ["fit-trace", str(trace), "--cache-blocks", "0"])
+    assert bad.exit_code == 2
+    # a Mooncake trace without hash_ids, and an Azure trace: no share, and the output says so
+    bare = [{k: v for k, v in r.items() if k != "hash_ids"} for r in HAND_TRACE]
+    no_hashes = _write_mooncake(tmp_path / "bare.jsonl", bare)
+    azure = tmp_path / "t.csv"
+    _write_azure(azure, np.arange(0.0, 100.0, 0.5))
+    for path in (no_hashes, azure):
+        result = fit(path)
+        assert result.cache is None
+        assert "cache_hit_share" not in result.demand_class()
+        out = runner.invoke(app, ["fit-trace", str(path)])
+        assert out.exit_code == 0, out.output
+        assert "hit share: cannot be estimated" in out.output
+        assert "cache_hit_share" not in yaml.safe_load(out.output)[0]
+
+
+@needs_traces
+def test_mooncake_conversation_cache_hit_share() -> None:
+    """Kimi's conversation trace: one shared cache would hit 37 % of input tokens at most
+    (54.1 M of 144.8 M); an LRU cache hits less the smaller it is, and one that holds all the
+    trace's distinct blocks gives the unbounded figure."""
+    result = fit(MOONCAKE_CONV, cache_blocks=10_000)
+    cache = result.cache
+    assert cache is not None and cache.lru is not None
+    assert 0 < cache.unbounded.share < 1
+    assert cache.unbounded.share == pytest.approx(0.3736, abs=5e-5)
+    assert cache.unbounded.input_tokens == pytest.approx(12_035.1 * 12_031, rel=1e-5)
+    assert 0 < cache.lru.share < cache.unbounded.share
+    assert result.demand_class()["cache_hit_share"] == round(cache.lru.share, 4)
+    hashes, inputs = read_block_hashes(MOONCAKE_CONV)
+    shares = [prefix_cache_hits(hashes, inputs, c).share for c in (1_000, 20_000, 100_000)]
+    assert shares == sorted(shares)
+    full = prefix_cache_hits(hashes, inputs, cache.distinct_blocks)
+    assert full.hit_tokens == cache.unbounded.hit_tokens
+
+
 def _write_azure(path: Path, offsets_s: np.ndarray) -> None:
     start = pd.Timestamp("2023-11-16 00:00:00")
     n = len(offsets_s)
@@ -255,3 +374,17 @@ def _write_azure(path: Path, offsets_s: np.ndarray) -> None:
             "GeneratedTokens": np.full(n, 20),
         }
     ).to_csv(path, index=False)
+
+
+@needs_traces
+def test_the_baseline_agent_cache_hit_share_is_the_trace_fit() -> None:
+    """scenarios/baseline.yaml's agent class quotes fit-trace on Kimi's conversation trace
+    (unbounded cache): the number in the file is the fit's, to the three decimals written."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "scenarios" / "baseline.yaml").read_text("utf-8"))
+    agent = next(c for c in data["demand"]["classes"] if c["name"] == "agent")
+    cache, _ = fit_cache(MOONCAKE_CONV)
+    assert cache is not None
+    assert agent["cache_hit_share"] == round(cache.unbounded.share, 3)

@@ -119,9 +119,15 @@ def warnings(result: Result) -> list[str]:
             line += f" Not simulated: {', '.join(sp['classes_not_simulated'])}."
         out.append(line)
     out.extend(s.get("notes") or [])
-    shortfall = _date((s.get("capacity") or {}).get("shortfall_at"))
+    capacity = s.get("capacity") or {}
+    shortfall = _date(capacity.get("shortfall_at"))
     if shortfall:
         out.append(f"demand outgrows capacity from {shortfall}")
+    elif capacity.get("headroom", {}).get("min") is not None:
+        out.append(
+            "demand stays within capacity over the whole horizon: the national headroom is "
+            f"never below {capacity['headroom']['min']:.1%}"
+        )
     for name, block in s.get("by_class", {}).items():
         sla = block.get("sla_attainment")
         if sla is not None and sla < SLA_TARGET:
@@ -178,7 +184,7 @@ def render(result: Result, figures: list[Path]) -> str:
         "<h2>Figures</h2>",
         *(_figure(p) for p in figures),
         "<h2>By class</h2>",
-        _class_table(result),
+        _class_table(result, econ),
         "<h2>By region</h2>",
         _region_table(result),
         "<h2>By node</h2>",
@@ -284,8 +290,17 @@ def _assumptions(result: Result, econ: dict[str, Any]) -> str:
         ("seed", str(result.summary.get("seed", sc.seed))),
     ]
     for key, value in (econ.get("assumptions") or {}).items():
+        if key in ("cache_hit_share", "cache_hit_share_by_class"):
+            continue  # one row below
         text = "flat" if value is None else f"{value:g}" if isinstance(value, float) else value
         rows.append((f"economics: {key}", str(text)))
+    shares = _cache_shares(result, econ)
+    rows.append(
+        (
+            "economics: cache_hit_share (input billed at the cache-hit price)",
+            ", ".join(f"{name} {h:g}" for name, h in shares.items()) or "–",
+        )
+    )
     body = "".join(f"<dt>{_e(a)}</dt><dd>{_e(b)}</dd>" for a, b in rows)
     note = (
         "Economics assumptions and sources are documented in gridsim/economics.py "
@@ -371,8 +386,25 @@ NODE_COLUMNS: tuple[tuple[str, Cell], ...] = (  # after the node's kind
 )
 
 
-def _class_table(result: Result) -> str:
-    return _breakdown(result, "class", CLASS_COLUMNS)
+def _class_table(result: Result, econ: dict[str, Any]) -> str:
+    shares = _cache_shares(result, econ)
+
+    def cache_hit(name: str, _block: dict[str, Any], _cost: pd.Series[Any] | None) -> str:
+        return _pct(shares.get(name))
+
+    return _breakdown(result, "class", (*CLASS_COLUMNS, ("cache hit", cache_hit)))
+
+
+def _cache_shares(result: Result, econ: dict[str, Any]) -> dict[str, float]:
+    """Each class's share of input tokens billed at the cache-hit price, as economics used it
+    (a run written before per-class shares had one share for all classes, 0 by default)."""
+    a = econ.get("assumptions") or {}
+    by_class = a.get("cache_hit_share_by_class")
+    if isinstance(by_class, dict):
+        return {str(k): float(v) for k, v in by_class.items()}
+    h = a.get("cache_hit_share")
+    override = float(h) if isinstance(h, int | float) else None
+    return economics.cache_hit_shares(result, economics.Assumptions(cache_hit_share=override))
 
 
 def _region_table(result: Result) -> str:
