@@ -342,53 +342,6 @@ def _check_figure_path(path: Path) -> None:
         raise typer.Exit(2)
 
 
-@app.command()
-def serving(
-    model: Annotated[str, typer.Option("--model", help="Catalogue model id, e.g. deepseek-v3")],
-    accelerator: Annotated[str, typer.Option("--accelerator", help="Catalogue accelerator id")],
-    count: Annotated[int, typer.Option("--count", min=1, help="Accelerators deployed")],
-    tpot_ms: Annotated[
-        float | None, typer.Option("--tpot-ms", help="Time-per-output-token target (ms)")
-    ] = None,
-    price_cny_per_kwh: Annotated[float, typer.Option(help="Electricity price")] = 0.4,
-    pue: Annotated[float, typer.Option(help="Power usage effectiveness")] = 1.3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
-) -> None:
-    """What one deployment yields: replicas, slots, tokens/s, TTFT, energy and cost per 1M
-    tokens."""
-    import pandas as pd
-
-    from gridsim.catalog import builtin_catalog
-    from gridsim.serving import ServingParams, serving_model
-
-    cat = builtin_catalog()
-
-    def build() -> dict[str, Any]:
-        for name, value in (("--tpot-ms", tpot_ms), ("--price-cny-per-kwh", price_cny_per_kwh)):
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} {value}: give a finite number >= 0")
-        if not (math.isfinite(pue) and 1 <= pue <= 3):
-            raise ValueError(f"--pue {pue}: give a number from 1 to 3")
-        if tpot_ms is not None and tpot_ms <= 0:
-            raise ValueError(f"--tpot-ms {tpot_ms}: give a target above 0 ms")
-        if model not in cat.models:
-            raise ValueError(f"unknown model {model!r}; known: {', '.join(cat.models)}")
-        if accelerator not in cat.accelerators:
-            known = ", ".join(cat.accelerators)
-            raise ValueError(f"unknown accelerator {accelerator!r}; known: {known}")
-        params = ServingParams(tpot_target_s=tpot_ms / 1000) if tpot_ms else ServingParams()
-        sm = serving_model(cat.accelerators[accelerator], cat.models[model], params)
-        return sm.deployment(count, price_cny_per_kwh=price_cny_per_kwh, pue=pue)
-
-    result = guard(build)
-    if as_json:
-        sys.stdout.write(json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
-    else:
-        frame = pd.DataFrame({"value": list(result.values())}, index=list(result.keys()))
-        frame.index.name = "figure"
-        _print_frame(frame, title=f"{count} x {accelerator} serving {model}")
-
-
 def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
     """Non-finite figures (a deployment that serves nothing) as null: JSON has no NaN."""
     return {
@@ -400,7 +353,7 @@ def _register_extensions() -> None:
     """Commands that live in their own modules (each defines ``register(app)``)."""
     import importlib
 
-    for name in ("gridsim.sweep_cli", "gridsim.fit_cli"):
+    for name in ("gridsim.sweep_cli", "gridsim.fit_cli", "gridsim.serving_cli"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
