@@ -51,9 +51,12 @@ PATIENCE_STREAM = 0x9A71  # spawn key of the patience streams: (PATIENCE_STREAM,
 # A request in the engine, a list for speed: indices of its fields (PATIENCE: inf when none).
 CLS, REGION, T_ARR, IN_TOK, OUT_TOK, JOB_S, PATIENCE = range(7)
 POOL, NET, REACH, START, END, STATE = range(7, 13)
-# Where it is in its pool's stages (``gridsim.service``): the station it holds or waits for,
-# the stage, its waits at later stations, its first token, when it left the entry station's
-# slot, and at the current station: when it reached it, started and ends there.
+# A request of a pool with later stations carries more fields from its admission on (others
+# do not, to stay cheap): where it is in its pool's stages (``gridsim.service``): the station
+# it holds or waits for,
+# STG (on its way to a later station: that stage; holding a slot: the stage to walk on to when
+# it leaves, -1 if none), its waits at later stations, its first token, when it left the entry
+# station's slot, and at a later station: when it reached it, started and ends there.
 AT, STG, WAITED, FIRST, END0, AT_REACH, AT_START, AT_END = range(13, 21)
 N_FIELDS = 21
 # Its STATE: on its way to a pool, holding (or queued for) a slot, on its way to a later
@@ -61,16 +64,20 @@ N_FIELDS = 21
 TRAVEL, ADMITTED, GONE, HOP = 0, 1, 2, 3
 
 
-_FRESH = (0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # AT ... AT_END of a request not yet admitted
-
-
 def _fresh(req: list[Any]) -> list[Any]:
     """A new record of a request to route again (the old one stays in the agenda, dead)."""
-    return [*req[:NET], 0.0, 0.0, 0.0, 0.0, TRAVEL, *_FRESH]
+    return [*req[:NET], 0.0, 0.0, 0.0, 0.0, TRAVEL]
 
 
-def _coef(stage: Stage) -> tuple[float, float, float, float]:
-    return stage.fixed_s, stage.per_input_s, stage.per_output_s, stage.per_job_s
+def _staged(req: list[Any]) -> bool:
+    """Whether the request carries the stage fields (its pool has later stations)."""
+    return len(req) > AT
+
+
+def _coef(route: tuple[Stage, ...]) -> tuple[float, float, float, float, float, bool]:
+    s = route[0]
+    first = s.first_token_per_input_s or 0.0
+    return s.per_input_s, s.per_output_s, s.per_job_s, s.fixed_s, first, len(route) > 1
 
 
 class RequestEngine(EngineBase):
@@ -107,18 +114,22 @@ class RequestEngine(EngineBase):
         self.queue_limit = sc.admission.queue_limit
         self.max_wait = sc.admission.max_wait if sc.admission.max_wait is not None else INF
         self.latency = grid.latency_s.tolist()  # nested lists: cheaper to index per request
-        # The service table's routes; per (class, pool) the entry stage's hold coefficients
-        # (fixed, per input token, per output token, per job second) and its first token
-        # (seconds per input token after the start; None: not in this stage), for speed.
+        # The service table's routes; per (class, pool), for speed, the entry stage's hold
+        # coefficients (per input token, per output token, per job second, fixed), its first
+        # token (s per input token after the start; 0 for jobs: their first output is their
+        # start) and whether stages follow it.
         self.routes = grid.service.routes
         self.entry_coef = [
-            [_coef(r[0]) if r else (0.0, 0.0, 0.0, 0.0) for r in per_pool]
+            [_coef(r) if r else (0.0, 0.0, 0.0, 0.0, 0.0, False) for r in per_pool]
             for per_pool in self.routes
         ]
-        self.staged = [[r is not None and len(r) > 1 for r in per] for per in self.routes]
         self.slots_per_job = [c.slots_per_job for c in classes]
         self.slots_per_job_arr = np.array(self.slots_per_job, dtype=np.float64)
         self.hops: list[tuple[int, float, float, float]] = []  # later stations' spans
+        self.done_staged: list[list[Any]] = []  # ... finished staged requests
+        self.first_arr = np.array(
+            [[c[4] for c in per] for per in self.entry_coef]
+        )  # (C, P) first token, s per input token after the start
         self.done: list[list[Any]] = []  # finished, waiting to be recorded in bulk
         # (class index, sampler, generator) of each class with a patience; none: nothing drawn
         self.patience = [
@@ -228,7 +239,7 @@ class RequestEngine(EngineBase):
                 drop(c, r, -1)
                 continue
             net = latency[r][p]
-            req = [c, r, t, inp, out, job_s, patience, p, net, 0.0, 0.0, 0.0, TRAVEL, *_FRESH]
+            req = [c, r, t, inp, out, job_s, patience, p, net, 0.0, 0.0, 0.0, TRAVEL]
             if net > 0:
                 self.pushes += 1
                 push(agenda, (t + net, self.pushes, req))
@@ -261,13 +272,14 @@ class RequestEngine(EngineBase):
             req[STATE] = GONE
             self._reroute_or_lose(_fresh(req), t)
             return
-        fixed, per_in, per_out, per_job = self.entry_coef[req[CLS]][p]
+        c = req[CLS]
+        per_in, per_out, per_job, fixed, first, staged = self.entry_coef[c][p]
         if per_job:  # a job: its service time (LLM requests carry none)
             service = fixed + per_job * req[JOB_S]
         else:
             service = fixed + per_in * req[IN_TOK] + per_out * req[OUT_TOK]
         free = self.free[p]
-        k = self.slots_per_job[req[CLS]]
+        k = self.slots_per_job[c]
         if k > len(free):  # retirements left the pool fewer slots than the job needs
             req[STATE] = GONE
             self.recorder.drop(req[CLS], req[REGION], p)
@@ -296,20 +308,18 @@ class RequestEngine(EngineBase):
         req[START] = start
         req[END] = end
         req[STATE] = ADMITTED
-        req[AT], req[STG], req[END0], req[AT_END] = p, 0, end, end
         self.in_system[p] += 1
         if self.queue_limit is not None and start > t:
             heapq.heappush(self.waiting[p], start)
-        route = self.routes[req[CLS]][p]
-        ft = route[0].first_token_per_input_s if route else None
-        req[FIRST] = start + ft * req[IN_TOK] if ft is not None else start
+        if staged:  # AT, STG (next), WAITED, FIRST, END0, AT_REACH, AT_START, AT_END
+            req.extend((p, 1, 0.0, start + first * req[IN_TOK], end, 0.0, 0.0, 0.0))
         self.pushes += 1
         heapq.heappush(self.agenda, (end, self.pushes, req))
 
     def _next_stage(self, req: list[Any], t: float) -> None:
         """The request left its station's slot at ``t`` with stages still ahead."""
         self._left(req)
-        self._walk(req, t, req[STG] + 1)
+        self._walk(req, t, req[STG])
 
     def _walk(self, req: list[Any], t: float, k: int) -> None:
         """From stage ``k`` of its route at ``t``: pass the delays, then wait to reach the next
@@ -328,7 +338,7 @@ class RequestEngine(EngineBase):
             t += stage.hold_one(inp, out, job)
             k += 1
         # The route ends in a delay: done at ``t``, holding no slot.
-        req[END], req[STATE], req[STG], req[AT] = t, ADMITTED, len(route) - 1, -1
+        req[END], req[STATE], req[STG], req[AT] = t, ADMITTED, -1, -1
         self.pushes += 1
         heapq.heappush(self.agenda, (t, self.pushes, req))
 
@@ -354,7 +364,9 @@ class RequestEngine(EngineBase):
             req[FIRST] = start + stage.first_token_per_input_s * req[IN_TOK]
         req[STATE] = ADMITTED
         if req[STG] + 1 == len(route):
-            req[END] = end
+            req[END], req[STG] = end, -1
+        else:
+            req[STG] += 1
         self.pushes += 1
         heapq.heappush(self.agenda, (end, self.pushes, req))
 
@@ -387,55 +399,77 @@ class RequestEngine(EngineBase):
 
     def _advance(self, t: float) -> None:
         """Apply, in time order, pool arrivals and completions up to and including ``t``."""
-        agenda, done, in_system, staged = self.agenda, self.done, self.in_system, self.staged
+        agenda, done, in_system = self.agenda, self.done, self.in_system
         pop = heapq.heappop
         while agenda and agenda[0][0] <= t:
             t_event, _, req = pop(agenda)
             state = req[STATE]
             if state == ADMITTED:
-                c, p = req[CLS], req[POOL]
-                if staged[c][p] and req[STG] + 1 < len(self.routes[c][p]):
-                    self._next_stage(req, t_event)
+                p = req[POOL]
+                if len(req) > AT:  # a staged request
+                    if req[STG] >= 0:  # stages ahead
+                        self._next_stage(req, t_event)
+                        continue
+                    req[STATE] = GONE
+                    self._left(req)
+                    self.done_staged.append(req)
                     continue
                 req[STATE] = GONE
-                if req[AT] == p:
-                    in_system[p] -= 1
-                else:
-                    self._left(req)
+                in_system[p] -= 1
                 done.append(req)
             elif state == TRAVEL:
                 self._reach(req, t_event)
             elif state == HOP:
                 self._hop(req, t_event)
-        if len(done) >= FLUSH_ROWS:
+        if len(done) + len(self.done_staged) >= FLUSH_ROWS:
             self._flush_done()
             # With the collector paused, the few reference cycles that numpy and pandas make
             # per flush would pile up; collecting the youngest generation here is cheap.
             gc.collect(0)
 
     def _flush_done(self) -> None:
-        """Hand finished requests to the recorder as columns (one vectorised pass)."""
-        if not self.done:
-            return
+        """Hand finished requests to the recorder as columns (one vectorised pass each for
+        the plain and the staged ones)."""
         self._flush_hops()
-        n = len(self.done)
-        # one C pass over the numeric records (fromiter is much cheaper than np.array here)
-        flat = np.fromiter(itertools.chain.from_iterable(self.done), np.float64, n * N_FIELDS)
-        a = flat.reshape(n, N_FIELDS)
-        self.done = []
-        cls = a[:, CLS].astype(np.intp)
+        if self.done:
+            n = len(self.done)
+            # one C pass over the numeric records (fromiter is much cheaper than np.array here)
+            flat = np.fromiter(itertools.chain.from_iterable(self.done), np.float64, n * AT)
+            self.done = []
+            a = flat.reshape(n, AT)
+            cls, pool = a[:, CLS].astype(np.intp), a[:, POOL].astype(np.intp)
+            first = a[:, START] + a[:, IN_TOK] * self.first_arr[cls, pool]
+            self._finished(a, cls, pool, first, a[:, END], a[:, START] - a[:, REACH])
+        if self.done_staged:
+            n = len(self.done_staged)
+            chain = itertools.chain.from_iterable(self.done_staged)
+            a = np.fromiter(chain, np.float64, n * N_FIELDS).reshape(n, N_FIELDS)
+            self.done_staged = []
+            cls, pool = a[:, CLS].astype(np.intp), a[:, POOL].astype(np.intp)
+            wait = a[:, START] - a[:, REACH] + a[:, WAITED]
+            self._finished(a, cls, pool, a[:, FIRST], a[:, END0], wait)
+
+    def _finished(
+        self,
+        a: np.ndarray,
+        cls: np.ndarray,
+        pool: np.ndarray,
+        first: np.ndarray,
+        busy_end: np.ndarray,
+        wait: np.ndarray,
+    ) -> None:
         self.recorder.finished(
             class_idx=cls,
             region_idx=a[:, REGION].astype(np.intp),
-            pool_idx=a[:, POOL].astype(np.intp),
+            pool_idx=pool,
             arrival_s=a[:, T_ARR],
             network_s=a[:, NET],
             reach_s=a[:, REACH],
             start_s=a[:, START],
-            first_token_s=a[:, FIRST],
+            first_token_s=first,
             end_s=a[:, END],
-            busy_end_s=a[:, END0],
-            wait_s=a[:, START] - a[:, REACH] + a[:, WAITED],
+            busy_end_s=busy_end,
+            wait_s=wait,
             input_tokens=a[:, IN_TOK].astype(np.int64),
             output_tokens=a[:, OUT_TOK].astype(np.int64),
             slots=self.slots_per_job_arr[cls],
@@ -455,7 +489,8 @@ class RequestEngine(EngineBase):
         entries = sorted(
             (push, req)
             for _, push, req in self.agenda
-            if req[STATE] == ADMITTED and (pool is None or req[AT] == pool)
+            if req[STATE] == ADMITTED
+            and (pool is None or (req[AT] if len(req) > AT else req[POOL]) == pool)
         )
         return [req for _, req in entries]
 
@@ -481,13 +516,15 @@ class RequestEngine(EngineBase):
         self._top(p)
         for req in victims:
             req[STATE] = GONE
-            if req[AT] != req[POOL]:  # at a later station: its span there, then its entry's
+            if _staged(req) and req[AT] != req[POOL]:  # a later station: its span, its entry's
                 rec.add_span(rec.busy, p, req[AT_START], min(req[AT_END], t))
                 rec.add_span(rec.queued, p, req[AT_REACH], min(req[AT_START], t))
                 self._drop_mid_route(req, t)
                 continue
             k = self.slots_per_job[req[CLS]]
-            rec.add_span(rec.busy, p, req[START], min(req[END0], t), k)
+            rec.add_span(
+                rec.busy, p, req[START], min(req[END0] if _staged(req) else req[END], t), k
+            )
             rec.add_span(rec.queued, p, req[REACH], min(req[START], t))
             # A fresh record: the old one stays in the completion heap, marked dead.
             self._reroute_or_lose(_fresh(req), t)
@@ -556,9 +593,9 @@ class RequestEngine(EngineBase):
             p = req[POOL]
             in_flight[req[CLS], req[REGION], p] += 1
             k = self.slots_per_job[req[CLS]]
-            rec.add_span(rec.busy, p, req[START], min(req[END0], end), k)
+            rec.add_span(rec.busy, p, req[START], min(req[END0 if _staged(req) else END], end), k)
             rec.add_span(rec.queued, p, req[REACH], min(req[START], end))
-            if req[AT] not in (p, -1) and req[STATE] == ADMITTED:  # at a later station
+            if _staged(req) and req[AT] not in (p, -1) and req[STATE] == ADMITTED:  # later
                 rec.add_span(rec.busy, req[AT], req[AT_START], min(req[AT_END], end))
                 rec.add_span(rec.queued, req[AT], req[AT_REACH], min(req[AT_START], end))
         self._flush_hops()
