@@ -10,7 +10,8 @@ figures over every block of ticks hold too: ``max_conservation_gap < 1e-9``, ``m
 more negative than float noise, ``max_load <= 1 + 1e-9``.
 
 - ``test_accounting_holds_in_random_scenarios``: hypothesis draws small grids (1-4 regions,
-  1-4 nodes of 1-2 pools: generic job pools mostly, LLM pools of the catalogue now and then;
+  1-4 nodes of 1-2 pools: generic job pools mostly, LLM pools of the catalogue now and then
+  (a third of them disaggregated: a prefill and a decode station);
   1-3 classes; offered load 0.3-3x the slots; 1-6 hours), with or without events (node
   outages with and without restore, link outages, build-outs, retirements, demand shocks,
   policy switches, price changes), admission rules, patience, any policy, either
@@ -439,6 +440,8 @@ def drafts(draw: st.DrawFn) -> Draft:
                     "accelerator": draw(st.sampled_from(ACCELERATORS)),
                     "replicas": draw(st.integers(1, 2)),
                 }
+                if draw(st.integers(0, 2)) == 0:  # prefill -> KV transfer -> decode stations
+                    pool["deployment"] = {"mode": "disaggregated"}
             else:
                 pool = {"id": f"p{j}", "slots": draw(st.integers(1, 6))}
                 if job_classes and draw(st.integers(0, 3)) == 0:
