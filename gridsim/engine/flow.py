@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -706,8 +706,9 @@ class FlowEngine(EngineBase):
     def _record_latency(self, acc: _Block, keep: float) -> None:
         """The block's admitted requests with their waits into the counters and histograms."""
         values, weights = acc.wait_law()
+        first_waits = None
         if self.later.size:
-            values, weights = self._through_stations(values, weights)
+            values, weights, first_waits = self._through_stations(values, weights)
         self.recorder.record_flow(
             served=acc.admitted,
             wait_points=(values, weights),
@@ -716,39 +717,45 @@ class FlowEngine(EngineBase):
             network_s=self.latency,
             keep=keep,
             tokens=(self.demand.mean_input_tokens, self.demand.mean_output_tokens),
+            first_token_waits=first_waits,
         )
 
     def _through_stations(
         self, values: FloatArray, weights: FloatArray
-    ) -> tuple[FloatArray, FloatArray]:
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Each staged pool's wait law with its later stations' waits added (independent
         stages: the law of the sum, reduced again to equal-mass bands); later stations keep
-        none of their own (their requests are counted at the entry)."""
-        out_v: list[tuple[int, FloatArray, FloatArray]] = []
+        none of their own (their requests are counted at the entry). Also, per point, the
+        part of the wait before the first token: the entry's (the first token leaves when
+        prefill ends), the band mean of that part among the points of each band."""
+        out: list[tuple[int, FloatArray, FloatArray, FloatArray]] = []
         n_c, n_p, n_j = values.shape
-        v_all, w_all = values.copy(), weights.copy()
         for p in np.unique(self.entry_of[self.later]):
             v, w = values[:, p], weights[:, p]  # (C, J)
+            u = v  # the entry's part of each point
             for q in self.later[self.entry_of[self.later] == p]:
                 total = weights[:, q].sum(axis=1, keepdims=True)
                 share = np.divide(
                     weights[:, q], total, out=np.zeros_like(weights[:, q]), where=total > 0
                 )
                 share[:, 0] += total[:, 0] <= 0  # nothing passed: no wait
+                j_q = values.shape[2]
+                u = np.repeat(u, j_q, axis=1)
                 v = (v[:, :, None] + values[:, q][:, None, :]).reshape(n_c, -1)
                 w = (w[:, :, None] * share[:, None, :]).reshape(n_c, -1)
-            vr, wr = _reduce_waits(v[:, None, :], w[:, None, :])
-            out_v.append((p, vr[:, 0], wr[:, 0]))
-        j = max(n_j, out_v[0][1].shape[1]) if out_v else n_j
-        v_all = np.concatenate([v_all, np.zeros((n_c, n_p, j - n_j))], axis=2)
-        w_all = np.concatenate([w_all, np.zeros((n_c, n_p, j - n_j))], axis=2)
-        for p, vr, wr in out_v:
-            v_all[:, p] = 0.0
-            w_all[:, p] = 0.0
-            v_all[:, p, : vr.shape[1]] = vr
-            w_all[:, p, : wr.shape[1]] = wr
+            vr, wr, ur = _reduce_waits(v[:, None, :], w[:, None, :], u[:, None, :])
+            out.append((p, vr[:, 0], wr[:, 0], ur[:, 0]))
+        j = max([n_j, *(o[1].shape[1] for o in out)])
+        pad = np.zeros((n_c, n_p, j - n_j))
+        v_all = np.concatenate([values, pad], axis=2)
+        w_all = np.concatenate([weights, pad], axis=2)
+        u_all = v_all.copy()
+        for p, vr, wr, ur in out:
+            for arr, part in ((v_all, vr), (w_all, wr), (u_all, ur)):
+                arr[:, p] = 0.0
+                arr[:, p, : part.shape[1]] = part
         w_all[:, self.later] = 0.0
-        return v_all, w_all
+        return v_all, w_all, u_all
 
     def warnings(self) -> list[str]:
         """What a reader of this run's numbers must know about how they were computed."""
@@ -850,21 +857,35 @@ class _Block:
         return _reduce_waits(np.concatenate(parts_v, axis=2), np.concatenate(parts_w, axis=2))
 
 
-def _reduce_waits(v: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Wait points (C, P, N) and their weights as the no-wait mass, then equal-mass bands."""
+@overload
+def _reduce_waits(v: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]: ...
+@overload
+def _reduce_waits(
+    v: FloatArray, w: FloatArray, u: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]: ...
+def _reduce_waits(
+    v: FloatArray, w: FloatArray, u: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray] | tuple[FloatArray, FloatArray, FloatArray]:
+    """Wait points (C, P, N) and their weights as the no-wait mass, then equal-mass bands;
+    with ``u`` (a second value per point), its mean over the points of each band too."""
     zero = np.where(v <= 0, w, 0.0).sum(axis=2)
     w_pos = np.where(v > 0, w, 0.0)
+    head = np.zeros((*zero.shape, 1))
     if v.shape[2] <= WAIT_BANDS + 1:
-        return np.concatenate([np.zeros((*zero.shape, 1)), v], 2), np.concatenate(
-            [zero[:, :, None], w_pos], 2
-        )
+        values = np.concatenate([head, v], 2)
+        weights = np.concatenate([zero[:, :, None], w_pos], 2)
+        return (values, weights) if u is None else (values, weights, np.concatenate([head, u], 2))
     order = np.argsort(v, axis=2, kind="stable")  # runs of ticks come nearly sorted
     vs = np.take_along_axis(v, order, axis=2)
     ws = np.take_along_axis(w_pos, order, axis=2)
     bands_v, bands_w = band_means(ws, vs, WAIT_BANDS)
-    values = np.concatenate([np.zeros((*zero.shape, 1)), bands_v], axis=2)
+    values = np.concatenate([head, bands_v], axis=2)
     weights = np.concatenate([zero[:, :, None], bands_w], axis=2)
-    return values, weights
+    if u is None:
+        return values, weights
+    # the same bands (cut by cumulative weight in v's order), averaging u instead
+    bands_u, _ = band_means(ws, np.take_along_axis(u, order, axis=2), WAIT_BANDS)
+    return values, weights, np.concatenate([head, bands_u], axis=2)
 
 
 def _subset(outcome: Outcome, keep: npt.NDArray[np.bool_]) -> Outcome:

@@ -189,6 +189,7 @@ class Recorder:
         network_s: npt.NDArray[np.float64],
         keep: float,
         tokens: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+        first_token_waits: npt.NDArray[np.float64] | None = None,
     ) -> None:
         """Requests served over a block of ticks, as distributions (the flow engine).
 
@@ -196,7 +197,9 @@ class Recorder:
         (classes, pools, J) and sum to what each (class, pool) served; ``service_points`` are
         K equally likely quantile points of the slot time per (class, pool). Latency points
         are ``2 x network + wait_j + service_k`` (network: the served-weighted mean over
-        regions), the first token ``2 x network + wait_j + mean prefill``.
+        regions), the first token ``2 x network + wait_j + mean prefill``, or with
+        ``first_token_waits`` (C, P, J: the part of each wait point before the first token)
+        that part instead of ``wait_j``.
 
         ``keep`` (0 to 1; True and False count as 1 and 0) is the share of the block's served
         mass that falls after warm-up: the counters take all of ``served``, the histograms
@@ -213,7 +216,9 @@ class Recorder:
         with np.errstate(invalid="ignore", divide="ignore"):
             net = np.nan_to_num((served * network_s[:, None, :]).sum(axis=0) / served_cp)
         lat = (2 * net)[:, :, None, None] + wait_v[:, :, :, None] + service_points[:, :, None, :]
-        ttft = (2 * net + prefill_mean)[:, :, None] + wait_v  # (C, P, J)
+        # the first token's share of each wait point (staged pools: the entry's wait only)
+        before_first = wait_v if first_token_waits is None else first_token_waits
+        ttft = (2 * net + prefill_mean)[:, :, None] + before_first  # (C, P, J)
         w = np.repeat(wait_w[:, :, :, None] / k, k, axis=3)  # (C, P, J, K)
         with np.errstate(invalid="ignore", divide="ignore"):
             norm = np.nan_to_num(w / served_cp[:, :, None, None])  # mass per (c, p) sums to 1
