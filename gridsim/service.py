@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from gridsim.serving import ServingModel, loaded_replica, serving_model, serving_params
+from gridsim.serving import (
+    ServingModel,
+    ServingParams,
+    loaded_replica,
+    serving_model,
+    serving_params,
+)
 
 if TYPE_CHECKING:
     from gridsim.catalog.types import Accelerator, LLMModel
@@ -178,6 +184,20 @@ def deploy(
     return builder(accelerator, model, deployment, workload, tpot_target_s=tpot_target_s)
 
 
+def deployment_params(
+    accelerator: Accelerator, deployment: Deployment, tpot_target_s: float | None = None
+) -> ServingParams:
+    """The calibrated serving parameters of a deployment: its accelerator's (and framework's)
+    efficiency, its speculative decoding, and the TPOT target (None: the default)."""
+    return serving_params(
+        accelerator,
+        framework=deployment.framework,
+        speculative_tokens=deployment.speculative_tokens,
+        acceptance_rate=deployment.acceptance_rate,
+        **({} if tpot_target_s is None else {"tpot_target_s": tpot_target_s}),
+    )
+
+
 def _serving(
     accelerator: Accelerator,
     model: LLMModel,
@@ -185,13 +205,7 @@ def _serving(
     cards: int | None,
     tpot_target_s: float | None = None,
 ) -> ServingModel:
-    params = serving_params(
-        accelerator,
-        framework=deployment.framework,
-        speculative_tokens=deployment.speculative_tokens,
-        acceptance_rate=deployment.acceptance_rate,
-        **({} if tpot_target_s is None else {"tpot_target_s": tpot_target_s}),
-    )
+    params = deployment_params(accelerator, deployment, tpot_target_s)
     return serving_model(accelerator, model, params, cards=cards)
 
 

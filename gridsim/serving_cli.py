@@ -571,15 +571,9 @@ def _note_framework(accelerator_id: str, framework: str | None, err: Any) -> Non
 def _params(
     acc: Accelerator, dep: Deployment, target_s: float, input_tokens: int, output_tokens: int
 ) -> ServingParams:
-    from gridsim.serving import serving_params
+    from gridsim.service import deployment_params
 
-    p = serving_params(
-        acc,
-        framework=dep.framework,
-        speculative_tokens=dep.speculative_tokens,
-        acceptance_rate=dep.acceptance_rate,
-        tpot_target_s=target_s,
-    )
+    p = deployment_params(acc, dep, target_s)
     return replace(
         p,
         typical_prompt_tokens=input_tokens,
