@@ -40,7 +40,11 @@ class LeastLoaded(PolicyBase):
         free = np.where(state.alive, state.slots, 0.0) / (
             1.0 + state.queued_work_rate / np.maximum(state.slots, 1e-12)
         )
-        weights = self.candidate_mask * (free[None, :] / state.service_s)[None, :, :]
+        # slot times relative to the class's longest, so that pools of equal slot time split
+        # exactly as their slots do
+        svc = state.service_s
+        relative = svc / svc.max(axis=1, keepdims=True)
+        weights = self.candidate_mask * (free[None, :] / relative)[None, :, :]
         total = weights.sum(axis=2, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, weights / total, 0.0)
