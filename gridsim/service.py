@@ -340,24 +340,18 @@ class ServiceTable:
             before += s.mean_s(*self._means(c))
         return 0.0
 
-    def entry_hold_s(self, c: int, p: int) -> float:
-        """Mean hold of the entry station's slot (the first stage)."""
-        r = self.routes[c][p]
-        return r[0].mean_s(*self._means(c)) if r else 0.0
-
-    def arrays(self, n_pools: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(classes, pools) arrays: mean route time, mean first-token time, entry hold."""
+    def arrays(self, n_pools: int) -> tuple[FloatArray, FloatArray]:
+        """(classes, pools) arrays: mean route time and mean first-token time (0 where the
+        pool is not an entry the class may use)."""
         n_c = len(self.routes)
         total = np.zeros((n_c, n_pools))
         first = np.zeros((n_c, n_pools))
-        entry = np.zeros((n_c, n_pools))
         for c in range(n_c):
             for p in range(n_pools):
                 if self.routes[c][p]:
                     total[c, p] = self.mean_s(c, p)
                     first[c, p] = self.first_token_s(c, p)
-                    entry[c, p] = self.entry_hold_s(c, p)
-        return total, first, entry
+        return total, first
 
     def station_holds(self, n_pools: int) -> FloatArray:
         """(classes, stations) mean hold of each class at each station (0: never held)."""
@@ -368,10 +362,6 @@ class ServiceTable:
                     if s.station is not None:
                         out[c, s.station] = s.mean_s(*self._means(c))
         return out
-
-    def is_staged(self) -> bool:
-        """Whether any route has more than one stage (a disaggregated or custom mode)."""
-        return any(r is not None and len(r) > 1 for per in self.routes for r in per)
 
 
 def cache_weighted(shares: list[float], weights: list[float] | None) -> float:

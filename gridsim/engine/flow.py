@@ -132,7 +132,7 @@ class FlowEngine(EngineBase):
         self.svc_mean = table.station_holds(n_p)  # exact, from the class means
         self.svc_cv2 = np.zeros((n_c, n_p))
         self.svc_points = np.zeros((n_c, n_p, SERVICE_POINTS))
-        total_exact, self.prefill_mean, _ = table.arrays(n_p)
+        total_exact, self.prefill_mean = table.arrays(n_p)
         for c, cls in enumerate(grid.classes):
             n = 32768
             if cls.kind == "job":

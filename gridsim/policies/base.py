@@ -72,7 +72,7 @@ class PolicyBase:
         self.e2e_budget_s = [c.slo.e2e if c.slo.e2e is not None else np.inf for c in classes]
         # Mean time to the first token and through the pool per (class, pool), without
         # waiting: the policy's forecast of a request (from the grid's service table).
-        total, first, _ = grid.service.arrays(n_pools)
+        total, first = grid.service.arrays(n_pools)
         self.prefill_s = first
         self.service_s = total
         self.routes = tuple(
