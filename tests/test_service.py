@@ -325,11 +325,11 @@ def test_an_unknown_mode_is_a_clear_error_at_its_field() -> None:
     assert "pipelined" in text and "disaggregated" in text and "deployment" in text
 
 
-@pytest.mark.parametrize("fidelity", ["request", "flow"])
-def test_an_outage_of_a_disaggregated_pool_keeps_the_accounting(fidelity: str) -> None:
+def test_an_outage_of_a_disaggregated_pool_keeps_the_accounting() -> None:
     """Requests caught at either station when the node fails are lost, counted at the pool's
-    entry, and every request is accounted for. (The flow engine loses only what is queued in
-    fluid overload, none here: its identity is what is checked.)"""
+    entry, and every request is accounted for. The flow engine loses what its queues hold and,
+    by Little's law, what its slots hold: as many as the request engine (about the decode
+    station's ~96 busy slots plus the prefill's), within 20 %."""
     sets = ["horizon.duration=2h", "horizon.warmup=0", "policy.on_failure=drop"]
     sc = load_scenario(DISAGG, sets=sets)
     sc = sc.model_copy(
@@ -341,12 +341,14 @@ def test_an_outage_of_a_disaggregated_pool_keeps_the_accounting(fidelity: str) -
             ]
         }
     )
-    s = gs.run(sc, fidelity=fidelity).summary
-    r = s["requests"]
-    if fidelity == "request":
-        # about the decode station's busy slots (~96 of 123) plus the prefill's: most were
-        # caught decoding
-        assert r["lost"] > 50
-    assert r["arrived"] == r["served"] + r["dropped"] + r["abandoned"] + r["lost"] + r["in_flight"]
-    block = s["by_pool"]["yrd/chat:decode"]["requests"]
-    assert block["arrived"] == 0 and block["lost"] == 0  # counted at the entry
+    lost = {}
+    for fidelity in ("request", "flow"):
+        s = gs.run(sc, fidelity=fidelity).summary
+        r = s["requests"]
+        total = r["served"] + r["dropped"] + r["abandoned"] + r["lost"] + r["in_flight"]
+        assert r["arrived"] == total, fidelity
+        block = s["by_pool"]["yrd/chat:decode"]["requests"]
+        assert block["arrived"] == 0 and block["lost"] == 0  # counted at the entry
+        lost[fidelity] = r["lost"]
+    assert lost["request"] > 50  # most were caught decoding
+    assert lost["flow"] == pytest.approx(lost["request"], rel=0.20)

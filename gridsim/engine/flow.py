@@ -106,6 +106,9 @@ class FlowEngine(EngineBase):
         self.backlog_any = False
         self.queued_work = np.zeros(n_p)  # its work by pool, slot-seconds
         self.backlog_since: float | None = None  # when the current queued stretch began
+        # requests/s admitted at each pool's entry in the last tick, by region and class: by
+        # Little's law, times a station's hold, what is in service there when it fails
+        self.admitted_rps = np.zeros((n_r, n_c, n_p))
         self.overloaded = np.zeros(n_p, dtype=bool)  # pools that have been in fluid overload
         self.max_conservation_gap = 0.0  # largest relative gap in arrived = served + ...
         self.min_term = 0.0  # most negative accounting term seen (0 if none)
@@ -345,6 +348,7 @@ class FlowEngine(EngineBase):
         acc.routed += flow_t.sum(axis=0)
         acc.unrouted += arr[:k].sum(axis=0) * _unrouted(shares)
         acc.admitted += np.einsum("trcp,tpc->rcp", flow_t, served)
+        self.admitted_rps = flow_t[-1] * served[-1].T[None] / widths[i + k - 1]
         acc.dropped += np.einsum("trcp,tpc->rcp", flow_t, dropped)
         acc.abandoned += np.einsum("trcp,tpc->rcp", flow_t, abandoned)
         new_k = new[:k]
@@ -419,7 +423,7 @@ class FlowEngine(EngineBase):
     def _tick(self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block) -> None:
         """One tick in general: steady-state pools and fluid pools side by side."""
         dt = float(widths[i])
-        admitted_before = acc.admitted.copy() if self.later.size else acc.admitted
+        admitted_before = acc.admitted.copy()
         shares = self.policy.allocate(self._state(arrivals[i] / dt, dt))
         flow = arrivals[i][:, :, None] * shares  # (R, C, P) requests
         acc.routed += flow
@@ -449,8 +453,10 @@ class FlowEngine(EngineBase):
             self._steady_pools(i, steady, outcome, flow, new, acc)
         if fluid.any():
             self._fluid(np.flatnonzero(fluid), flow, dt, i, acc)
+        admitted = acc.admitted - admitted_before
+        self.admitted_rps = admitted / dt
         if self.later.size:
-            self._tick_later(i, acc.admitted - admitted_before, dt, acc)
+            self._tick_later(i, admitted, dt, acc)
         self.backlog_any = bool(self.queued_work.any())
         t = (i + acc.k0_offset) * self.dt
         if self.backlog_any and self.backlog_since is None:
@@ -634,16 +640,20 @@ class FlowEngine(EngineBase):
     # --- changes at event instants -------------------------------------------------------------
 
     def fail_pool(self, p: int, t: float) -> None:
-        """A pool goes down: what waits there is routed again (spread over the other pools
-        that serve its class, by slots) or counted lost, as ``policy.on_failure`` says."""
+        """A pool goes down: what waits there and what is in service there is routed again
+        (spread over the other pools that serve its class, by slots) or counted lost, as
+        ``policy.on_failure`` says. In service: by Little's law, the last tick's admissions
+        at its pool times the station's hold, at most its slots and what its pool has served
+        (the request engine loses the requests it holds the same way)."""
         if not self.alive[p]:
             return
+        entry = int(self.entry_of[p])  # where they were admitted and are counted
+        in_service = self._in_service(p, entry)
         self.alive[p] = False
-        waiting = self.backlog[:, :, p].copy()  # (R, C)
+        waiting = self.backlog[:, :, p] + in_service  # (R, C)
         if not waiting.any():
             return
         self.backlog[:, :, p] = 0.0
-        entry = int(self.entry_of[p])  # where they were admitted and are counted
         self._unadmit(waiting, entry)
         rec = self.recorder
         retry = self.grid.scenario.policy.on_failure == "retry"
@@ -661,6 +671,20 @@ class FlowEngine(EngineBase):
                 rec.lost[c, :, entry] += amount
         self.queued_work = np.einsum("rcp,cp->p", self.backlog, self.svc_mean)
         self.backlog_any = bool(self.queued_work.any())
+
+    def _in_service(self, p: int, entry: int) -> FloatArray:
+        """(R, C) requests holding station ``p``'s slots now (see ``fail_pool``)."""
+        if self.slots_up[p] <= 0:
+            return np.zeros(self.shape[:2])
+        holding = self.admitted_rps[:, :, entry] * self.svc_mean[:, p][None, :]
+        total = float(holding.sum())
+        if total > self.slots_up[p]:  # in overload every slot is busy
+            holding *= self.slots_up[p] / total
+        # never more than the pool has counted served and not still queued
+        rec = self.recorder
+        served = rec.served[:, :, entry].T - self._entry_backlog()[:, :, entry]
+        out: FloatArray = np.clip(np.minimum(holding, served), 0.0, None)
+        return out
 
     def _unadmit(self, amount_rc: FloatArray, p: int) -> None:
         """Take requests counted served at pool ``p`` back out (they were still queued)."""
