@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import sys
 import traceback
 from collections.abc import Callable
@@ -340,13 +339,6 @@ def _check_figure_path(path: Path) -> None:
     if path.is_dir() or not path.parent.is_dir():
         err.print(f"error: --figure {path}: not a file in an existing folder")
         raise typer.Exit(2)
-
-
-def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
-    """Non-finite figures (a deployment that serves nothing) as null: JSON has no NaN."""
-    return {
-        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()
-    }
 
 
 def _register_extensions() -> None:
