@@ -52,7 +52,7 @@ from gridsim.engine.queueing import WAIT_POINTS, Outcome, band_means, patience_l
 from gridsim.grid import Grid
 from gridsim.metrics.recorder import Recorder
 from gridsim.policies.base import FlowState
-from gridsim.scenario.schema import Bursty
+from gridsim.scenario.schema import Bursty, NodeOutage
 
 FloatArray = npt.NDArray[np.float64]
 SERVICE_POINTS = 32  # quantile points of each service-time distribution
@@ -107,8 +107,10 @@ class FlowEngine(EngineBase):
         self.queued_work = np.zeros(n_p)  # its work by pool, slot-seconds
         self.backlog_since: float | None = None  # when the current queued stretch began
         # requests/s admitted at each pool's entry in the last tick, by region and class: by
-        # Little's law, times a station's hold, what is in service there when it fails
+        # Little's law, times a station's hold, what is in service there when it fails (kept
+        # only when a node can fail: it costs a copy per stepped tick)
         self.admitted_rps = np.zeros((n_r, n_c, n_p))
+        self.outages = any(isinstance(e, NodeOutage) for e in sc.events)
         self.overloaded = np.zeros(n_p, dtype=bool)  # pools that have been in fluid overload
         self.max_conservation_gap = 0.0  # largest relative gap in arrived = served + ...
         self.min_term = 0.0  # most negative accounting term seen (0 if none)
@@ -348,7 +350,8 @@ class FlowEngine(EngineBase):
         acc.routed += flow_t.sum(axis=0)
         acc.unrouted += arr[:k].sum(axis=0) * _unrouted(shares)
         acc.admitted += np.einsum("trcp,tpc->rcp", flow_t, served)
-        self.admitted_rps = flow_t[-1] * served[-1].T[None] / widths[i + k - 1]
+        if self.outages:
+            self.admitted_rps = flow_t[-1] * served[-1].T[None] / widths[i + k - 1]
         acc.dropped += np.einsum("trcp,tpc->rcp", flow_t, dropped)
         acc.abandoned += np.einsum("trcp,tpc->rcp", flow_t, abandoned)
         new_k = new[:k]
@@ -423,7 +426,8 @@ class FlowEngine(EngineBase):
     def _tick(self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block) -> None:
         """One tick in general: steady-state pools and fluid pools side by side."""
         dt = float(widths[i])
-        admitted_before = acc.admitted.copy()
+        tracked = self.outages or self.later.size > 0  # this tick's admissions are read
+        admitted_before = acc.admitted.copy() if tracked else acc.admitted
         shares = self.policy.allocate(self._state(arrivals[i] / dt, dt))
         flow = arrivals[i][:, :, None] * shares  # (R, C, P) requests
         acc.routed += flow
@@ -453,10 +457,12 @@ class FlowEngine(EngineBase):
             self._steady_pools(i, steady, outcome, flow, new, acc)
         if fluid.any():
             self._fluid(np.flatnonzero(fluid), flow, dt, i, acc)
-        admitted = acc.admitted - admitted_before
-        self.admitted_rps = admitted / dt
-        if self.later.size:
-            self._tick_later(i, admitted, dt, acc)
+        if tracked:
+            admitted = acc.admitted - admitted_before
+            if self.outages:
+                self.admitted_rps = admitted / dt
+            if self.later.size:
+                self._tick_later(i, admitted, dt, acc)
         self.backlog_any = bool(self.queued_work.any())
         t = (i + acc.k0_offset) * self.dt
         if self.backlog_any and self.backlog_since is None:
