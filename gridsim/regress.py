@@ -3,12 +3,16 @@ metric (``gridsim regress``).
 
 A settings file (``results/baselines/regress.yaml``) lists the baselines (scenario file,
 ``--set`` overrides, seed, and optionally a statistical block) and the tolerance rules; the
-golden files are ``<against>/<name>.json``. The KPIs are the summary's headline blocks and
-``by_class``, flattened to dotted names (``latency_s.p95``, ``by_class.chat.sla_attainment``).
+golden files are ``<against>/<name>.json``. The KPIs are the KPI registry's
+(``gridsim.kpis``) entries in the summary, national and per class, model and hub (not per
+region, node, pool or node kind), keyed by registry name (``latency_p95_s``,
+``by_class.chat.sla_attainment``).
 
-Rules, first match (``fnmatch`` on the dotted name) wins; without a match, integers, strings
-and nulls must be equal and floats agree to a relative 1e-9 (runs are deterministic on one
-machine). A ``statistical`` block runs the scenario over several seeds and compares the mean
+Tolerances are kept here (``TOLERANCES``), keyed by registry name; a settings file may add
+rules before them (``match``: a registry name or an ``fnmatch`` pattern over registry names).
+A name that is not in the registry is an error. Without a rule, integers, strings and nulls
+must be equal and floats agree to a relative 1e-9 (runs are deterministic on one machine).
+A ``statistical`` block runs the scenario over several seeds and compares the mean
 of each listed KPI. Where the block names a closed form (``theory: erlang_c``, for an M/M/c
 scenario) the reference is the theory, computed from the scenario itself and recorded in the
 golden file: the check passes when ``|mean - theory| <= z * sd / sqrt(n)`` (a z test against
@@ -32,26 +36,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gridsim import kpis
 from gridsim.scenario.yamlio import read_yaml
 
 if TYPE_CHECKING:
     from gridsim.scenario import Scenario
 
-BLOCKS = (  # the summary's blocks that are compared (by_region, by_node, by_pool left out)
-    "requests",
-    "tokens",
-    "sla_attainment",
-    "latency_s",
-    "wait_s",
-    "ttft_s",
-    "utilization",
-    "economics",
-    "capacity",
-    "by_class",
-)
-SKIP = {("economics", "by_node_kind"), ("economics", "assumptions")}
+# Per-entity blocks left out of the golden files: they repeat the national figures for every
+# region, node and pool, and would make the golden files large without catching more.
+SKIPPED_ENTITIES = frozenset({"by_region", "by_node", "by_pool", "by_node_kind"})
 MISSING = "<missing>"
 
 
@@ -68,6 +63,16 @@ class Rule(_Strict):
     abs: float = Field(default=0.0, ge=0)
     why: str = ""
 
+    @field_validator("match")
+    @classmethod
+    def _registry_name(cls, match: str) -> str:
+        if not any(fnmatch.fnmatchcase(name, match) for name in kpis.REGISTRY):
+            raise ValueError(
+                f"{match!r} matches no KPI registry name; tolerances are keyed by registry names "
+                "(gridsim/kpis.py), e.g. latency_p95_s or latency_p*"
+            )
+        return match
+
     def allows(self, golden: Any, now: Any) -> bool:
         if self.exact or not _number(golden) or not _number(now):
             return bool(golden == now)
@@ -83,11 +88,61 @@ EXACT = Rule(match="*", exact=True)
 DEFAULT_RULE = Rule(match="*", rel=1e-9, abs=1e-12)
 
 
-def rule_for(kpi: str, golden: Any, rules: Sequence[Rule]) -> Rule:
-    """The first rule whose pattern matches; else exact for integers, 1e-9 for floats."""
+def _tolerances() -> dict[str, Rule]:
+    """Per registry name: how far a KPI may move between numpy versions and CPU paths."""
+    loose = {"rel": 1e-6, "abs": 1e-9}  # abs keeps zeros (a wait of 1e-150 s) from failing
+    groups: list[tuple[list[str], dict[str, Any], str]] = [
+        (["latency_count", "wait_count", "ttft_count"], {"exact": True}, "counts of requests"),
+        (
+            [
+                n
+                for n in kpis.REGISTRY
+                if n.split("_")[0] in ("latency", "wait", "ttft")
+                and n.split("_")[1][:1] == "p"
+                and n != "wait_share_waited"
+            ],
+            loose,
+            "percentiles interpolate in log buckets; numpy's log/exp may differ in the last bit "
+            "across versions and CPU (SIMD) paths",
+        ),
+        (
+            ["latency_mean_s", "wait_mean_s", "ttft_mean_s"],
+            loose,
+            "sums over arrays, whose summation order numpy may change between versions",
+        ),
+        (["utilization_mean", "utilization_peak"], loose, "time-weighted sums over arrays"),
+        (["headroom_mean", "headroom_min"], loose, "means and minima over arrays of ratios"),
+        (
+            [k.name for k in kpis.REGISTRY.values() if k.path[0] == "economics"],
+            loose,
+            "sums and products of float arrays (numpy reductions)",
+        ),
+    ]
+    out: dict[str, Rule] = {}
+    for names, how, why in groups:
+        for name in names:
+            out.setdefault(name, Rule(match=name, why=why, **how))
+    return out
+
+
+TOLERANCES: dict[str, Rule] = _tolerances()
+kpis.check_names(TOLERANCES, "gridsim/regress.py TOLERANCES")  # a stale name fails on import
+
+
+def kpi_name(key: str) -> str:
+    """The registry name in a golden key (``by_class.chat.latency_p95_s`` -> latency_p95_s)."""
+    return key.rsplit(".", 1)[-1]
+
+
+def rule_for(kpi: str, golden: Any, rules: Sequence[Rule] = ()) -> Rule:
+    """The first settings rule matching the KPI's registry name, else ``TOLERANCES``; else
+    exact for integers, 1e-9 for floats."""
+    name = kpi_name(kpi)
     for rule in rules:
-        if fnmatch.fnmatchcase(kpi, rule.match):
+        if fnmatch.fnmatchcase(name, rule.match):
             return rule
+    if name in TOLERANCES:
+        return TOLERANCES[name]
     return DEFAULT_RULE if isinstance(golden, float) else EXACT
 
 
@@ -96,6 +151,18 @@ class Statistical(_Strict):
     kpis: list[str] = Field(min_length=1)
     z: float = Field(default=4.0, gt=0)
     theory: Literal["erlang_c"] | None = None  # a closed form to compare the seeds' means with
+
+    @field_validator("kpis")
+    @classmethod
+    def _registry_names(cls, names: list[str]) -> list[str]:
+        """Registry names; a dotted summary path (``wait_s.mean``, as before the registry) is
+        read as the KPI at that path."""
+        out = []
+        for name in names:
+            found = kpis.kpi_for_path(tuple(name.split("."))) if name not in kpis.REGISTRY else None
+            out.append(found.name if found is not None and not found.is_pattern else name)
+        kpis.check_names(out, "statistical.kpis")
+        return out
 
 
 class Baseline(_Strict):
@@ -155,22 +222,11 @@ def load_settings(path: str | Path) -> Settings:
 
 
 def flatten(summary: dict[str, Any]) -> dict[str, Any]:
-    """The compared KPIs of a summary, by dotted name."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, path: tuple[str, ...]) -> None:
-        if path in SKIP:
-            return
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, (*path, str(key)))
-        elif not isinstance(node, list):
-            out[".".join(path)] = node
-
-    for block in BLOCKS:
-        if block in summary:
-            walk(summary[block], (block,))
-    return out
+    """The compared KPIs of a summary (the registry's entries), by key: the registry name,
+    prefixed with the entity for per-entity figures (``by_class.chat.latency_p95_s``)."""
+    return {
+        e.key: e.value for e in kpis.entries_for(summary) if e.entity_kind not in SKIPPED_ENTITIES
+    }
 
 
 def measure(baseline: Baseline, base_dir: Path) -> dict[str, Any]:
@@ -191,10 +247,15 @@ def measure(baseline: Baseline, base_dir: Path) -> dict[str, Any]:
     }
     if baseline.statistical is not None:
         samples = [flatten(run(scenario, seed=s).summary) for s in baseline.statistical.seeds]
-        doc["statistical"] = {
-            kpi: _moments([float(s[kpi]) for s in samples if _number(s.get(kpi))])
-            for kpi in baseline.statistical.kpis
-        }
+        doc["statistical"] = {}
+        for kpi in baseline.statistical.kpis:
+            values = [float(s[kpi]) for s in samples if _number(s.get(kpi))]
+            if len(values) < 2:  # a mean and sd need two seeds with a value
+                raise ValueError(
+                    f"{baseline.name}: statistical KPI {kpi} has a value in {len(values)} of "
+                    f"{len(samples)} seeds; list KPIs the scenario reports in statistical.kpis"
+                )
+            doc["statistical"][kpi] = _moments(values)
         if baseline.statistical.theory == "erlang_c":
             closed = erlang_c_theory(scenario)
             doc["theory"] = {k: v for k, v in closed.items() if k in baseline.statistical.kpis}
@@ -251,11 +312,11 @@ def erlang_c_theory(scenario: Scenario) -> dict[str, float]:
     wait = p_wait * service / (c - load)
     horizon = scenario.horizon.duration
     return {
-        "requests.served": rate * horizon - rate * (wait + service),
-        "wait_s.mean": wait,
-        "wait_s.share_waited": p_wait,
-        "latency_s.mean": wait + service,
-        "utilization.mean": load / c,
+        "requests_served": rate * horizon - rate * (wait + service),
+        "wait_mean_s": wait,
+        "wait_share_waited": p_wait,
+        "latency_mean_s": wait + service,
+        "utilization_mean": load / c,
     }
 
 
@@ -336,6 +397,13 @@ def regress(
         moved = sum(c.moved for c in checks)
         failed = sum(not c.ok for c in checks)
         line = f"{len(now['kpis'])} KPIs, {moved} moved, {failed} outside tolerance"
+        stale = [k for k in golden.get("kpis", {}) if kpi_name(k) not in kpis.REGISTRY]
+        if stale:
+            line += (
+                f"; {len(stale)} golden KPIs are not KPI registry names (e.g. {stale[0]}): "
+                "the golden file predates the registry or names a KPI since removed; "
+                "rewrite it with gridsim regress --update"
+            )
         old_numpy = (golden.get("versions") or {}).get("numpy")
         if old_numpy and old_numpy != now["versions"]["numpy"]:
             line += f" (golden made with numpy {old_numpy}, now {now['versions']['numpy']})"

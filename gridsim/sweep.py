@@ -2,7 +2,8 @@
 embedded Dask ``LocalCluster`` or an existing Dask cluster, written as Hive-style folders.
 
 A sweep folder holds ``sweep.json`` (the plan), ``sweep.parquet`` (one row per run: run,
-point, axis values, seed, status, error, wall time, ``KPIS``), ``summary.csv`` (tidy: per axis
+point, axis values, seed, status, error, wall time, and every numeric national KPI of the
+registry, ``gridsim.kpis``), ``summary.csv`` (tidy: per axis
 point and KPI, n, mean, sd and the 95 % Student t interval over seeds), ``sweep.png``, and
 one run folder per run at ``<axis1>=<v>/<axis2>=<v>/seed=<n>/`` (what ``gridsim run`` writes,
 plus ``run.json``). A run is identified by the SHA-256 of its resolved scenario text and seed
@@ -34,32 +35,20 @@ from urllib.parse import quote
 import pandas as pd
 import yaml
 
+from gridsim import kpis
 from gridsim.scenario import ScenarioError, resolve_file, validate
 from gridsim.scenario.errors import Mark, Problem
 from gridsim.scenario.merging import Layer, Locator, PathError, parse_path, resolve_path, set_path
 from gridsim.scenario.resolved import dump_resolved
 from gridsim.scenario.schema import SweepSpec
 
-# KPI column -> where it sits in summary.json (shortfall_days: capacity.shortfall_at_s / 1 d)
-KPIS: dict[str, tuple[str, ...]] = {
-    "requests_arrived": ("requests", "arrived"),
-    "requests_served": ("requests", "served"),
-    "requests_dropped": ("requests", "dropped"),
-    "requests_abandoned": ("requests", "abandoned"),
-    "requests_lost": ("requests", "lost"),
-    "sla_attainment": ("sla_attainment",),
-    "latency_mean_s": ("latency_s", "mean"),
-    "latency_p95_s": ("latency_s", "p95"),
-    "latency_p99_s": ("latency_s", "p99"),
-    "wait_mean_s": ("wait_s", "mean"),
-    "ttft_p95_s": ("ttft_s", "p95"),
-    "utilization_mean": ("utilization", "mean"),
-    "utilization_peak": ("utilization", "peak"),
-    "cost_cny_per_m_tokens": ("economics", "cost_cny_per_m_tokens"),
-    "energy_kwh": ("economics", "energy_kwh"),
-    "carbon_kg": ("economics", "carbon_kg"),
-    "shortfall_days": ("capacity", "shortfall_at_s"),
-}
+
+def sweep_kpis() -> tuple[str, ...]:
+    """The KPI columns of sweep.parquet: the registry's numeric national KPIs, headline first
+    (read at call time, so a KPI added to the registry becomes a column)."""
+    names = [k.name for k in kpis.REGISTRY.values() if not k.is_pattern and k.kind == "number"]
+    return tuple(kpis.ordered(names))
+
 
 RESERVED = {"run", "point", "seed", "status", "error", "wall_time_s", "reused", "folder", "key"}
 
@@ -110,7 +99,7 @@ class SweepResult:
 def make_axis(path: str, values: Sequence[Any], labels: Sequence[str] | None = None) -> Axis:
     """An axis; ``labels`` (folder names) default to the values written as YAML."""
     labels = list(labels) if labels is not None else [_yaml_text(v) for v in values]
-    if path in RESERVED or path in KPIS:
+    if path in RESERVED or path in kpis.REGISTRY:
         hint = "; use --seeds for seeds" if path == "seed" else ""
         raise ValueError(f"axis {path!r} clashes with a sweep.parquet column{hint}")
     try:
@@ -389,24 +378,22 @@ def _runs_table(plan: Plan, records: list[dict[str, Any]]) -> pd.DataFrame:
             row[axis.path] = _typed(axis)[axis.labels.index(label)]
         row.update({k: rec.get(k) for k in ("seed", "status", "error", "wall_time_s", "reused")})
         row.update(folder=rec["folder"], key=rec["key"])
-        row.update({name: (rec.get("kpis") or {}).get(name) for name in KPIS})
+        row.update({name: (rec.get("kpis") or {}).get(name) for name in sweep_kpis()})
         rows.append(row)
     table = pd.DataFrame(rows)
-    for name in ("wall_time_s", *KPIS):
+    for name in ("wall_time_s", *sweep_kpis()):
         table[name] = pd.to_numeric(table[name], errors="coerce").astype(float)
     table["error"] = table["error"].astype(object).where(table["error"].notna(), None)
     return table
 
 
 def summary_kpis(summary: dict[str, Any]) -> dict[str, float | None]:
-    """The ``KPIS`` of one run's summary.json, as floats (None where the run has none)."""
+    """The sweep's KPIs (``sweep_kpis()``) of one run's summary.json, as floats (None where
+    the run has none)."""
     out: dict[str, float | None] = {}
-    for name, path in KPIS.items():
-        node: Any = summary
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else None
-        value = float(node) if isinstance(node, int | float) else None
-        out[name] = value / 86400.0 if name == "shortfall_days" and value is not None else value
+    for name in sweep_kpis():
+        value = kpis.value(summary, name)
+        out[name] = float(value) if kpis.is_number(value) else None
     return out
 
 
@@ -419,7 +406,7 @@ def summarize(runs: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
     for point, group in runs.groupby("point", sort=True):
         ok = group[group["status"] == "ok"]
         where = {a: group[a].iloc[0] for a in axes}
-        for kpi in (k for k in KPIS if k in runs.columns):
+        for kpi in (k for k in sweep_kpis() if k in runs.columns):
             values = ok[kpi].dropna().to_numpy(dtype=float)
             n = len(values)
             mean = float(values.mean()) if n else math.nan
@@ -459,7 +446,7 @@ def read_table(sweep_dir: str | Path, table: str = "timeseries") -> pd.DataFrame
     successful run of a sweep, with ``run``, the axis values and ``seed`` as columns."""
     sweep_dir = Path(sweep_dir)
     runs = pd.read_parquet(sweep_dir / "sweep.parquet")
-    drop = {"status", "error", "wall_time_s", "reused", "key", *KPIS}
+    drop = {"status", "error", "wall_time_s", "reused", "key", *kpis.REGISTRY}
     frames = []
     for row in runs[runs["status"] == "ok"].to_dict("records"):
         path = sweep_dir / str(row["folder"]) / f"{table}.parquet"
@@ -493,9 +480,20 @@ def sweep(
 
 
 def write_figure(result: SweepResult, plan: Plan) -> Path | None:
-    """``sweep.png`` in the sweep folder (when the sweep has an axis)."""
+    """``sweep.png`` in the sweep folder (when the sweep has an axis): the headline KPIs the
+    sweep measured (all of them would make a figure too tall to read)."""
     from gridsim.report.figures import write_sweep_figure  # matplotlib only for the figure
 
     return write_sweep_figure(
-        result.summary, [a.path for a in plan.axes], plan.name, result.out_dir
+        headline_summary(result.summary), [a.path for a in plan.axes], plan.name, result.out_dir
     )
+
+
+def headline_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a sweep's summary for the registry's headline KPIs, in headline order."""
+    if summary.empty:
+        return summary
+    head = [k for k in kpis.HEADLINE if k in set(summary["kpi"])]
+    rank = {k: i for i, k in enumerate(head)}
+    rows = summary[summary["kpi"].isin(head)]
+    return rows.sort_values("kpi", key=lambda s: s.map(rank), kind="stable").reset_index(drop=True)

@@ -193,23 +193,28 @@ def _point_label(row: Any, axes: list[str]) -> str:
 
 
 def summary_table(summary: pd.DataFrame, axes: list[str], title: str) -> Any:
-    """A rich table: one row per KPI, one column per axis point, 'mean ± 95 % half-width'."""
+    """A rich table: one row per headline KPI of the registry (summary.csv has them all), one
+    column per axis point, 'mean ± 95 % half-width' in the KPI's unit."""
     from rich.table import Table
+
+    from gridsim.kpis import REGISTRY, format_value
+    from gridsim.sweep import headline_summary
 
     table = Table(title=f"{title}: mean ± 95 % CI over seeds", header_style="bold")
     table.add_column("kpi")
     points = summary.drop_duplicates("point")
     for _, row in points.iterrows():
         table.add_column(_point_label(row, axes), justify="right", overflow="fold")
-    for kpi, group in summary.groupby("kpi", sort=False):
+    for kpi, group in headline_summary(summary).groupby("kpi", sort=False):
+        entry = REGISTRY[str(kpi)]
         cells = []
         for _, row in group.iterrows():
             if row["n"] == 0:
                 cells.append("")
                 continue
             half = (row["ci95_high"] - row["ci95_low"]) / 2
-            text = f"{row['mean']:.4g}"
-            cells.append(text if math.isnan(half) else f"{text} ± {half:.3g}")
+            text = format_value(entry, row["mean"])
+            cells.append(text if math.isnan(half) else f"{text} ± {format_value(entry, half)}")
         table.add_row(str(kpi), *cells)
     return table
 

@@ -156,11 +156,11 @@ def test_regress_compares_the_mmc_baseline_with_erlang_c() -> None:
     p_wait = erlang_c_exact(c, a)
     wait = p_wait / (c - a)  # mean service 1 s
     expected = {
-        "wait_s.share_waited": float(p_wait),
-        "wait_s.mean": float(wait),
-        "latency_s.mean": float(wait + 1),
-        "utilization.mean": float(a / c),
-        "requests.served": float(a * horizon_s - a * (wait + 1)),  # less those still inside
+        "wait_share_waited": float(p_wait),
+        "wait_mean_s": float(wait),
+        "latency_mean_s": float(wait + 1),
+        "utilization_mean": float(a / c),
+        "requests_served": float(a * horizon_s - a * (wait + 1)),  # less those still inside
     }
     assert golden["theory"] == pytest.approx(expected, rel=1e-9)
     assert erlang_c_theory(scenario) == pytest.approx(expected, rel=1e-9)
