@@ -117,7 +117,7 @@ class FlowEngine(EngineBase):
         self.max_load = 0.0  # largest busy / capacity of any pool in any tick
         ca2 = [c.arrival.dispersion if isinstance(c.arrival, Bursty) else 1.0 for c in classes]
         self.ca2 = np.asarray(ca2)
-        self.capacity = CapacityTracker(sc, self.demand, self.dt)
+        self.capacity = CapacityTracker(grid, self.svc_mean, self.dt)
         self.coarse_ticks = 0  # fluid ticks longer than twice the shortest SLO they serve
         budgets = np.array([min(c.slo.ttft or math.inf, c.slo.e2e or math.inf) for c in classes])
         # per pool, the shortest SLO budget (s) of the classes it may serve (inf: none)
@@ -244,7 +244,7 @@ class FlowEngine(EngineBase):
         t0 = k0 * self.dt
         self._record_series(t0, widths, acc.busy, acc.queue_s)
         self.capacity.add(
-            t0, widths, acc.work_rate, arrivals, acc.impacted, acc.impacted_national, self.slots_up
+            t0, widths, acc.work_rate, acc.lam, arrivals, acc.region_flow, self.slots_up
         )
         rec = self.recorder
         n_p = self.shape[2]
@@ -360,7 +360,7 @@ class FlowEngine(EngineBase):
         acc.busy[i:j] = np.einsum("tcp,tpc,cp->tp", new_k, served, self.svc_mean)
         mean_all = outcome.mean_wait_all_s.reshape(len(firsts), n_p, n_c)[row[:k]]
         acc.queue_s[i:j] = np.einsum("tcp,tpc->tp", new_k, mean_all)
-        self._impacts(acc, i, arr[:k], shares, acc.work_rate[i:j])
+        acc.region_flow[i:j] = np.einsum("trc,rcp->trp", arr[:k], shares)
         # waits: each distinct law once, weighted by the requests that met it
         per_law = np.zeros((len(firsts), n_c, n_p))
         np.add.at(per_law, row[:k], new_k)
@@ -407,22 +407,6 @@ class FlowEngine(EngineBase):
             w[:, later] = wts[u].transpose(1, 0, 2) * (counts[u] * new_l[u])[:, :, None]
             acc.waits(v, w)
 
-    def _impacts(
-        self, acc: _Block, i: int, arr: FloatArray, shares: FloatArray, load: FloatArray
-    ) -> None:
-        """Share of each region's (and all) demand meeting a pool whose load exceeds its slots."""
-        full = load >= self.slots_up[None, :] * (1 - 1e-12)  # (T, P)
-        full &= load > 0
-        if not full.any():
-            return
-        total = arr.sum(axis=2)  # (T, R)
-        hit = np.einsum("trc,rcp,tp->tr", arr, shares, full.astype(np.float64))
-        n = arr.shape[0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acc.impacted[i : i + n] = np.where(total > 0, hit / total, 0.0)
-            all_ = total.sum(axis=1)
-            acc.impacted_national[i : i + n] = np.where(all_ > 0, hit.sum(axis=1) / all_, 0.0)
-
     def _tick(self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block) -> None:
         """One tick in general: steady-state pools and fluid pools side by side."""
         dt = float(widths[i])
@@ -439,8 +423,7 @@ class FlowEngine(EngineBase):
         acc.work_rate[i] = load
         up = self.slots_up
         full = (load >= up * (1 - 1e-12)) & (load > 0)
-        if full.any():
-            self._impact(acc, i, flow, arrivals[i], full)
+        acc.region_flow[i] = flow.sum(axis=1)
         # Queued work, or (nothing bounding the queues) more work than slots: fluid. The rest
         # with arrivals: the steady state of its queue, where one exists.
         fluid = self.queued_work > 0
@@ -494,16 +477,6 @@ class FlowEngine(EngineBase):
             self._steady_pools(i, steady, outcome, flow, new, acc, entry=False)
         if fluid.any():
             self._fluid(later[fluid], flow, dt, i, acc, entry=False)
-
-    def _impact(
-        self, acc: _Block, i: int, flow: FloatArray, arr: FloatArray, full: npt.NDArray[np.bool_]
-    ) -> None:
-        """One tick's share of each region's (and all) demand meeting a full pool."""
-        total = arr.sum(axis=1)  # (R,)
-        hit = flow.sum(axis=1) @ full.astype(np.float64)
-        acc.impacted[i] = np.divide(hit, total, out=np.zeros_like(hit), where=total > 0)
-        all_ = total.sum()
-        acc.impacted_national[i] = hit.sum() / all_ if all_ > 0 else 0.0
 
     def _steady_pools(
         self,
@@ -835,8 +808,7 @@ class _Block:
         self.work_rate = np.zeros((n_t, n_p))  # slot-seconds/s of new work (Erlangs)
         self.busy = np.zeros((n_t, n_p))  # slot-seconds served
         self.queue_s = np.zeros((n_t, n_p))  # request-seconds waiting
-        self.impacted = np.zeros((n_t, n_r))  # share of a region's demand meeting a full pool
-        self.impacted_national = np.zeros(n_t)  # ... and of all demand
+        self.region_flow = np.zeros((n_t, n_r, n_p))  # requests from each region to each pool
         self._values: list[FloatArray] = []  # (C, P, J) waits of admitted requests
         self._weights: list[FloatArray] = []  # (C, P, J) how many requests had them
         self._tick_v: FloatArray | None = None  # ... of ticks stepped one by one, J a tick

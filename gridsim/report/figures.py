@@ -60,14 +60,42 @@ def _x_of_date(result: Result, iso: str) -> Any:
 
 
 def plot_demand_capacity(result: Result) -> Figure | None:
-    """Demand against capacity (grid series of the flow engine) with the shortfall marked;
-    else served and available tokens/s estimated from the pool busy and capacity series."""
+    """Per model, the work arriving (demand) against its SLO capacity, in Erlangs: the flow
+    engine's ``model`` series, the very numbers the shortfall is found from
+    (``gridsim.engine.capacity.SHORTFALL_DEFINITION``), with the shortfall
+    (``capacity.shortfall_at_s``) marked by a dashed line labelled with its date and model.
+    Runs without them: the national grid series (tokens/s), else tokens served and
+    available estimated from the pool busy and capacity series."""
     ts = result.timeseries
     grid = ts[ts["entity_kind"] == "grid"]
+    models = ts[ts["entity_kind"] == "model"]
     fig = new_figure(10, 4.8)
     ax = fig.add_subplot()
     scale = economics.national_scale(result)
-    if grid["metric"].isin(["demand_tokens_per_s", "capacity_tokens_per_s"]).any():
+    unit = "tokens/s"
+    if models["metric"].isin(["demand_erlangs", "slo_capacity_erlangs"]).any():
+        title = "Demand against SLO capacity, by model"
+        unit = "Erlangs (busy slots)"
+        colours = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
+        for i, model in enumerate(sorted(models["entity_id"].unique())):
+            colour = colours[i % len(colours)]
+            rows = models[models["entity_id"] == model]
+            for metric, label, style in (
+                ("demand_erlangs", "demand", "-"),
+                ("slo_capacity_erlangs", "SLO capacity", ":"),
+            ):
+                series = _grid_series(rows, metric)
+                if series is not None:
+                    x, _ = time_axis(result, series.index.to_numpy(dtype=float))
+                    ax.plot(
+                        x,
+                        series.to_numpy() * scale,
+                        label=f"{model} {label}",
+                        color=colour,
+                        ls=style,
+                        lw=1.6,
+                    )
+    elif grid["metric"].isin(["demand_tokens_per_s", "capacity_tokens_per_s"]).any():
         title = "National demand against capacity"
         for metric, label, colour in (
             ("demand_tokens_per_s", "demand", "tab:red"),
@@ -92,18 +120,23 @@ def plot_demand_capacity(result: Result) -> Figure | None:
     if shortfall:
         at_s = cap_kpis.get("shortfall_at_s")
         at = time_axis(result, np.array([at_s]))[0][0] if at_s else _x_of_date(result, shortfall)
-        ax.axvline(at, color="k", ls="--", lw=1.2)
+        ax.axvline(at, color="k", ls="--", lw=1.2, gid="shortfall")
         where: dict[str, Any] = {
             "xycoords": ("data", "axes fraction"),
             "textcoords": "offset points",
         }
-        ax.annotate(f"shortfall {shortfall}", (at, 0.95), xytext=(4, 0), va="top", **where)
+        model = cap_kpis.get("shortfall_model")
+        label = f"shortfall {shortfall}" + (f" ({model})" if model else "")
+        ax.annotate(label, (at, 0.95), xytext=(4, 0), va="top", **where)
     ax.set_ylim(bottom=0)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"tokens/s{_scale_axis(ax)}, national equivalent")
+    ax.set_ylabel(f"{unit}{_scale_axis(ax)}, national equivalent")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    if unit == "tokens/s":
+        ax.legend(loc="lower right")
+    else:  # a pair of lines per model: beside the plot, where they hide no curve
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     return fig
 
 
