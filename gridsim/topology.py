@@ -9,6 +9,12 @@ Link latency (one way) = great circle km x route factor x fibre us/km x 1e-6 + p
 the region vertices: for 31 regions + 50 nodes in a full mesh (3,240 links) about 8 ms against
 53 ms for networkx's per-source Dijkstra (under 1 ms and 1-5 ms for k_nearest and
 hub_and_spoke), which matters because link-cut and outage studies re-solve it often.
+
+``hub_and_spoke`` meshes the national clusters, hangs every region and node off its nearest
+cluster and (``network.local_links``) adds the metro and provincial links: region-node and
+node-node pairs within ``network.metro_km`` or in one province. Every edge records its kind
+(``link``: backbone, spoke, metro, regional, generated or explicit). The policy latency targets
+are checked in ``gridsim.latency_targets``.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ class Place:
     hub: str = ""  # national hub id, if the catalogue site belongs to one
     hub_role: str = ""
     site: str = ""  # catalogue site id, if any
+    province: str = ""  # the catalogue site's province: places in one province link locally
+    site_kind: str = ""  # the catalogue site's kind ("cluster" for a national cluster)
 
     @property
     def key(self) -> str:
@@ -89,7 +97,18 @@ def _clusters(catalog: Catalog) -> list[Site]:
 
 
 def _hub_place(site: Site) -> Place:
-    return Place(site.id, "hub", site.lat, site.lon, "hub", site.hub, site.hub_role, site.id)
+    return Place(
+        site.id,
+        "hub",
+        site.lat,
+        site.lon,
+        "hub",
+        site.hub,
+        site.hub_role,
+        site.id,
+        site.province,
+        site.kind,
+    )
 
 
 def _place(
@@ -102,7 +121,9 @@ def _place(
         lat, lon = site.lat, site.lon
     if site is None:
         return Place(id_, role, lat, lon, kind)
-    return Place(id_, role, lat, lon, kind, site.hub, site.hub_role, site.id)
+    return Place(
+        id_, role, lat, lon, kind, site.hub, site.hub_role, site.id, site.province, site.kind
+    )
 
 
 def _places(scenario: Scenario, catalog: Catalog, problems: list[Problem]) -> list[Place]:
@@ -135,36 +156,69 @@ def places(scenario: Scenario, catalog: Catalog | None = None) -> list[Place]:
     return out
 
 
-def _generated_pairs(net: Network, plist: Sequence[Place]) -> list[tuple[int, int]]:
-    """Index pairs of generated links, in a fixed order."""
+LinkKind = Literal["generated", "backbone", "spoke", "metro", "regional", "explicit"]
+
+
+def _generated_pairs(net: Network, plist: Sequence[Place]) -> list[tuple[int, int, LinkKind]]:
+    """Index pairs of generated links with their kind, in a fixed order."""
     n = len(plist)
     lat = np.array([p.lat for p in plist])
     lon = np.array([p.lon for p in plist])
     if net.generate == "full_mesh":
-        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+        return [(i, j, "generated") for i in range(n) for j in range(i + 1, n)]
     if net.generate == "k_nearest":  # a pair chosen from both ends is added twice: harmless
         km = great_circle_km_array(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
         np.fill_diagonal(km, np.inf)
         # stable sort: ties go to the earlier place, so the graph is reproducible
         near = np.argsort(km, axis=1, kind="stable")[:, : min(net.k, n - 1)]
-        return [(i, int(j)) for i in range(n) for j in near[i]]
+        return [(i, int(j), "generated") for i in range(n) for j in near[i]]
     if net.generate != "hub_and_spoke":
         return []
     hubs = [i for i, p in enumerate(plist) if p.role == "hub"]
     spokes = [i for i, p in enumerate(plist) if p.role != "hub"]
-    out = [(a, b) for x, a in enumerate(hubs) for b in hubs[x + 1 :]]
-    if not hubs:
-        return out
-    km = great_circle_km_array(lat[spokes, None], lon[spokes, None], lat[hubs], lon[hubs])
-    by_site = {plist[h].id: h for h in hubs}
-    for i, row in zip(spokes, km, strict=True):
-        # a place at a cluster site uses that cluster as its gateway, even on a distance tie
-        out.append((i, by_site.get(plist[i].site, hubs[int(np.argmin(row))])))
+    out: list[tuple[int, int, LinkKind]] = [
+        (a, b, "backbone") for x, a in enumerate(hubs) for b in hubs[x + 1 :]
+    ]
+    if hubs:
+        km = great_circle_km_array(lat[spokes, None], lon[spokes, None], lat[hubs], lon[hubs])
+        by_site = {plist[h].id: h for h in hubs}
+        for i, row in zip(spokes, km, strict=True):
+            # a place at a cluster site uses that cluster as its gateway, even on a distance tie
+            out.append((i, by_site.get(plist[i].site, hubs[int(np.argmin(row))]), "spoke"))
+    if net.local_links:
+        out += _local_pairs(net, plist, lat, lon)
     return out
 
 
-def _edge(a: Place, b: Place, net: Network, link: Link | None = None) -> dict[str, Any]:
-    """Edge attributes of a generated link (``link`` None) or an explicit one."""
+def _local_pairs(
+    net: Network, plist: Sequence[Place], lat: NDArray[np.float64], lon: NDArray[np.float64]
+) -> list[tuple[int, int, LinkKind]]:
+    """Metro and provincial links: region-node and node-node pairs in one city (within
+    ``metro_km``) or one province. Without them every route climbs to a national cluster, so
+    Zhengzhou reached the centre in its own city through a hub 550 km away (8.4 ms, not 0.1)."""
+    nodes = [i for i, p in enumerate(plist) if p.role == "node"]
+    ends = [i for i, p in enumerate(plist) if p.role in ("region", "node")]
+    if not nodes:
+        return []
+    km = great_circle_km_array(lat[ends, None], lon[ends, None], lat[nodes], lon[nodes])
+    out: list[tuple[int, int, LinkKind]] = []
+    for i, row in zip(ends, km, strict=True):
+        for j, d_km in zip(nodes, row.tolist(), strict=True):
+            # node pairs once (i before j); a region links to every node
+            if plist[i].role == "node" and j <= i:
+                continue
+            province = plist[i].province
+            if d_km <= net.metro_km:
+                out.append((i, j, "metro"))
+            elif province and province == plist[j].province:
+                out.append((i, j, "regional"))
+    return out
+
+
+def _edge(
+    a: Place, b: Place, net: Network, link: Link | None = None, kind: LinkKind = "explicit"
+) -> dict[str, Any]:
+    """Edge attributes of a generated link (``link`` None, of ``kind``) or an explicit one."""
     km = great_circle_km(a.lat, a.lon, b.lat, b.lon)
     rf = link.route_factor if link and link.route_factor is not None else net.route_factor
     if link is not None and link.latency_ms is not None:
@@ -172,7 +226,13 @@ def _edge(a: Place, b: Place, net: Network, link: Link | None = None) -> dict[st
     else:
         latency_s = km * rf * net.fibre_us_per_km * 1e-6 + net.per_hop_ms * 1e-3
     bw = link.bandwidth_gbps if link else net.bandwidth_gbps
-    return {"distance_km": km, "latency_s": latency_s, "bandwidth_gbps": bw, "explicit": bool(link)}
+    return {
+        "distance_km": km,
+        "latency_s": latency_s,
+        "bandwidth_gbps": bw,
+        "explicit": bool(link),
+        "link": "explicit" if link else kind,
+    }
 
 
 def _resolve(name: str, keys: Container[str]) -> str | None:
@@ -217,12 +277,13 @@ def _build(scenario: Scenario, catalog: Catalog | None) -> tuple[Topology, list[
     problems: list[Problem] = []
     plist = _places(scenario, catalog, problems)
     net = scenario.network
-    graph = nx.Graph(name=scenario.name)
+    # metro_km travels with the graph: the 1 ms city target is checked on the same city radius
+    graph = nx.Graph(name=scenario.name, metro_km=net.metro_km)
     shares = {r.id: r.share for r in scenario.regions}
     for p in plist:
         graph.add_node(p.key, **asdict(p), share=shares.get(p.id) if p.role == "region" else None)
-    for i, j in _generated_pairs(net, plist):
-        graph.add_edge(plist[i].key, plist[j].key, **_edge(plist[i], plist[j], net))
+    for i, j, kind in _generated_pairs(net, plist):
+        graph.add_edge(plist[i].key, plist[j].key, **_edge(plist[i], plist[j], net, kind=kind))
     known = {p.key: p for p in [*(_hub_place(s) for s in _clusters(catalog)), *plist]}
     for i, link in enumerate(net.links):
         problems += _add_link(graph, i, link, net, known)
@@ -243,17 +304,38 @@ def build_topology(scenario: Scenario, catalog: Catalog | None = None) -> Topolo
     return topology
 
 
-def _solve(
-    graph: Any, regions: Sequence[str], nodes: Sequence[str]
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Shortest one-way latency (s) and its hop count, regions x nodes (inf and -1 if cut off)."""
+def _latency_matrix(graph: Any) -> tuple[dict[str, int], csr_array]:
+    """Vertex index and the sparse link-latency matrix (s), with two spare isolated vertices."""
     index = {v: i for i, v in enumerate(graph.nodes)}
     n = len(index)
     edges = [(index[u], index[v], w) for u, v, w in graph.edges(data="latency_s")]
     rows, cols, weights = (list(c) for c in zip(*edges, strict=True)) if edges else ([], [], [])
     # From triplets, so zero-latency links stay explicit edges (a dense matrix would drop them).
     # Two extra isolated vertices stand in for absent regions (n) and downed nodes (n + 1).
-    matrix = csr_array((weights, (rows, cols)), shape=(n + 2, n + 2), dtype=float)
+    return index, csr_array((weights, (rows, cols)), shape=(n + 2, n + 2), dtype=float)
+
+
+def shortest_latency_s(
+    graph: Any, sources: Sequence[str], targets: Sequence[str]
+) -> NDArray[np.float64]:
+    """One-way shortest-path latency (s) between vertex keys (``hub:guian``), sources x
+    targets; inf where cut off or where a key is not in the graph."""
+    index, matrix = _latency_matrix(graph)
+    n = len(index)
+    src = np.array([index.get(v, n) for v in sources], dtype=np.int64)
+    dst = np.array([index.get(v, n + 1) for v in targets], dtype=np.int64)
+    if not len(src) or not len(dst):
+        return np.zeros((len(src), len(dst)))
+    dist = dijkstra(matrix, directed=False, indices=src)
+    return np.asarray(dist, dtype=float).reshape(len(src), -1)[:, dst]
+
+
+def _solve(
+    graph: Any, regions: Sequence[str], nodes: Sequence[str]
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Shortest one-way latency (s) and its hop count, regions x nodes (inf and -1 if cut off)."""
+    index, matrix = _latency_matrix(graph)
+    n = len(index)
     src = np.array([index.get(vertex("region", r), n) for r in regions])
     dst = np.array([index.get(vertex("node", x), n + 1) for x in nodes])
     dist, pred = dijkstra(matrix, directed=False, indices=src, return_predecessors=True)

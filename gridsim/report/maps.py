@@ -137,9 +137,21 @@ def plot_topology(
     attrs = dict(g.nodes(data=True))
     fig = Figure(figsize=(9, 7))
     ax = fig.add_subplot()
-    ends = [(attrs[u], attrs[v]) for u, v in g.edges]
-    segments = [[(a["lon"], a["lat"]), (b["lon"], b["lat"])] for a, b in ends]
-    ax.add_collection(LineCollection(segments, colors="0.6", linewidths=0.5, zorder=1))
+    # metro and provincial links apart from the backbone: they are what meets the 1 ms and 5 ms
+    # targets (links in one city have no length on the map; the legend still counts them)
+    for local, colour, width, label in (
+        (False, "0.6", 0.5, "backbone, spoke or explicit link"),
+        (True, "tab:orange", 1.0, "metro or provincial link"),
+    ):
+        segments = [
+            [(attrs[u]["lon"], attrs[u]["lat"]), (attrs[v]["lon"], attrs[v]["lat"])]
+            for u, v, kind in g.edges(data="link")
+            if (kind in ("metro", "regional")) == local
+        ]
+        if segments:
+            lines = LineCollection(segments, colors=colour, linewidths=width, zorder=1)
+            lines.set(label=f"{label} ({len(segments)})")
+            ax.add_collection(lines)
 
     def draw(role: str, label: str, kind: str | None = None, **style: Any) -> None:
         mine = [a for a in attrs.values() if a["role"] == role and kind in (None, a["kind"])]
