@@ -15,13 +15,20 @@ Definitions (each once; per pool and per interval of ``outputs.timeseries_interv
   draws nothing;
 - **electricity cost** = energy x the node's price (x an hourly time-of-use factor);
 - **capex** = accelerators x card price over ``amortisation_years`` + facility capex per MW of
-  nameplate IT power over ``facility_years``, both pro-rated to the simulated time;
+  nameplate IT power over ``facility_years``, both accrued per second for the cards installed
+  at each instant (``gridsim.capacity_timeline``: a build-out from its cards' arrival, ``at`` +
+  ``lead_time``; a retirement from ``at``; outages change nothing);
+- **IT power** = cards x TDP (job slots x slot power), at the start and at the end of the
+  horizon (``it_power_kw_start``, ``it_power_kw_end``; ``it_power_kw`` is the start's);
 - **network cost** = tokens served x ``bytes_per_token`` x ``network_cny_per_gb``;
 - **revenue** = input tokens x ((1 - h) x input list price + h x cache-hit list price) +
   output tokens x output list price of the pool's model (catalogue, CNY per 1e6 tokens), where
   ``h`` is the class's ``cache_hit_share`` (scenario; ``Assumptions.cache_hit_share``, when
   set, overrides it for every class); job pools earn nothing;
-- **carbon** = energy x the node's grid intensity.
+- **carbon** = energy x the node's grid intensity;
+- **by model** (``by_model``): the cost of the pools serving a model (electricity, capex and
+  their network cost, which is by tokens) per million of their served tokens, against the
+  model's list prices blended at the run's mix of its input, cache-hit and output tokens.
 
 Pool figures are attributed to classes and regions by their share of the pool's served tokens
 (by requests in job pools); a pool that served nothing stays with the ``(idle)`` row. Runs
@@ -48,12 +55,13 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from gridsim.capacity_timeline import integrate, pool_steps, start_end
 from gridsim.scenario import Scenario
 
 SECONDS_PER_YEAR = 8760.0 * 3600.0  # as serving.HOURS_PER_YEAR
 J_PER_KWH = 3.6e6
 IDLE = "(idle)"  # class/region label of cost from pools that served nothing
-GroupBy = Literal["pool", "node", "node_kind", "region", "class"]
+GroupBy = Literal["pool", "node", "node_kind", "model", "region", "class"]
 
 
 @dataclass(frozen=True)
@@ -63,16 +71,16 @@ class Assumptions:
     # ASSUMPTION: power of one generic job slot (supercomputer pools have no accelerators in
     # the pools table). A slot of the baseline is about one CPU core (4e6 slots a centre):
     # Tianhe-2 drew 17.8 MW for 3.12e6 cores (~5.7 W/core; TOP500, June 2013), Sunway
-    # TaihuLight 15.4 MW for 10.6e6 cores (~1.4 W/core). Not in FACTS.md.
+    # TaihuLight 15.4 MW for 10.6e6 cores (~1.4 W/core) [S:top500-power].
     job_slot_power_w: float = 6.0
     job_idle_fraction: float = 0.3  # ASSUMPTION: as the accelerator catalogue's default
     job_slot_price_cny: float = 0.0  # ASSUMPTION: no source found; 0 leaves HPC hardware out
     amortisation_years: float = 5.0  # ASSUMPTION: accelerator life (as serving.deployment)
-    # FACTS.md section 9: DC capex $10-12 M per MW of IT load (standard; range $7-15 M)
+    # DC capex $10-12 M per MW of IT load (standard; range $7-15 M) [S:dc-capex-per-mw]
     facility_capex_usd_per_mw: float = 10e6
-    cny_per_usd: float = 7.0  # FACTS.md section 6: Bailian prices imply ~6.97 CNY/USD
+    cny_per_usd: float = 7.0  # Bailian prices imply ~6.97 CNY/USD [S:bailian-prices]
     facility_years: float = 15.0  # ASSUMPTION: building and M&E depreciation
-    # FACTS.md section 8: bandwidth cost "not found"; 0 leaves transfer cost out
+    # ASSUMPTION: no public price of inter-region bandwidth was found; 0 leaves transfer out
     network_cny_per_gb: float = 0.0
     bytes_per_token: float = 4.0  # ASSUMPTION: ~4 bytes of text per token, both directions
     # share of input tokens billed at the cache-hit price, for every class; None: each class's
@@ -150,7 +158,8 @@ def pool_intervals(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.
     busy = frame["busy_slot_s"].to_numpy(dtype=float)
     cap = frame["capacity_slot_s"].to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_slot_w = np.where(slots > 0, it_w / slots, 0.0)
+        # a pool built from nothing has no start slots: its cards' power per slot of a replica
+        per_slot_w = np.where(slots > 0, it_w / slots, _slot_power_w(p, a))
         share = np.where(cap > 0, busy / cap, 0.0)
     joules = per_slot_w * (idle * cap + (1.0 - idle) * np.minimum(busy, cap)) * p["pue"].to_numpy()
     kwh = joules / J_PER_KWH
@@ -198,7 +207,6 @@ def pool_economics(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.
     """One row per pool: served work, energy, cost parts, revenue, carbon and margin."""
     a = assumptions
     pools = result.pools
-    horizon_s = _horizon_s(result)
     energy = (
         pool_intervals(result, a)
         .groupby("pool")[["energy_kwh", "electricity_cny", "carbon_kg"]]
@@ -215,16 +223,18 @@ def pool_economics(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.
         .fillna(dict.fromkeys([*served.columns, *energy.columns], 0.0))
     )
     it_w = _it_power_w(pools, a)
-    cards = np.where(pools["kind"] == "job", pools["slots"], pools["accelerators"])
+    # capex accrues per second for the cards installed at each instant: build-outs from
+    # their cards' arrival, retirements from their date (outages change nothing)
+    card_s, watt_s, end_w = _capacity_integrals(result, a)
     card_price = np.where(
         pools["kind"] == "job", a.job_slot_price_cny, pools["accelerator_price_cny"]
     )
-    out["it_power_kw"] = it_w / 1e3
-    out["capex_cny"] = cards * card_price * horizon_s / (a.amortisation_years * SECONDS_PER_YEAR)
+    out["it_power_kw"] = it_w / 1e3  # at the start, as it_power_kw_start
+    out["it_power_kw_start"] = it_w / 1e3
+    out["it_power_kw_end"] = end_w / 1e3
+    out["capex_cny"] = card_s * card_price / (a.amortisation_years * SECONDS_PER_YEAR)
     facility_cny_per_w = a.facility_capex_usd_per_mw * a.cny_per_usd / 1e6
-    out["capex_cny"] += (
-        it_w * facility_cny_per_w * horizon_s / (a.facility_years * SECONDS_PER_YEAR)
-    )
+    out["capex_cny"] += watt_s * facility_cny_per_w / (a.facility_years * SECONDS_PER_YEAR)
     return _finish(out)
 
 
@@ -260,16 +270,19 @@ def flow_economics(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.
 def economics_by(
     result: RunTables, by: GroupBy = "node", assumptions: Assumptions = DEFAULT
 ) -> pd.DataFrame:
-    """Tidy table, one row per ``by`` value (pool, node, node_kind, region or class), with
-    energy_kwh, electricity_cny, capex_cny, network_cny, cost_cny, revenue_cny, margin_cny,
-    carbon_kg, tokens and cost_cny_per_m_tokens (simulated totals over the horizon)."""
-    if by in ("pool", "node", "node_kind"):
+    """Tidy table, one row per ``by`` value (pool, node, node_kind, model, region or class),
+    with energy_kwh, electricity_cny, capex_cny, network_cny, cost_cny, revenue_cny,
+    margin_cny, carbon_kg, tokens and cost_cny_per_m_tokens (simulated totals over the
+    horizon); by pool, node, node_kind and model also it_power_kw (at the start, as
+    it_power_kw_start) and it_power_kw_end. By model, job pools (no model) are left out."""
+    if by in ("pool", "node", "node_kind", "model"):
         table = pool_economics(result, assumptions)
     else:
         table = flow_economics(result, assumptions)
     grouped = table.groupby(by, sort=True)[list(_SUMS)].sum()
-    if "it_power_kw" in table:
-        grouped["it_power_kw"] = table.groupby(by, sort=True)["it_power_kw"].sum()
+    for col in ("it_power_kw", "it_power_kw_start", "it_power_kw_end"):
+        if col in table:
+            grouped[col] = table.groupby(by, sort=True)[col].sum()
     return _finish(grouped.reset_index())
 
 
@@ -283,6 +296,73 @@ def by_region(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataF
 
 def by_class(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
     return economics_by(result, "class", assumptions)
+
+
+def model_token_mix(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
+    """Per model (index): the served tokens billed at each of its three list prices, summed
+    over its pools' flows: ``input_tokens`` (computed: input not served from the prefix cache,
+    ``(1 - h)`` x input of each class), ``cache_hit_tokens`` (``h`` x input) and
+    ``output_tokens``, with ``h`` each class's cache-hit share (``cache_hit_shares``)."""
+    flows = _flows_served(result, assumptions)
+    model = result.pools.set_index("pool")["model"].reindex(flows["pool"]).to_numpy()
+    h = flows["class"].map(cache_hit_shares(result, assumptions)).fillna(0.0).to_numpy(float)
+    inp = flows["input_tokens"].to_numpy(dtype=float)
+    mix = pd.DataFrame(
+        {
+            "model": model,
+            "input_tokens": inp * (1.0 - h),
+            "cache_hit_tokens": inp * h,
+            "output_tokens": flows["output_tokens"].to_numpy(dtype=float),
+        }
+    )
+    return mix.dropna(subset=["model"]).groupby("model", sort=True).sum()
+
+
+def by_model(
+    result: RunTables,
+    assumptions: Assumptions = DEFAULT,
+    pools: pd.DataFrame | None = None,
+) -> dict[str, dict[str, float | None]]:
+    """Per model served by an LLM pool, for summary.json: its pools' served ``tokens``,
+    ``cost_cny`` (their electricity and capex, and network cost by tokens), ``revenue_cny``,
+    ``margin_cny``, ``cost_cny_per_m_tokens``, and ``list_price_cny_per_m_tokens``: the
+    model's input, cache-hit and output list prices blended at this run's mix of those tokens
+    for it (``model_token_mix``), to hold the cost against. Revenue is billed at the same list
+    prices, so the blend is also the revenue per million tokens. None where no tokens were
+    served (a model whose pools stood idle, or a model without list prices). ``pools``: the
+    run's ``pool_economics``, when already computed."""
+    if pools is None:
+        pools = pool_economics(result, assumptions)
+    table = _finish(pools.groupby("model", sort=True)[list(_SUMS)].sum())
+    mix = model_token_mix(result, assumptions)
+    prices = _prices(result)
+    out: dict[str, dict[str, float | None]] = {}
+    parts_of = {str(k): {str(c): v for c, v in r.items()} for k, r in mix.to_dict("index").items()}
+    rows = {str(k): {str(c): v for c, v in r.items()} for k, r in table.to_dict("index").items()}
+    for model, row in rows.items():
+        m = str(model)
+        tokens = float(row["tokens"])
+        parts = parts_of.get(m)
+        list_price: float | None = None
+        if parts is not None and m in prices:
+            billed = float(sum(parts.values()))
+            p_in, p_hit, p_out = prices[m]
+            value = (
+                parts["input_tokens"] * p_in
+                + parts["cache_hit_tokens"] * p_hit
+                + parts["output_tokens"] * p_out
+            )
+            list_price = float(value) / billed if billed > 0 else None
+        cost, revenue = float(row["cost_cny"]), float(row["revenue_cny"])
+        out[m] = {
+            "tokens": tokens,
+            "cost_cny": cost,
+            "revenue_cny": revenue,
+            "cost_cny_per_m_tokens": _ratio(cost * 1e6, tokens),
+            "list_price_cny_per_m_tokens": list_price,
+            "margin_cny": revenue - cost,
+        }
+    return out
 
 
 def national_per_day(result: RunTables) -> float:
@@ -336,7 +416,11 @@ def economics_summary(result: RunTables, assumptions: Assumptions = DEFAULT) -> 
         "horizon_s": horizon_s,
         "sample_fraction": fraction,
         **totals,
+        # nameplate IT power of the cards installed at the start and at the end of the horizon
+        "it_power_kw_start": float(pools["it_power_kw_start"].sum()),
+        "it_power_kw_end": float(pools["it_power_kw_end"].sum()),
         "by_node_kind": by_kind,
+        "by_model": by_model(result, assumptions, pools),
         "assumptions": {
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(assumptions).items()},
             "cache_hit_share_by_class": cache_hit_shares(result, assumptions),
@@ -446,6 +530,54 @@ def _it_power_w(pools: pd.DataFrame, a: Assumptions) -> np.ndarray[Any, np.dtype
     return np.where(pools["kind"].to_numpy() == "job", job, llm)
 
 
+def _slot_power_w(pools: pd.DataFrame, a: Assumptions) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Nameplate power of one slot from the station's replica: cards per replica x TDP / slots
+    per replica (job slots: the slot power); 0 where a table lacks the columns."""
+    if "accelerators_per_replica" not in pools or "station_slots_per_replica" not in pools:
+        return np.zeros(len(pools))
+    per_replica = pools["station_slots_per_replica"].to_numpy(dtype=float)
+    cards_w = pools["accelerators_per_replica"].to_numpy(dtype=float) * pools[
+        "accelerator_tdp_w"
+    ].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        llm = np.where(per_replica > 0, cards_w / per_replica, 0.0)
+    return np.where(pools["kind"].to_numpy() == "job", a.job_slot_power_w, llm)
+
+
+def capacity_steps(result: RunTables) -> pd.DataFrame:
+    """Each station's replicas, cards and slots over time (``capacity_timeline.pool_steps``)."""
+    return pool_steps(result.scenario, result.pools)
+
+
+def _capacity_integrals(
+    result: RunTables, a: Assumptions
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+]:
+    """Per pool of the pools table, in its order: card-seconds (job pools: slot-seconds) and
+    nameplate IT watt-seconds over the horizon, and the IT power in watts at its end, from the
+    capacity timeline (build-outs from their cards' arrival, retirements from their date)."""
+    pools = result.pools
+    horizon_s = _horizon_s(result)
+    steps = capacity_steps(result)
+    names = pools["pool"]
+    card_s = integrate(steps, "accelerators", horizon_s).reindex(names).fillna(0.0).to_numpy()
+    slot_s = integrate(steps, "slots", horizon_s).reindex(names).fillna(0.0).to_numpy()
+    job = pools["kind"].to_numpy() == "job"
+    tdp = pools["accelerator_tdp_w"].to_numpy(dtype=float)
+    units_s = np.where(job, slot_s, card_s)
+    watt_s = np.where(job, slot_s * a.job_slot_power_w, card_s * tdp)
+    ends = start_end(steps).reindex(names)
+    end_w = np.where(
+        job,
+        ends["slots_end"].fillna(0.0).to_numpy() * a.job_slot_power_w,
+        ends["accelerators_end"].fillna(0.0).to_numpy() * tdp,
+    )
+    return units_s, watt_s, end_w
+
+
 def _prices(result: RunTables) -> dict[str, tuple[float, float, float]]:
     """Model id -> (input, cache-hit, output) list price, CNY per 1e6 tokens."""
     models = result.scenario.resolved_catalog.models
@@ -469,13 +601,15 @@ def _horizon_s(result: RunTables) -> float:
 
 
 def _whole_horizon(result: RunTables) -> pd.DataFrame:
-    """One interval per pool covering the horizon, busy at its node's mean utilisation."""
+    """One interval per pool covering the horizon, busy at its node's mean utilisation, its
+    capacity the slot-seconds of the capacity timeline (build-outs and retirements)."""
     horizon_s = _horizon_s(result)
     by_node = result.summary.get("by_node", {})
+    slot_s = integrate(capacity_steps(result), "slots", horizon_s)
     rows = []
-    for pool, node, slots in result.pools[["pool", "node", "slots"]].itertuples(index=False):
+    for pool, node in result.pools[["pool", "node"]].itertuples(index=False):
         util = (by_node.get(node, {}).get("utilization") or {}).get("mean") or 0.0
-        cap = float(slots) * horizon_s
+        cap = float(slot_s.get(pool, 0.0))
         rows.append(
             {"pool": pool, "time_s": 0.0, "busy_slot_s": util * cap, "capacity_slot_s": cap}
         )

@@ -301,3 +301,282 @@ def test_revenue_bills_each_class_at_its_own_cache_hit_share() -> None:
     assert overridden["assumptions"]["cache_hit_share_by_class"] == {"chat": 0.25, "fresh": 0.25}
     with pytest.raises(ValueError, match="cache_hit_share"):
         econ.Assumptions(cache_hit_share=1.5)
+
+
+# --- build-outs, retirements and capacity over time ----------------------------------------
+
+DAY = 86400.0
+YEAR_DAYS = 365.0  # economics amortises over 8760-hour years
+TWO_POOLS = """
+name: two-pools
+horizon: {start: 2026-03-01, duration: 10d, resolution: 1h}
+fidelity: flow
+regions:
+  - {id: here, lat: 30.0, lon: 110.0}
+nodes:
+  - id: solo
+    kind: intelligent_computing
+    lat: 30.0
+    lon: 110.0
+    region: here
+    pue: 1.2
+    price_cny_per_kwh: 0.5
+    carbon_g_per_kwh: 600
+    pools:
+      - {id: a, model: deepseek-v3, accelerator: h20, replicas: 2}
+      - {id: b, model: qwen3-32b, accelerator: ascend-910b, replicas: 4}
+network: {generate: full_mesh, per_hop_ms: 0}
+demand:
+  tokens_per_day: 1
+  region_weights: equal
+  classes:
+    - name: chat
+      model: deepseek-v3
+      rate_per_s: 1.0
+      cache_hit_share: 0.5
+      input_tokens: {dist: constant, value: 1000}
+      output_tokens: {dist: constant, value: 200}
+    - name: small
+      model: qwen3-32b
+      rate_per_s: 1.0
+      input_tokens: {dist: constant, value: 2000}
+      output_tokens: {dist: constant, value: 500}
+outputs: {timeseries_interval: 1h}
+policy: {name: nearest}
+"""
+# 3 replicas ordered on day 2 (2026-03-03), in service a day later; one retired on day 6
+EVENTS = """events:
+  - {kind: build_out, at: 2026-03-03, lead_time: 1d, node: solo, pool: a, replicas: 3}
+  - {kind: retirement, at: 2026-03-07, node: solo, pool: b, replicas: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def built_out() -> Result:
+    return gs.run(gs.load_scenario_text(TWO_POOLS + EVENTS))
+
+
+@pytest.fixture(scope="module")
+def unchanged() -> Result:
+    return gs.run(gs.load_scenario_text(TWO_POOLS))
+
+
+def _catalogue_accelerator(acc: str, attribute: str) -> float:
+    """An accelerator's figure read straight from the catalogue file (not via gridsim)."""
+    import csv
+
+    root = Path(__file__).resolve().parents[1]
+    with (root / "gridsim" / "catalog" / "data" / "accelerators.csv").open(encoding="utf-8") as f:
+        return next(
+            float(row["value"])
+            for row in csv.DictReader(f)
+            if row["id"] == acc and row["attribute"] == attribute
+        )
+
+
+def test_build_out_and_retirement_change_capex_and_power_from_their_date(
+    built_out: Result, unchanged: Result
+) -> None:
+    """H = 10 days. Pool a: 2 DeepSeek-V3 replicas on H20 (16 cards each, 110,000 CNY, 400 W);
+    3 more ordered on day d = 2 with lead time L = 1 day arrive on day 3 and are paid for over
+    H - d - L = 7 days. Pool b: 4 Qwen3-32B replicas on 910B (1 card each, 120,000 CNY, 400 W);
+    one retired on day 6 stops costing for the last 4 days. Cards amortise over 5 years of 365
+    days, the facility (10 M USD per MW x 7 CNY/USD = 70 CNY per W of IT power) over 15:
+
+        cards  = (32 x 110,000 + 4 x 120,000) x 10 / 1825              = 21,917.81 CNY
+               + 3 x 16 x 110,000 x 7 / 1825                             = 20,252.05
+               - 1 x 1 x 120,000 x 4 / 1825                              =   -263.01
+        facility = (36 x 10 + 48 x 7 - 1 x 4) card-days x 400 W x 70 / 5475 = 3,539.00
+        capex  = 45,445.85 CNY  (without the events: 21,917.81 + 1,841.10 = 23,758.90)
+
+    IT power: 36 cards x 400 W = 14.4 kW at the start; 36 + 48 - 1 = 83 cards, 33.2 kW, at
+    the end: end - start = N x cards x TDP - 1 x 400 W = 19.2 - 0.4 = 18.8 kW."""
+    pools = built_out.pools.set_index("pool")
+    assert pools.loc["solo/a", "accelerators_per_replica"] == 16
+    assert pools.loc["solo/b", "accelerators_per_replica"] == 1
+    h20 = _catalogue_accelerator("h20", "price_cny")
+    b910 = _catalogue_accelerator("ascend-910b", "price_cny")
+    assert (h20, b910) == (110_000, 120_000)
+    assert _catalogue_accelerator("h20", "tdp_w") == _catalogue_accelerator("ascend-910b", "tdp_w")
+    base = (32 * h20 + 4 * b910) * 10 / (5 * YEAR_DAYS)
+    build = 3 * 16 * h20 * (10 - 2 - 1) / (5 * YEAR_DAYS)
+    retire = 1 * b910 * (10 - 6) / (5 * YEAR_DAYS)
+    facility = (36 * 10 + 48 * 7 - 1 * 4) * 400 * 70 / (15 * YEAR_DAYS)
+    assert base == pytest.approx(21_917.81, abs=0.01)
+    assert build == pytest.approx(20_252.05, abs=0.01)
+    assert retire == pytest.approx(263.01, abs=0.01)
+    assert facility == pytest.approx(3_539.00, abs=0.01)
+    after = econ.economics_summary(built_out)
+    before = econ.economics_summary(unchanged)
+    assert base + build - retire + facility == pytest.approx(45_445.85, abs=0.01)
+    assert after["capex_cny"] == pytest.approx(base + build - retire + facility, rel=1e-9)
+    assert before["capex_cny"] == pytest.approx(base + 36 * 10 * 400 * 70 / 5475, rel=1e-9)
+    assert after["it_power_kw_start"] == pytest.approx(14.4, rel=1e-12)
+    assert after["it_power_kw_end"] == pytest.approx(33.2, rel=1e-12)
+    assert after["it_power_kw_end"] - after["it_power_kw_start"] == pytest.approx(18.8)
+    assert before["it_power_kw_end"] == pytest.approx(14.4, rel=1e-12)
+    # by pool: the build-out's capex is pool a's, the retirement's pool b's
+    by_pool = econ.economics_by(built_out, "pool").set_index("pool")
+    per_card_day = 400 * 70 / 5475  # facility CNY per card-day at 400 W
+    assert by_pool.loc["solo/b", "capex_cny"] == pytest.approx(
+        (4 * 6 + 3 * 4) * (b910 / 1825 + per_card_day), rel=1e-9
+    )
+    assert by_pool.loc["solo/a", "it_power_kw_end"] == pytest.approx(80 * 0.4, rel=1e-12)
+    json.dumps(after, allow_nan=False)
+
+
+def test_build_out_and_retirement_change_energy_from_their_date(built_out: Result) -> None:
+    """Demand is constant, so the busy slot-seconds of an hour do not change; what changes at
+    the arrival (day 3) is the idle draw of the 48 cards added: 48 x 400 W x 0.3 (idle) x PUE
+    1.2 x 1 h = 6.912 kWh more in the hour after than in the hour before; at the retirement
+    (day 6) one 910B less: 400 x 0.3 x 1.2 = 0.144 kWh less."""
+    per = econ.pool_intervals(built_out).set_index(["pool", "time_s"])
+    for pool, at, change_kwh in (("solo/a", 3 * DAY, 6.912), ("solo/b", 6 * DAY, -0.144)):
+        early, late = per.loc[(pool, at - 3600.0)], per.loc[(pool, at)]
+        assert late["busy_slot_s"] == pytest.approx(early["busy_slot_s"], rel=1e-9)
+        assert late["energy_kwh"] - early["energy_kwh"] == pytest.approx(change_kwh, rel=1e-9)
+
+
+def test_capacity_series_and_pools_table_say_what_they_describe(
+    built_out: Result, tmp_path: Path
+) -> None:
+    """Per pool replicas and cards step at the cards' arrival (day 3, not the order on day 2)
+    and at the retirement (day 6); the grid's IT power is 14.4 kW, then 14.4 + 19.2 = 33.6 kW,
+    then 33.2 kW; pools.parquet gives both ends and says that replicas are at the start."""
+    from gridsim.capacity_timeline import capacity_series, with_capacity_series
+
+    series = capacity_series(built_out, econ.DEFAULT.job_slot_power_w)
+    assert set(series["entity_id"]) == {"solo/a", "solo/b", "national"}
+
+    def value(entity: str, metric: str, t: float) -> float:
+        rows = series[
+            (series["entity_id"] == entity) & (series["metric"] == metric) & (series["time_s"] == t)
+        ]
+        assert len(rows) == 1
+        return float(rows["value"].iloc[0])
+
+    hours = sorted(set(series["time_s"]))
+    assert hours == [3600.0 * k for k in range(240)]  # hourly, as outputs.timeseries_interval
+    assert value("solo/a", "replicas", 3 * DAY - 3600) == 2
+    assert value("solo/a", "replicas", 3 * DAY) == 5
+    assert value("solo/a", "cards", 2 * DAY) == 32
+    assert value("solo/a", "cards", 9 * DAY) == 80
+    assert value("solo/b", "replicas", 6 * DAY - 3600) == 4
+    assert value("solo/b", "cards", 6 * DAY) == 3
+    assert value("national", "it_power_kw", 0.0) == pytest.approx(14.4)
+    assert value("national", "it_power_kw", 4 * DAY) == pytest.approx(33.6)
+    assert value("national", "it_power_kw", 9 * DAY) == pytest.approx(33.2)
+    stored = with_capacity_series(built_out, econ.DEFAULT.job_slot_power_w)
+    assert len(stored) == len(built_out.timeseries) + len(series)
+
+    built_out.pools.to_parquet(tmp_path / "pools.parquet", index=False)
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    table = pd.read_parquet(tmp_path / "pools.parquet").set_index("pool")
+    assert table.loc["solo/a", ["replicas", "replicas_start", "replicas_end"]].tolist() == [2, 2, 5]
+    assert table.loc["solo/a", ["accelerators", "cards_start", "cards_end"]].tolist() == [
+        32,
+        32,
+        80,
+    ]
+    assert table.loc["solo/b", ["replicas_start", "replicas_end", "cards_end"]].tolist() == [
+        4,
+        3,
+        3,
+    ]
+    meta = pq.read_schema(tmp_path / "pools.parquet").metadata[b"PANDAS_ATTRS"].decode()
+    assert "at the start of the horizon" in json.loads(meta)["describes"]
+
+
+@pytest.mark.parametrize("fidelity", ["request", "flow"])
+def test_timeline_agrees_with_both_engines(fidelity: str) -> None:
+    """The slots the timeline derives from the events are the slots each engine had up: per
+    5-minute interval, capacity slot-seconds = slots x 300 s. Two replicas more ordered at
+    30 min arrive at 45 min (lead time 15 min); one replica of pool b retires at 90 min."""
+    text = (
+        TWO_POOLS.replace("duration: 10d, resolution: 1h", "duration: 2h, resolution: 5min")
+        .replace("fidelity: flow", f"fidelity: {fidelity}")
+        .replace("timeseries_interval: 1h", "timeseries_interval: 5min")
+        .replace("rate_per_s: 1.0", "rate_per_s: 0.2")
+        + "events:\n"
+        "  - {kind: build_out, at: 30min, lead_time: 15min, node: solo, pool: a, replicas: 2}\n"
+        "  - {kind: retirement, at: 90min, node: solo, pool: b, replicas: 1}\n"
+    )
+    r = gs.run(gs.load_scenario_text(text))
+    ts = r.timeseries
+    cap = ts[(ts["entity_kind"] == "pool") & (ts["metric"] == "capacity_slot_s")]
+    got = cap.pivot_table(index="time_s", columns="entity_id", values="value")
+    t = got.index.to_numpy()
+    # by hand: a has 150 slots a replica (2 -> 4 replicas), b 21 (4 -> 3)
+    pools = r.pools.set_index("pool")
+    assert pools.loc["solo/a", "station_slots_per_replica"] == 150
+    assert pools.loc["solo/b", "station_slots_per_replica"] == 21
+    want_a = np.where(t >= 45 * 60, 600, 300) * 300.0
+    want_b = np.where(t >= 90 * 60, 63, 84) * 300.0
+    assert np.allclose(got["solo/a"].to_numpy(), want_a)
+    assert np.allclose(got["solo/b"].to_numpy(), want_b)
+    assert pools.loc["solo/a", "slots_end"] == 600 and pools.loc["solo/b", "slots_end"] == 63
+
+
+def test_a_pool_built_from_nothing_draws_power_and_costs_from_its_arrival() -> None:
+    """Pool c starts with no replicas; 1 replica (16 H20) arrives at 30 min of the hour: it
+    costs 16 x 110,000 CNY / 5 years and its facility share for 30 min, draws nothing before
+    and at least its idle power after: 16 x 400 W x 0.3 x PUE 1.2 x 30 min = 1.152 kWh."""
+    text = (
+        ONE_NODE.replace(
+            "      - {id: llm, model: deepseek-v3, accelerator: h20, replicas: 1}\n",
+            "      - {id: llm, model: deepseek-v3, accelerator: h20, replicas: 1}\n"
+            "      - {id: c, model: deepseek-v3, accelerator: h20, replicas: 0}\n",
+        )
+        + "events:\n  - {kind: build_out, at: 30min, node: solo, pool: c, replicas: 1}\n"
+    )
+    r = gs.run(gs.load_scenario_text(text))
+    table = econ.economics_by(r, "pool").set_index("pool")
+    cards_capex = 16 * 110_000 * 1800 / (5 * 8760 * 3600)
+    facility = 16 * 400 * 70 * 1800 / (15 * 8760 * 3600)
+    assert table.loc["solo/c", "capex_cny"] == pytest.approx(cards_capex + facility, rel=1e-9)
+    assert table.loc["solo/c", "it_power_kw"] == 0
+    assert table.loc["solo/c", "it_power_kw_end"] == pytest.approx(6.4)
+    per = econ.pool_intervals(r)
+    c = per[per["pool"] == "solo/c"]
+    assert (c.loc[c["time_s"] < 1800, "energy_kwh"] == 0).all()
+    idle_kwh = 16 * 400 * 0.3 * 1.2 * 1800 / 3.6e6  # 1.152 kWh
+    assert c["energy_kwh"].sum() >= idle_kwh * (1 - 1e-9)
+
+
+def test_by_model_cost_and_list_price_by_hand(built_out: Result) -> None:
+    """Cost per million tokens of a model = (electricity + capex of its pools + network at
+    4 bytes a token x 0.5 CNY/GB) / its tokens x 1e6, from the pool-level table. Its list price
+    is the catalogue's three prices blended at the class's mix: chat sends DeepSeek-V3 1000
+    input tokens (half of them cache hits) and 200 output tokens a request:
+
+        (500 x 2.0 + 500 x 0.49 + 200 x 8.0) / 1200 = 2845 / 1200 = 2.3708 CNY per 1e6 tokens
+
+    and small sends Qwen3-32B 2000 input (no cache hits) and 500 output tokens."""
+    a = econ.Assumptions(network_cny_per_gb=0.5)
+    pools = econ.economics_by(built_out, "pool", a).set_index("pool")
+    models = econ.economics_summary(built_out, a)["by_model"]
+    assert set(models) == {"deepseek-v3", "qwen3-32b"}
+    for model, pool in (("deepseek-v3", "solo/a"), ("qwen3-32b", "solo/b")):
+        row = pools.loc[pool]
+        tokens = float(built_out.flows.loc[built_out.flows["pool"] == pool, "input_tokens"].sum())
+        tokens += float(built_out.flows.loc[built_out.flows["pool"] == pool, "output_tokens"].sum())
+        network = tokens * 4 / 1e9 * 0.5
+        cost = row["electricity_cny"] + row["capex_cny"] + network
+        got = models[model]
+        assert got["tokens"] == pytest.approx(tokens, rel=1e-12)
+        assert got["cost_cny"] == pytest.approx(cost, rel=1e-9)
+        assert got["cost_cny_per_m_tokens"] == pytest.approx(cost / tokens * 1e6, rel=1e-9)
+        assert got["margin_cny"] == pytest.approx(got["revenue_cny"] - cost, rel=1e-9)
+    v3 = _catalogue_prices("deepseek-v3")
+    blend = (
+        500 * v3["price_in_cny_per_m"]
+        + 500 * v3["price_cache_hit_cny_per_m"]
+        + 200 * v3["price_out_cny_per_m"]
+    ) / 1200
+    assert blend == pytest.approx(2845 / 1200, rel=1e-12)
+    assert models["deepseek-v3"]["list_price_cny_per_m_tokens"] == pytest.approx(blend, rel=1e-9)
+    qwen = _catalogue_prices("qwen3-32b")
+    qwen_blend = (2000 * qwen["price_in_cny_per_m"] + 500 * qwen["price_out_cny_per_m"]) / 2500
+    assert models["qwen3-32b"]["list_price_cny_per_m_tokens"] == pytest.approx(qwen_blend, rel=1e-9)
