@@ -36,14 +36,17 @@ whole stays exact.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from gridsim.metrics.histogram import LogHistogram, add_grouped, add_mixture
+from gridsim.metrics.histogram import LogHistogram, Mix, add_grouped, add_mixture
 
 FloatArray = npt.NDArray[np.float64]
 Pools = npt.NDArray[np.intp]  # pool indices
@@ -236,22 +239,17 @@ class Recorder:
             w = w * keep
             wait_w = wait_w * keep
         # Each (class, pool) is one mixture component of J x K latency points; classes, nodes
-        # and regions are mixtures of them (regions: by their share of what the pool served).
+        # and pools take their components whole (partitions, built once per layout), regions
+        # mix them by their share of what the pool served.
+        from scipy import sparse
+
         n_c, n_p = served_cp.shape
         comps = n_c * n_p
-        node = np.asarray(self.layout.pool_node)
-        by_class = np.kron(np.eye(n_c), np.ones(n_p))  # (C, C*P)
-        by_node = np.tile((node[None, :] == np.arange(self.sizes["node"])[:, None]), n_c)
-        by_pool = np.tile(np.eye(n_p), n_c)  # (P, C*P)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.nan_to_num(served / served_cp[None])  # (R, C, P)
-        by_region = share.reshape(share.shape[0], comps)
-        mixes = {
-            "class": by_class,
-            "node": by_node.astype(float),
-            "region": by_region,
-            "pool": by_pool,
-        }
+        # sparse once here, not once per metric inside add_mixture: a region uses few pools
+        by_region = sparse.csr_matrix(share.reshape(share.shape[0], comps))
+        mixes: dict[str, Mix] = {**_flow_mixes(self.layout), "region": by_region}
         # Waits and first tokens do not depend on the service point: J points suffice.
         for m, v, wt in (
             ("latency_s", lat, w),
@@ -594,3 +592,19 @@ def _stats(hist: LogHistogram, metric: str) -> dict[str, float | None]:
     if metric == "wait_s":
         out["share_waited"] = 1.0 - float(hist.counts[0]) / hist.count
     return out
+
+
+@lru_cache(maxsize=8)
+def _flow_mixes(layout: Layout) -> Mapping[str, npt.NDArray[np.intp]]:
+    """The mixes of ``record_flow`` that depend on the layout alone, as partitions of the
+    (class, pool) components in C-order (component ``c * P + p``): each class, node and pool
+    takes its components whole. Built once per layout, not once per block; read-only."""
+    n_c, n_p = len(layout.class_names), len(layout.pool_node)
+    mixes = {
+        "class": np.repeat(np.arange(n_c, dtype=np.intp), n_p),
+        "node": np.tile(np.asarray(layout.pool_node, dtype=np.intp), n_c),
+        "pool": np.tile(np.arange(n_p, dtype=np.intp), n_c),
+    }
+    for group_of in mixes.values():
+        group_of.flags.writeable = False
+    return MappingProxyType(mixes)
