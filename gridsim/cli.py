@@ -106,6 +106,26 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Run even when the estimate is above the limits")
     ] = False,
+    draws: Annotated[
+        int | None,
+        typer.Option(
+            "--draws",
+            min=1,
+            help="Also run N draws of the scenario's uncertainty: block (a Monte Carlo) into "
+            "<run folder>/draws and report P10/P50/P90 bands; --out to an earlier such run "
+            "resumes its draws",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="--draws: local worker processes (default: one per CPU)"
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="--draws: use a running Dask cluster: tcp://host:port"),
+    ] = None,
 ) -> None:
     """Run a scenario and write its results folder."""
     from gridsim.output import claim_out_dir, default_out_dir
@@ -123,6 +143,12 @@ def run(
         raise typer.Exit(2)
     chosen = guard(lambda: fidelity_of(sc, fidelity))
     guard(lambda: _check_size(sc, chosen, force))
+    mc = _plan_draws(
+        file, scenario, set_, seed, chosen, sc, draws, workers, scheduler, out_dir, overwrite
+    )
+    if mc is not None and mc.resume_dir is not None:  # its central run is done: the draws go on
+        _run_draws(mc, mc.resume_dir, None)
+        return
     target = out_dir or default_out_dir(sc, sc.seed, chosen)
     # The output place is checked and claimed before simulating: a bad --out fails now, not
     # after the run, and no other run can write the same folder meanwhile.
@@ -136,34 +162,42 @@ def run(
         except KeyboardInterrupt:
             err.print("interrupted: nothing was written (a run folder appears only when complete)")
             raise typer.Exit(130) from None
-    s = result.summary
-    req, lat = s["requests"], s["latency_s"]
-    util = s.get("utilization", {}).get("mean")
-    lost = f", {req['lost']:,} lost to failures" if req["lost"] else ""
-    out.print(
-        f"{sc.name}: {req['arrived']:,} requests arrived, {req['served']:,} served, "
-        f"{req['dropped']:,} dropped, {req['abandoned']:,} abandoned{lost}, "
-        f"{req['in_flight']:,} in flight"
-    )
-    for warning in s.get("engine_warnings") or []:
-        err.print(f"warning: {warning}", markup=False, highlight=False)
-    if lat["mean"] is not None:
-        out.print(
-            f"latency mean {lat['mean']:.3g} s, p95 {lat['p95']:.3g} s; "
-            f"SLA attainment {_pct(s['sla_attainment'])}; utilisation {_pct(util)}"
-        )
-    econ = s.get("economics", {})
-    if econ.get("cost_cny_per_m_tokens") is not None:
-        out.print(
-            f"cost {econ['cost_cny_per_m_tokens']:.3g} CNY per million tokens; "
-            f"national {econ.get('national_energy_kwh_per_day', 0) / 1e3:,.0f} MWh/day"
-        )
-    shortfall = s.get("capacity", {}).get("shortfall_at")
-    if shortfall:
-        out.print(f"capacity shortfall from {shortfall}")
+    _print_run_summary(sc.name, result.summary)
     out.print(f"results in {target} ({result.manifest['wall_time_s']} s)")
     if (target / "report.html").exists():
         out.print(f"report: {target / 'report.html'}")
+    if mc is not None:
+        _run_draws(mc, target, result)
+
+
+def _plan_draws(
+    file: Path,
+    scenario: str | None,
+    sets: list[str] | None,
+    seed: int | None,
+    fidelity: str,
+    sc: Any,
+    draws: int | None,
+    workers: int | None,
+    scheduler: str | None,
+    out_dir: Path | None,
+    overwrite: bool,
+) -> Any:
+    """``run --draws``: every draw planned and validated before anything runs (exit 2)."""
+    if draws is None and workers is None and scheduler is None:
+        return None  # a plain run does not import the Monte Carlo (nor Dask)
+    from gridsim.montecarlo_cli import prepare
+
+    names = [n.strip() for n in scenario.split(",") if n.strip()] if scenario else []
+    return prepare(
+        file, names, sets or [], seed, fidelity, sc, draws, workers, scheduler, out_dir, overwrite
+    )
+
+
+def _run_draws(mc: Any, run_dir: Path, result: Any) -> None:
+    from gridsim.montecarlo_cli import run_and_report
+
+    run_and_report(mc, run_dir, result)
 
 
 def _check_size(sc: Any, fidelity: str, force: bool) -> None:
@@ -189,26 +223,110 @@ def _print_estimate(sc: Any) -> None:
     out.print(f"  estimate: {estimate.describe()}", markup=False)
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} %"
+def _print_run_summary(name: str, summary: dict[str, Any]) -> None:
+    """What a run came to: where its requests went, then the registry's headline KPIs (names,
+    units and scaling from ``gridsim.kpis``), one per line."""
+    from gridsim import kpis
+
+    req = summary.get("requests") or {}
+    terms = ["served", "dropped", "abandoned", *(["lost"] if req.get("lost") else []), "in_flight"]
+    counts = {t: kpis.format_value(kpis.REGISTRY[f"requests_{t}"], req.get(t)) for t in terms}
+    parts = ", ".join(f"{text.removesuffix(' requests')} {t}" for t, text in counts.items())
+    arrived = kpis.format_value(kpis.REGISTRY["requests_arrived"], req.get("arrived"))
+    out.print(
+        f"{name}: {arrived} arrived: {parts.replace('in_flight', 'in flight')}",
+        markup=False,
+        highlight=False,
+    )
+    for warning in summary.get("engine_warnings") or []:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    rows = [
+        (n, kpis.format_value(kpis.REGISTRY[n], kpis.value(summary, n)))
+        for n in kpis.HEADLINE
+        if n != "requests_served" and kpis.value(summary, n) is not None
+    ]
+    width = max((len(n) for n, _ in rows), default=0)
+    for n, text in rows:
+        out.print(f"  {n.ljust(width)}  {text}", markup=False, highlight=False)
 
 
 @app.command()
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run folders (the first is the reference)")],
+    labels: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label", help="A column label per run, in the order of the runs (repeat it)"
+        ),
+    ] = None,
     out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder for kpis.csv and the figures")
-    ] = Path("results/compare"),
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Folder for compare.html, compare.csv and the figures (new, empty, or an "
+            "earlier comparison); without it the table is only printed",
+        ),
+    ] = None,
 ) -> None:
-    """Compare runs: a KPI table with differences, and overlaid figures."""
+    """Compare runs: a KPI table with each change marked better or worse, and with --out an
+    HTML page, a CSV and overlaid figures."""
     from gridsim.compare import compare_runs, format_table
 
     if len(runs) < 2:
         err.print("error: give at least two run folders to compare")
         raise typer.Exit(2)
-    table = guard(lambda: compare_runs(runs, out_dir))
+    if labels and len(labels) != len(runs):
+        err.print(
+            f"error: {len(labels)} --label for {len(runs)} runs; give one --label per run, "
+            "in the order of the runs"
+        )
+        raise typer.Exit(2)
+    table = guard(lambda: compare_runs(runs, out_dir, labels))
     sys.stdout.write(format_table(table) + "\n")
-    out.print(f"table and figures in {out_dir}")
+    if out_dir is not None:
+        out.print(f"compare.html, compare.csv and figures in {out_dir}", markup=False)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A gridsim run folder")],
+    fmt: Annotated[str, typer.Option("--format", help="csv (a folder of tables) | xlsx")] = "csv",
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Where to write (default RUN_DIR/export-csv/ or RUN_DIR/export.xlsx)"
+        ),
+    ] = None,
+) -> None:
+    """Export a run for spreadsheets: KPIs with units and definitions, the tables by class,
+    region, node and pool, the capacity gap, pools and the hourly time series."""
+    from gridsim.export import FORMATS, export_run
+
+    if fmt not in FORMATS:
+        err.print(f"error: --format {fmt}: choose {' or '.join(FORMATS)}")
+        raise typer.Exit(2)
+    written = guard(lambda: export_run(run_dir, fmt, out_path))
+    out.print(f"wrote {written}", markup=False, highlight=False)
+
+
+def _version(show: bool) -> None:
+    if show:
+        from gridsim import __version__
+
+        sys.stdout.write(f"gridsim {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print gridsim's version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Simulate a national computing grid: capacity, latency, cost, energy and carbon."""
 
 
 @app.command()
@@ -272,7 +390,9 @@ def show(
 
 @app.command()
 def catalog(
-    kind: Annotated[str, typer.Argument(help="accelerators | models | sites")] = "accelerators",
+    kind: Annotated[
+        str, typer.Argument(help="accelerators | models | sites | fleet")
+    ] = "accelerators",
     site_kind: Annotated[
         str | None,
         typer.Option("--kind", help="sites only: province | cluster | supercomputer | ai_centre"),
@@ -282,10 +402,16 @@ def catalog(
     """Print a packaged catalogue as a table."""
     from gridsim.catalog import CATALOG_KINDS, builtin_catalog
 
-    if kind not in CATALOG_KINDS:
-        err.print(f"error: unknown catalogue {kind!r}; choose from {', '.join(CATALOG_KINDS)}")
+    if kind == "fleet":  # the inventory has its own shape: cards per period, shares per use
+        from gridsim.fleet import inventory_table
+
+        table = inventory_table()
+    elif kind not in CATALOG_KINDS:
+        choices = ", ".join((*CATALOG_KINDS, "fleet"))
+        err.print(f"error: unknown catalogue {kind!r}; choose from {choices}")
         raise typer.Exit(2)
-    table = builtin_catalog().table(kind)
+    else:
+        table = builtin_catalog().table(kind)
     if site_kind and kind == "sites":
         table = table[table["kind"] == site_kind].dropna(axis=1, how="all")
     table = table.drop(columns=[c for c in ("source",) if c in table.columns])
@@ -301,29 +427,120 @@ def topology(
     scenario: ScenarioOpt = None,
     set_: SetOpt = None,
     figure: Annotated[
-        Path | None, typer.Option("--figure", help="Where to save the map (PNG)")
+        Path | None,
+        typer.Option("--figure", help="Where to save the map (default <name>-topology.png)"),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the summary.json topology block only (a map only with --figure)"
+        ),
+    ] = False,
 ) -> None:
-    """Latency summary against the policy targets (5 ms, 20 ms), and a map figure."""
+    """The policy latency targets per region (1 ms in a city, 5 ms to a node, 20 ms between
+    hubs) with the regions that miss each, and a map figure."""
     from gridsim.demand import region_weights
+    from gridsim.latency_targets import hub_pairs, target_report, target_table
     from gridsim.report.maps import plot_topology
-    from gridsim.topology import build_topology, check_reachability, latency_summary
+    from gridsim.topology import build_topology, check_reachability
 
     if figure is not None:
         _check_figure_path(figure)
     sc = _load(file, scenario, set_)
-    path = figure or Path(f"{sc.name}-topology.png")
     problems = check_reachability(sc)
     if problems:
         err.print(str(ScenarioError(problems)), markup=False, highlight=False)
         raise typer.Exit(2)
     topo = build_topology(sc)
-    summary = latency_summary(topo)
-    _print_frame(summary, title=f"{sc.name}: one-way latency from each region to compute")
+    if as_json:
+        sys.stdout.write(json.dumps(target_report(topo), indent=2) + "\n")
+    else:
+        table = target_table(topo)
+        title = (
+            f"{sc.name}: one-way latency (ms) from each region against the policy targets "
+            f"(a city: within {sc.network.metro_km:g} km)"
+        )
+        _print_frame(_target_frame(table), title=title)
+        for line in _target_lines(table, hub_pairs(topo)):
+            out.print(line, markup=False, highlight=False)
+    if as_json and figure is None:
+        return
+    path = figure or Path(f"{sc.name}-topology.png")
     weights = region_weights(sc, sc.resolved_catalog)
     shares = dict(zip(topo.region_ids, weights, strict=True))
     guard(lambda: plot_topology(topo, path, region_shares=shares))
-    out.print(f"map saved to {path}")
+    (err if as_json else out).print(f"map saved to {path}", markup=False, highlight=False)
+
+
+def _ms(value: Any) -> str:
+    """A one-way latency for the tables: 0.100, or a dash when there is none (cut off)."""
+    return "—" if value is None or value != value or value == float("inf") else f"{value:.3f}"
+
+
+def _target_frame(table: Any) -> Any:
+    """The per-region target table as people read it: ms to three decimals, yes / MISS / —."""
+    import pandas as pd
+
+    def flag(v: Any) -> str:
+        return "—" if v is None or v != v else ("yes" if v else "MISS")
+
+    return pd.DataFrame(
+        {
+            "region": table["region"],
+            "nearest node": table["nearest_node"].fillna("—"),
+            "ms": table["nearest_ms"].map(_ms),
+            "5 ms": table["meets_region"].map(flag),
+            "node in city": table["city_node"].fillna("—"),
+            "city ms": table["city_ms"].map(_ms),
+            "1 ms": table["meets_city"].map(flag),
+            "nearest cluster": table["hub_cluster"].fillna("—"),
+            "cluster ms": table["hub_cluster_ms"].map(_ms),
+            "20 ms": table["meets_hub"].map(flag),
+        }
+    )
+
+
+def _target_lines(table: Any, pairs: Any) -> list[str]:
+    """One line per target: how many regions meet it and which miss it, with their ms."""
+
+    def missing(rows: Any, col: str) -> str:
+        return ", ".join(
+            f"{r} ({_ms(v)} ms)" for r, v in zip(rows["region"], rows[col], strict=True)
+        )
+
+    n = len(table)
+    has_city = table["meets_city"].notna()
+    city_miss = table[has_city & (table["meets_city"] == False)]  # noqa: E712 (object column)
+    no_city = ", ".join(table.loc[~has_city, "region"]) or "none"
+    region_miss = table[~table["meets_region"].astype(bool)]
+    hub_far = table[~(table["hub_cluster_ms"] <= 20.0)]
+    pair_miss = pairs[~pairs["meets_hub"]]
+    lines = [
+        f"1 ms within a city: {int(has_city.sum()) - len(city_miss)} of {int(has_city.sum())} "
+        f"regions with a node in their city meet it; missed by: "
+        f"{missing(city_miss, 'city_ms') or 'none'}. No node in the city (not checked): {no_city}.",
+        f"5 ms from a region to its nearest node: {n - len(region_miss)} of {n} regions meet it;"
+        f" missed by: {missing(region_miss, 'nearest_ms') or 'none'}.",
+    ]
+    if pairs.empty:
+        hubs = "no two national clusters of different hubs in the graph, so no pair to check"
+    else:
+        slowest = pairs.iloc[0]
+        over = ", ".join(
+            f"{a}-{b} ({_ms(v)} ms)"
+            for a, b, v in zip(pair_miss["a"], pair_miss["b"], pair_miss["latency_ms"], strict=True)
+        )
+        hubs = (
+            f"{len(pairs) - len(pair_miss)} of {len(pairs)} cluster pairs across hubs within it "
+            f"(slowest {slowest['a']}-{slowest['b']}, {_ms(slowest['latency_ms'])} ms); "
+            f"pairs over it: {over or 'none'}"
+        )
+    lines.append(
+        f"20 ms between hubs: {hubs}. Regions reaching a national cluster within 20 ms: "
+        f"{n - len(hub_far)} of {n}; missed by: {missing(hub_far, 'hub_cluster_ms') or 'none'}. "
+        f"Regions meeting it (both): {int(table['meets_hub'].sum())} of {n}."
+    )
+    return lines
 
 
 def _check_figure_path(path: Path) -> None:

@@ -56,8 +56,8 @@ BURSTY_THRESHOLD = 1.2
 REPORTED_WINDOWS_S = (1.0, 10.0, 60.0)
 QUANTILES = (0.5, 0.9, 0.99)
 # Tokens per hash id in Mooncake traces: kvcache-ai/Mooncake's traces hash 512-token blocks
-# (len(hash_ids) = ceil(input_length / 512) on every request of the two traces in
-# ../shared/data/traces; NVIDIA dynamo's Mooncake trace tools use the same default).
+# (len(hash_ids) = ceil(input_length / 512) on every request of its two public traces
+# [S:trace-mooncake-2025]; NVIDIA dynamo's Mooncake trace tools use the same default).
 BLOCK_TOKENS = 512
 
 

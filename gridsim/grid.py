@@ -32,6 +32,8 @@ import pandas as pd
 
 from gridsim.catalog import Catalog
 from gridsim.demand import DemandModel, LengthSampler
+from gridsim.fleet import FleetSupply, PoolFleet, supply
+from gridsim.fleet import pool_replicas as fleet_pool_replicas
 from gridsim.policies.registry import policy_factory
 from gridsim.scenario import Problem, Scenario, ScenarioError
 from gridsim.scenario.demand_spec import DEFAULT_SAMPLE_REQUESTS, SamplePools
@@ -51,7 +53,7 @@ from gridsim.topology import Topology, build_topology, check_reachability, verte
 
 # Used only where neither the node, its site nor its province gives a figure.
 DEFAULT_PRICE_CNY_PER_KWH = 0.45  # ASSUMPTION: between wholesale (~0.25-0.40) and C&I tariffs
-DEFAULT_CARBON_G_PER_KWH = 536.6  # national grid factor 2022, MEE/NBS (data/FACTS.md section 3)
+DEFAULT_CARBON_G_PER_KWH = 536.6  # national grid factor 2022, MEE/NBS [S:grid-carbon-2022]
 SHARE_EPS = 1e-12  # a policy's share below this sends a stream nowhere
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -121,6 +123,8 @@ class Grid:
     service: ServiceTable  # what a request of each class holds at each pool, stage by stage
     sample: PoolSample | None = None  # demand.sample_pools at request fidelity
     notes: tuple[str, ...] = field(default=())  # what a run should tell about how it was built
+    fleet: FleetSupply | None = None  # the scenario's fleet: block, resolved
+    fleet_pools: tuple[PoolFleet, ...] = ()  # how each fleet_share pool was sized
 
     @property
     def region_ids(self) -> tuple[str, ...]:
@@ -173,7 +177,23 @@ class Grid:
         reserved_share), so energy from this table matches the simulated load. ``sampled``
         marks the pools simulated (with ``sample_pools``, the others have no slots and no
         cards), and ``attrs["sample"]`` holds ``PoolSample.describe()`` (None without one).
+
+        ``replicas``, ``accelerators`` and ``slots`` are at the start of the horizon;
+        ``replicas_start``/``_end``, ``cards_start``/``_end`` and ``slots_start``/``_end`` give
+        both ends, after the scenario's build-outs and retirements
+        (``gridsim.capacity_timeline``), which ``attrs["describes"]`` and ``attrs["columns"]``
+        say in the parquet file too. ``share``, ``replicas_per_pool_replica``,
+        ``station_slots_per_replica`` and ``accelerators_per_replica`` are what the timeline
+        needs to size a change of the scenario pool's replicas at this station.
         """
+        # imported here: this method is the only part of the grid that reads the timeline
+        from gridsim.capacity_timeline import (
+            POOLS_TABLE_COLUMNS,
+            POOLS_TABLE_DESCRIBES,
+            pool_steps,
+            start_end,
+        )
+
         nodes = {n.id: n for n in self.scenario.nodes}
         rows = []
         for p in self.pools:
@@ -205,10 +225,23 @@ class Grid:
                     "lat": place["lat"],
                     "lon": place["lon"],
                     "sampled": self.sample is None or p.index in self.sample.pools,
+                    "share": p.share,
+                    "replicas_per_pool_replica": p.replicas_per_pool_replica,
+                    "station_slots_per_replica": p.slots_per_replica,
+                    "accelerators_per_replica": sm.accelerators_per_replica if sm else 0,
                 }
             )
         table = pd.DataFrame(rows)
+        if not table.empty:
+            ends = start_end(pool_steps(self.scenario, table)).reindex(table["pool"])
+            for what, column in (("replicas", "replicas"), ("cards", "accelerators")):
+                for end in ("start", "end"):
+                    table[f"{what}_{end}"] = ends[f"{column}_{end}"].to_numpy()
+            table["slots_start"] = ends["slots_start"].to_numpy()
+            table["slots_end"] = ends["slots_end"].to_numpy()
         table.attrs["sample"] = self.sample.describe() if self.sample is not None else None
+        table.attrs["describes"] = POOLS_TABLE_DESCRIBES
+        table.attrs["columns"] = dict(POOLS_TABLE_COLUMNS)
         return table
 
 
@@ -223,12 +256,24 @@ def build_grid(scenario: Scenario) -> Grid:
     topology = build_topology(scenario, catalog)
     pools: list[PoolSpec] = []
     declared: list[Pool] = []  # the scenario's pool behind each PoolSpec
+    fleet = supply(scenario)
+    fleet_pools: list[PoolFleet] = []
     templates: list[tuple[StageTemplate, ...] | None] = []  # per station: its pool's stages
     node_pos = {n: i for i, n in enumerate(topology.node_ids)}
     for ni, node in enumerate(scenario.nodes):
         for pool in node.pools:
             made = _pool(
-                node, ni, node_pos[node.id], pool, len(pools), scenario, catalog, means, problems
+                node,
+                ni,
+                node_pos[node.id],
+                pool,
+                len(pools),
+                scenario,
+                catalog,
+                means,
+                problems,
+                fleet,
+                fleet_pools,
             )
             if made is not None:
                 specs, stages = made
@@ -271,6 +316,8 @@ def build_grid(scenario: Scenario) -> Grid:
         *means,
         demand,
         service,
+        fleet=fleet,
+        fleet_pools=tuple(fleet_pools),
     )
     sampling = scenario.demand.sample_pools
     if sampling is None:
@@ -341,9 +388,13 @@ def _pool(
     catalog: Catalog,
     means: ClassMeans,
     problems: list[Problem],
+    fleet: FleetSupply | None = None,
+    fleet_pools: list[PoolFleet] | None = None,
 ) -> tuple[list[PoolSpec], tuple[StageTemplate, ...] | None] | None:
     """The stations of one scenario pool (indices from ``index``) and, for an LLM pool, the
-    stage templates of its serving mode; None (with a problem) if it cannot be deployed."""
+    stage templates of its serving mode; None (with a problem) if it cannot be deployed. A
+    pool with ``fleet_share`` gets the whole replicas its share of the fleet's serving cards
+    holds (recorded in ``fleet_pools``)."""
     site = catalog.sites.get(node.site) if node.site else None
     province = catalog.sites.get(site.province) if site and site.province else None
     price = _first(
@@ -399,9 +450,32 @@ def _pool(
         path: tuple[str | int, ...] = ("nodes", ni, "pools", pi)
         problems.append(Problem((*path, "deployment") if "mode" in str(exc) else path, str(exc)))
         return None
+    pool_reps = pool.replicas or 0
+    if pool.fleet_share is not None and fleet is not None:
+        cards_per_replica = sum(
+            st.replicas_per_pool_replica * st.serving.accelerators_per_replica
+            for st in deployed.stations
+            if st.serving is not None
+        )
+        pool_reps = fleet_pool_replicas(
+            fleet, pool.accelerator, pool.fleet_share, cards_per_replica
+        )
+        if fleet_pools is not None:
+            fleet_pools.append(
+                PoolFleet(
+                    node.id,
+                    pool.id,
+                    pool.model,
+                    pool.accelerator,
+                    pool.fleet_share,
+                    fleet.serving_cards(pool.accelerator) * pool.fleet_share,
+                    cards_per_replica,
+                    pool_reps,
+                )
+            )
     specs = []
     for k, station in enumerate(deployed.stations):
-        replicas = pool_replicas(station.replicas_per_pool_replica, pool.replicas or 0)
+        replicas = pool_replicas(station.replicas_per_pool_replica, pool_reps)
         raw = replicas * station.slots_per_replica
         # Sampling a share of national demand samples the same share of capacity.
         slots = max(round(raw * share), 1) if raw > 0 and share > 0 else round(raw * share)

@@ -53,6 +53,7 @@ RUN_FILES = frozenset(
         "manifest.json",
         "report.html",
         "run.json",
+        "draws.parquet",  # gridsim run --draws: one row per Monte Carlo draw
     }
 )
 _LOCK = ".gridsim-lock"

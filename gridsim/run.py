@@ -11,8 +11,12 @@ from typing import Any
 
 import pandas as pd
 
+from gridsim.capacity_timeline import with_capacity_series
+from gridsim.economics import DEFAULT as DEFAULT_ASSUMPTIONS
 from gridsim.economics import economics_summary
 from gridsim.estimate import fidelity_of
+from gridsim.fleet import summary as fleet_summary
+from gridsim.latency_targets import target_report
 from gridsim.scenario import Scenario
 from gridsim.scenario.resolved import dump_resolved
 
@@ -82,6 +86,10 @@ def run(
         summary = grid.sample.apply(summary)
     if grid.notes:
         summary["notes"] = list(grid.notes)
+    # the three policy latency targets on the topology (no simulation: reads the graph)
+    summary["topology"] = target_report(grid.topology)
+    if grid.fleet is not None:  # the trace from the fleet inventory to the pool sizes
+        summary["fleet"] = fleet_summary(grid.fleet, grid.fleet_pools)
     result = Result(
         scenario=scenario,
         summary=summary,
@@ -91,6 +99,9 @@ def run(
         pools=grid.pools_table(),
         manifest=manifest(scenario, seed, chosen, wall_s),
     )
+    # capacity over time (replicas, cards, IT power) from the scenario's build-outs and
+    # retirements, the same timeline economics bills
+    result.timeseries = with_capacity_series(result, DEFAULT_ASSUMPTIONS.job_slot_power_w)
     result.summary["economics"] = economics_summary(result)
     return result
 

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from scipy import stats
+from scipy import sparse, stats
 
 import gridsim as gs
 from gridsim.engine.queueing import EXP_POINTS, wait_points
@@ -40,6 +40,7 @@ VALUE = st.one_of(
     st.floats(-9.0, 7.0).map(lambda e: 10.0**e),
 )
 WEIGHT = st.one_of(st.just(0.0), st.floats(-3.0, 3.0).map(lambda e: 10.0**e))
+OVER = st.one_of(VALUE, st.floats(7.0, 9.0).map(lambda e: 10.0**e))  # and some overflow
 
 
 def weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float:
@@ -195,10 +196,52 @@ def test_add_mixture_rejects_bad_shapes() -> None:
         add_mixture([([LogHistogram()], np.ones((1, 2)))], np.ones((2, 4)), np.ones((2, 3)))
 
 
+@FAST
+@given(
+    values=hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 10)), elements=OVER),
+    data=st.data(),
+)
+def test_add_mixture_partitions_and_sparse_mixes_are_their_groups_points(
+    values: FloatArray, data: st.DataObject
+) -> None:
+    """A partition (each component whole to one group) and the same mix as a scipy sparse 0/1
+    matrix each give a group exactly its components' points, added one component at a time,
+    onto histograms that already hold values (the mixture adds to a window of buckets)."""
+    m, n = values.shape
+    weights = data.draw(hnp.arrays(np.float64, (m, n), elements=WEIGHT))
+    n_groups = data.draw(st.integers(1, 4))
+    group_of = np.asarray(data.draw(st.lists(st.integers(0, n_groups - 1), min_size=m, max_size=m)))
+    prior = data.draw(st.lists(OVER, max_size=5))
+
+    def hists() -> list[LogHistogram]:
+        out = [LogHistogram() for _ in range(n_groups)]
+        for h in out:
+            h.add_many(prior)
+        return out
+
+    by_partition, by_matrix, reference = hists(), hists(), hists()
+    one_hot = sparse.csr_matrix((np.ones(m), (group_of, np.arange(m))), shape=(n_groups, m))
+    add_mixture([(by_partition, group_of), (by_matrix, one_hot)], values, weights)
+    for g in range(n_groups):
+        for c in np.flatnonzero(group_of == g):
+            reference[g].add_many(values[c], weights[c])
+        assert_same(by_partition[g], reference[g], rel=1e-9)
+        assert_same(by_matrix[g], reference[g], rel=1e-9)
+
+
+def test_add_mixture_rejects_bad_partitions_and_negative_weights() -> None:
+    points = np.ones((2, 3))
+    with pytest.raises(ValueError, match="partition"):  # group 1 of a single group
+        add_mixture([([LogHistogram()], np.array([0, 1]))], points, points)
+    with pytest.raises(ValueError, match="partition"):  # three components, M is 2
+        add_mixture([([LogHistogram()], np.array([0, 0, 0]))], points, points)
+    with pytest.raises(ValueError, match="non-negative"):
+        add_mixture([([LogHistogram()], np.array([[1.0, -0.5]]))], points, points)
+
+
 # --- merging ------------------------------------------------------------------------------------
 
 
-OVER = st.one_of(VALUE, st.floats(7.0, 9.0).map(lambda e: 10.0**e))  # and some overflow
 POINTS = st.lists(st.tuples(OVER, WEIGHT), max_size=60)
 
 

@@ -32,9 +32,12 @@ LAYERS: tuple[tuple[str, int], ...] = (
     # 0: units and errors (they import nothing of gridsim)
     ("gridsim.scenario.units", 0),
     ("gridsim.scenario.errors", 0),
+    ("gridsim.numbers", 0),  # formatting numbers for people
+    ("gridsim.kpis", 0),  # the KPI registry (imports numbers lazily)
     # 1: catalogue and metrics primitives, and the policy names the scenario layer checks
     ("gridsim.catalog", 1),
     ("gridsim.catalog.*", 1),
+    ("gridsim.fleet", 1),  # the fleet inventory: package data, read like the catalogue
     ("gridsim.metrics", 1),
     ("gridsim.metrics.*", 1),
     ("gridsim.policies", 1),  # the package's __init__ holds only the registry's names
@@ -44,12 +47,14 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.scenario.*", 2),
     # 3: what a scenario describes
     ("gridsim.topology", 3),
+    ("gridsim.latency_targets", 3),  # the 1 / 5 / 20 ms policy targets on the topology
     ("gridsim.serving", 3),
     ("gridsim.service", 3),  # serving modes as stations and stages, over the serving model
     ("gridsim.demand", 3),
     ("gridsim.demand.*", 3),
     # 4
     ("gridsim.grid", 4),
+    ("gridsim.capacity_timeline", 4),  # replicas, cards and power over time, from the events
     ("gridsim.calibration", 4),  # the serving model against published figures
     # 5: policies over a grid
     ("gridsim.policies.*", 5),
@@ -70,6 +75,8 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.compare", 10),
     ("gridsim.sweep", 10),
     ("gridsim.regress", 10),
+    ("gridsim.export", 10),
+    ("gridsim.montecarlo", 10),  # draws of a scenario's uncertain inputs, on the sweep
     ("gridsim.fit", 10),
     # 11: the command line
     ("gridsim.console", 11),
@@ -77,6 +84,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.sweep_cli", 11),
     ("gridsim.fit_cli", 11),
     ("gridsim.serving_cli", 11),
+    ("gridsim.montecarlo_cli", 11),
     ("gridsim._entry", 11),
 )
 ROOT = "gridsim"  # the facade: exempt (see the module docstring)

@@ -57,6 +57,7 @@ from gridsim.scenario.fields import (
     PolicyName,
     SiteRef,
 )
+from gridsim.scenario.uncertainty_spec import Uncertainty, check_paths
 from gridsim.scenario.units import format_duration
 
 __all__ = [  # the demand and event models are defined beside, and read from here too
@@ -198,6 +199,14 @@ class Pool(Model):
     replicas: int | None = Field(
         default=None, ge=0, le=MAX_COUNT, description="model replicas (LLM pool)"
     )
+    fleet_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="instead of replicas: this pool's share of the national serving cards of "
+        "its accelerator (the scenario's fleet: block); replicas = floor(share x cards / cards "
+        "per replica)",
+    )
     slots: int | None = Field(
         default=None, ge=1, le=MAX_COUNT, description="concurrent jobs (generic pool)"
     )
@@ -214,8 +223,17 @@ class Pool(Model):
         llm = self.model is not None or self.accelerator is not None
         if llm and self.slots is not None:
             raise ValueError("give either model+accelerator+replicas (LLM) or slots (jobs)")
-        if llm and (self.model is None or self.accelerator is None or self.replicas is None):
+        if llm and (self.model is None or self.accelerator is None):
             raise ValueError("an LLM pool needs model, accelerator and replicas")
+        if llm and (self.replicas is None) == (self.fleet_share is None):
+            raise ValueError(
+                "an LLM pool needs either replicas or fleet_share (a share of the scenario's "
+                "fleet), not both"
+                if self.replicas is not None
+                else "an LLM pool needs model, accelerator and replicas (or fleet_share)"
+            )
+        if not llm and self.fleet_share is not None:
+            raise ValueError("fleet_share applies to LLM pools (model+accelerator) only")
         if not llm and self.slots is None:
             raise ValueError("a pool needs model+accelerator+replicas (LLM) or slots (jobs)")
         if not llm and self.deployment != Deployment():
@@ -293,6 +311,24 @@ class Network(Model):
     fibre_us_per_km: float = Field(default=4.9, gt=0)
     per_hop_ms: float = Field(default=0.1, ge=0, description="switching and equipment per link")
     bandwidth_gbps: float = Field(default=400.0, gt=0, description="of generated links")
+    local_links: bool = Field(
+        default=True,
+        description=(
+            "hub_and_spoke only: besides each place's link to its nearest national cluster, "
+            "join places locally as metro and provincial networks do: a region and a node in "
+            "the same city (within metro_km) or the same province get a direct link, and so do "
+            "two nodes; false leaves the hub-only routes. Other generators ignore it"
+        ),
+    )
+    metro_km: float = Field(
+        default=50.0,
+        ge=0,
+        le=1000,
+        description=(
+            "great-circle km within which two places are in the same city: a metro link "
+            "(local_links) and the node that the 1 ms city target is checked on"
+        ),
+    )
     links: list[Link] = Field(default_factory=list)
 
 
@@ -338,6 +374,38 @@ class CatalogAdditions(Model):
     sites: list[dict[str, Any]] = Field(default_factory=list)
 
 
+FleetCase = Literal["low", "central", "high"] | Annotated[float, Field(ge=0, le=1)]
+
+
+class Fleet(Model):
+    """The accelerator fleet that ``fleet_share`` pools divide (``gridsim/fleet.py``): cards
+    shipped by ``as_of`` from a packaged inventory, times the share that serves tokens."""
+
+    inventory: str = Field(default="china", description="packaged inventory (fleet.csv)")
+    as_of: Date | None = Field(
+        default=None, description="cards shipped before this date count (default: the start)"
+    )
+    case: FleetCase = Field(
+        default="central",
+        description="cards shipped: low | central | high, or q in [0, 1] from low (0) through "
+        "central (0.5) to high (1)",
+    )
+    serving_case: FleetCase = Field(
+        default="central", description="the inventory's serving share, as case"
+    )
+    serving_share: float | dict[str, Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        default=None,
+        description="overrides the inventory's serving share: one share, or one per accelerator",
+    )
+
+    @field_validator("serving_share")
+    @classmethod
+    def _share_range(cls, v: Any) -> Any:
+        if isinstance(v, float | int) and not 0 <= v <= 1:
+            raise ValueError(f"serving_share {v} must lie in [0, 1]")
+        return v
+
+
 class SweepSpec(Model):
     """A parameter sweep for ``gridsim sweep`` (axes x seeds); a single run ignores it."""
 
@@ -366,8 +434,15 @@ class Scenario(Model):
     policy: Policy = Policy()
     admission: Admission = Admission()
     events: list[Event] = Field(default_factory=list)
+    fleet: Fleet | None = Field(
+        default=None, description="the national fleet that pools with fleet_share divide"
+    )
     outputs: Outputs = Outputs()
     sweep: SweepSpec | None = Field(default=None, description="axes x seeds for gridsim sweep")
+    uncertainty: Uncertainty | None = Field(
+        default=None,
+        description="uncertain inputs (distributions over --set paths) for gridsim run --draws N",
+    )
     # The packaged catalogue with this scenario's entries, resolved once by the validation that
     # made the scenario (``loading.validate`` passes it as the context's ``"catalog"``).
     _catalog: Catalog | None = PrivateAttr(default=None)
@@ -381,6 +456,13 @@ class Scenario(Model):
             provinces = [s.id for s in catalog.sites.values() if s.kind == "province"]
             data = {**data, "regions": [{"id": p} for p in provinces]}
         return data
+
+    @model_validator(mode="after")
+    def _uncertain_paths(self) -> Scenario:
+        # Checked on the validated scenario, whose dump holds every field defaults fill in.
+        if self.uncertainty is not None:
+            check_paths(self.uncertainty, self)
+        return self
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Scenario:
@@ -404,6 +486,7 @@ class Scenario(Model):
                     f"(or list {cls.name!r} under a pool's serves:)"
                 )
         _check_events(self)
+        _check_fleet(self)
         total_share = sum(c.share for c in self.demand.classes)
         if total_share > 1 + 1e-9:
             raise ValueError(f"class shares add up to {total_share:g}; they must not exceed 1")
@@ -457,6 +540,37 @@ def _check_events(scenario: Scenario) -> None:
         for rid in getattr(event, "regions", None) or []:
             if rid not in regions:
                 raise ValueError(f"{where} names unknown region {rid!r}")
+
+
+def _check_fleet(scenario: Scenario) -> None:
+    """Pools with fleet_share need a fleet that has their accelerator, and the shares of one
+    accelerator cannot pass the whole fleet."""
+    from gridsim.fleet import inventory  # the inventory reads package data: load it lazily
+
+    shares: dict[str, float] = {}
+    for node in scenario.nodes:
+        for pool in node.pools:
+            if pool.fleet_share is None or pool.accelerator is None:
+                continue
+            if scenario.fleet is None:
+                raise ValueError(
+                    f"node {node.id!r} pool {pool.id!r} has fleet_share but the scenario has no "
+                    "fleet: block (add fleet: {inventory: china}) or give replicas"
+                )
+            shares[pool.accelerator] = shares.get(pool.accelerator, 0.0) + pool.fleet_share
+    if scenario.fleet is None:
+        return
+    inv = inventory(scenario.fleet.inventory)
+    for acc, total in shares.items():
+        if acc not in inv.accelerators:
+            raise ValueError(
+                f"fleet inventory {inv.name!r} has no {acc!r} cards; its accelerators are "
+                f"{list(inv.accelerators)}"
+            )
+        if total > 1 + 1e-6:
+            raise ValueError(
+                f"the fleet_share of {acc!r} pools adds up to {total:.6g}; it cannot pass 1"
+            )
 
 
 def _unique(ids: list[str], what: str) -> None:
