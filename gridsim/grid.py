@@ -440,10 +440,14 @@ def _pool(
         return [spec], None
     pi = node.pools.index(pool)
     try:
+        deployment = pool.deployment
+        if scenario.serving.efficiency_scale != 1.0:  # the scenario-wide serving uncertainty
+            scale = deployment.efficiency_scale * scenario.serving.efficiency_scale
+            deployment = deployment.model_copy(update={"efficiency_scale": scale})
         deployed = deploy(
             catalog.accelerators[pool.accelerator],
             catalog.models[pool.model],
-            pool.deployment,
+            deployment,
             _workload(pool, scenario, means),
         )
     except ValueError as exc:

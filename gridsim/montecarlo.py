@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -34,6 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gridsim.kpis import REGISTRY
+from gridsim.kpis import value as registry_value
 from gridsim.scenario import ScenarioError, resolve_file, validate
 from gridsim.scenario.errors import Mark, Problem
 from gridsim.scenario.merging import Layer, Locator, PathError, parse_path, resolve_path, set_path
@@ -52,19 +53,21 @@ DRAW_OUTPUTS = {("outputs", "figures"): False, ("outputs", "requests"): False}
 
 @dataclass(frozen=True)
 class BandKpi:
-    """A KPI the bands cover: its registry name, where it sits in summary.json (used until
-    ``gridsim.kpis`` exists), its unit, and whether a missing value means "after the horizon"."""
+    """A KPI the bands cover, by its name in the KPI registry (``gridsim.kpis``: path, unit and
+    definition live there), and whether a missing value means "after the horizon"."""
 
     name: str
-    path: tuple[str, ...]
-    unit: str
     censored: bool = False
+
+    @property
+    def unit(self) -> str:
+        return REGISTRY[self.name].unit
 
 
 BAND_KPIS = (
-    BandKpi("shortfall_day", ("capacity", "shortfall_day"), "d", censored=True),
-    BandKpi("sla_attainment", ("sla_attainment",), "fraction"),
-    BandKpi("cost_cny_per_m_tokens", ("economics", "cost_cny_per_m_tokens"), "CNY/M tokens"),
+    BandKpi("shortfall_day", censored=True),
+    BandKpi("sla_attainment"),
+    BandKpi("cost_cny_per_m_tokens"),
 )
 
 
@@ -232,29 +235,15 @@ def run_draws(
 
 
 def kpi_value(summary: dict[str, Any], kpi: BandKpi) -> float | None:
-    """``kpi`` of one run's summary: from the KPI registry when gridsim has one, else its
-    summary path (the shortfall day from ``shortfall_at_s`` in runs written before it)."""
-    kpis = _registry()
-    if kpis is not None and kpi.name in getattr(kpis, "REGISTRY", {}):
-        value = kpis.value(summary, kpi.name)
-    else:
-        value = _at(summary, kpi.path)
+    """``kpi`` of one run's summary, through the KPI registry (the shortfall day from
+    ``shortfall_at_s`` in runs written before ``shortfall_day``)."""
+    value = registry_value(summary, kpi.name)
     if kpi.name == "shortfall_day" and value is None:  # a run written before shortfall_day
         seconds = _at(summary, ("capacity", "shortfall_at_s"))
         value = seconds / 86400.0 if isinstance(seconds, int | float) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
-
-
-def _registry() -> Any:
-    """``gridsim.kpis`` (the KPI registry), or None in a gridsim that has none yet."""
-    try:
-        return importlib.import_module("gridsim.kpis")
-    except ModuleNotFoundError as exc:
-        if exc.name != "gridsim.kpis":
-            raise
-        return None
 
 
 def _at(summary: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -336,8 +325,7 @@ def band(values: Sequence[float | None], kpi: BandKpi) -> dict[str, Any]:
     else:  # a draw without the KPI (nothing ended, say) tells nothing about it
         kept = [v for v in values if v is not None]
     out: dict[str, Any] = {f"p{q}": censored_percentile(kept, q) for q in PERCENTILES}
-    registry = getattr(_registry(), "REGISTRY", {})
-    unit = registry[kpi.name].unit if kpi.name in registry else kpi.unit
+    unit = kpi.unit
     censored = sum(v is None for v in kept) if kpi.censored else 0
     return out | {"unit": unit, "censored": censored}
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -189,12 +189,22 @@ def deployment_params(
 ) -> ServingParams:
     """The calibrated serving parameters of a deployment: its accelerator's (and framework's)
     efficiency, its speculative decoding, and the TPOT target (None: the default)."""
-    return serving_params(
+    params = serving_params(
         accelerator,
         framework=deployment.framework,
         speculative_tokens=deployment.speculative_tokens,
         acceptance_rate=deployment.acceptance_rate,
         **({} if tpot_target_s is None else {"tpot_target_s": tpot_target_s}),
+    )
+    scale = deployment.efficiency_scale
+    if scale == 1.0:
+        return params
+    # a share of peak cannot pass the peak
+    return replace(
+        params,
+        prefill_mfu=min(params.prefill_mfu * scale, 1.0),
+        decode_mfu=min(params.decode_mfu * scale, 1.0),
+        mem_bw_util=min(params.mem_bw_util * scale, 1.0),
     )
 
 

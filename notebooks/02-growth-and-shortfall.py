@@ -213,6 +213,8 @@ for rate_name, rate in rates.items():
         sets = [
             f"horizon.duration={SWEEP_HORIZON}",
             f"demand.growth={{law: exponential, rate_per_month: {rate}}}",
+            # the file's uncertainty ranges are for --draws and name its piecewise growth points
+            "uncertainty=null",
             f"demand.tokens_per_day={level}",
             *FAST,
         ]

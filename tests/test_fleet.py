@@ -179,3 +179,31 @@ def test_baseline_capacity_traces_to_the_inventory() -> None:
         spec = pools.loc[f"{row['node']}/{row['pool']}"]
         assert spec["replicas"] == row["replicas"]
         assert row["replicas"] == math.floor(row["cards"] / row["cards_per_replica"] + 1e-6)
+
+
+def test_efficiency_scale_scales_the_calibrated_shares(tmp_path: Path) -> None:
+    from gridsim.catalog import builtin_catalog
+    from gridsim.scenario.schema import Deployment
+    from gridsim.service import deployment_params
+
+    h20 = builtin_catalog().accelerators["h20"]
+    base = deployment_params(h20, Deployment())
+    scaled = deployment_params(h20, Deployment(efficiency_scale=0.8))
+    assert scaled.prefill_mfu == pytest.approx(0.8 * base.prefill_mfu)
+    assert scaled.decode_mfu == pytest.approx(0.8 * base.decode_mfu)
+    assert scaled.mem_bw_util == pytest.approx(0.8 * base.mem_bw_util)
+    capped = deployment_params(h20, Deployment(efficiency_scale=2.0))
+    assert capped.mem_bw_util == min(2 * base.mem_bw_util, 1.0)  # no share above the peak
+    # The scenario-wide scale acts as every pool's own: slower serving, longer holds
+    pools = "      - {id: a, model: deepseek-v3, accelerator: h20, replicas: 10}"
+    path = _flows(tmp_path, pools, fleet="")
+    holds = {}
+    for sets in (
+        [],
+        ["serving.efficiency_scale=0.8"],
+        ["nodes[n].pools[a].deployment.efficiency_scale=0.8"],
+    ):
+        grid = build_grid(gs.load_scenario(path, sets=sets))
+        holds[len(sets) and sets[0].split("=")[0]] = grid.service.mean_s(0, 0)
+    values = list(holds.values())
+    assert values[1] > values[0] and values[1] == pytest.approx(values[2])

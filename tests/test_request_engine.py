@@ -477,7 +477,7 @@ def test_erlang_c_regression_theory_refuses_a_queue_with_patience() -> None:
     patience the scenario is no longer M/M/c, and the closed form is refused."""
     from gridsim.regress import erlang_c_theory
 
-    assert erlang_c_theory(load_scenario(MMC))["utilization.mean"] == pytest.approx(0.9)
+    assert erlang_c_theory(load_scenario(MMC))["utilization_mean"] == pytest.approx(0.9)
     with pytest.raises(ValueError, match="patience"):
         erlang_c_theory(load_scenario(MMC, sets=[PATIENCE]))
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import gridsim as gs
 from gridsim.cli import app
+from gridsim.numbers import human_percent
 from gridsim.output import write_run
 from gridsim.run import Result, fidelity_of
 from gridsim.scenario import resolve_file
@@ -184,7 +185,7 @@ def test_the_baseline_full_report_takes_under_two_minutes(
     shortfall = summary["capacity"]["shortfall_at_s"]
     if shortfall is None:
         headroom = summary["capacity"]["headroom"]["min"]
-        assert f"never below {headroom:.1%}" in html
+        assert f"never below {human_percent(headroom)}" in html
     else:
         assert 0 < shortfall < result.scenario.horizon.duration
         assert "demand outgrows capacity from" in html

@@ -40,8 +40,8 @@ UNSERVED = (  # where requests that were never served went, as the warnings say 
 )
 
 CAPTIONS = {
-    "demand_capacity": "Demand against capacity (or tokens served against capacity), national "
-    "equivalent.",
+    "demand_capacity": "Demand against SLO capacity by model (Erlangs), with the shortfall "
+    "line; request-fidelity runs: tokens served against capacity, national equivalent.",
     "utilization": "Utilisation per node over time.",
     "latency": "Latency by class against the SLOs.",
     "cost_energy": "Cost, revenue and energy by node kind and by region served, national "
@@ -87,45 +87,52 @@ dt{color:#5a6878;overflow-wrap:anywhere}dd{margin:0;overflow-wrap:anywhere}
 """
 
 
+# The registry KPIs the report's cards and tables read (paths, units and definitions live in
+# gridsim/kpis.py, the one registry).
+REPORT_KPIS = (
+    "requests_arrived",
+    "requests_served",
+    "requests_dropped",
+    "requests_abandoned",
+    "requests_lost",
+    "requests_in_flight",
+    "tokens_served",
+    "sla_attainment",
+    "latency_mean_s",
+    "latency_p50_s",
+    "latency_p95_s",
+    "latency_p99_s",
+    "ttft_p95_s",
+    "wait_mean_s",
+    "utilization_mean",
+    "utilization_peak",
+    "energy_kwh",
+    "cost_cny",
+    "revenue_cny",
+    "margin_cny",
+    "carbon_kg",
+    "cost_cny_per_m_tokens",
+    "national_cost_cny_per_day",
+    "national_carbon_t_per_day",
+    "national_energy_kwh_per_day",
+    "shortfall_at",
+)
+
+
 def kpis(result: Result, econ: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Headline figures of a run (units in the keys); None where undefined."""
+    """Headline figures of a run, by KPI registry name (units in the names); None where
+    undefined. ``econ`` stands in for the summary's economics block when given."""
+    from gridsim import kpis as registry
+
     s = result.summary
-    e = econ if econ is not None else _economics(result)
-    req = s.get("requests", {})
-    tok = s.get("tokens", {})
-    served_tokens = sum((tok.get(k) or {}).get("served") or 0 for k in ("input", "output"))
-    lat, ttft, wait = s.get("latency_s", {}), s.get("ttft_s", {}), s.get("wait_s", {})
-    util = s.get("utilization", {})
-    return {
-        "requests_arrived": req.get("arrived"),
-        "requests_served": req.get("served"),
-        "requests_dropped": req.get("dropped"),
-        "requests_abandoned": req.get("abandoned"),
-        "requests_lost": req.get("lost"),
-        "requests_in_flight": req.get("in_flight"),
-        "requests_simulated": _simulated(s),
-        "sample_fraction": float(result.scenario.demand.sample_fraction),
-        "tokens_served": served_tokens,
-        "sla_attainment": s.get("sla_attainment"),
-        "latency_mean_s": lat.get("mean"),
-        "latency_p50_s": lat.get("p50"),
-        "latency_p95_s": lat.get("p95"),
-        "latency_p99_s": lat.get("p99"),
-        "ttft_p95_s": ttft.get("p95"),
-        "wait_mean_s": wait.get("mean"),
-        "utilization_mean": util.get("mean"),
-        "utilization_peak": util.get("peak"),
-        "energy_kwh": e.get("energy_kwh"),
-        "cost_cny": e.get("cost_cny"),
-        "revenue_cny": e.get("revenue_cny"),
-        "margin_cny": e.get("margin_cny"),
-        "carbon_kg": e.get("carbon_kg"),
-        "cost_cny_per_m_tokens": e.get("cost_cny_per_m_tokens"),
-        "national_energy_mwh_per_day": _div(e.get("national_energy_kwh_per_day"), 1e3),
-        "national_cost_cny_per_day": e.get("national_cost_cny_per_day"),
-        "national_carbon_t_per_day": e.get("national_carbon_t_per_day"),
-        "shortfall_at": _date((s.get("capacity") or {}).get("shortfall_at")),
-    }
+    view = {**s, "economics": econ if econ is not None else _economics(result)}
+    out = {name: registry.value(view, name) for name in REPORT_KPIS}
+    out["shortfall_at"] = _date(out["shortfall_at"])
+    # report-only figures: what was simulated, and the energy card's unit
+    out["requests_simulated"] = _simulated(s)
+    out["sample_fraction"] = float(result.scenario.demand.sample_fraction)
+    out["national_energy_mwh_per_day"] = _div(out["national_energy_kwh_per_day"], 1e3)
+    return out
 
 
 def warnings(result: Result) -> list[str]:

@@ -176,6 +176,13 @@ class Deployment(Model):
         le=1e6,
         description="KV cache transfer bandwidth per prefill replica card (disaggregated), GB/s",
     )
+    efficiency_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=2,
+        description="multiplies the calibrated efficiency (achieved shares of peak FLOP/s and "
+        "HBM bandwidth, capped at 1): 1 is the calibration; see also serving.efficiency_scale",
+    )
     framework: str | None = Field(
         default=None,
         pattern=r"^[a-z][a-z0-9_\-]*$",
@@ -374,6 +381,18 @@ class CatalogAdditions(Model):
     sites: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class Serving(Model):
+    """Scenario-wide settings of the serving model (``gridsim/serving.py``)."""
+
+    efficiency_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=2,
+        description="multiplies every pool's calibrated efficiency (with its own "
+        "deployment.efficiency_scale): the serving model's uncertainty, e.g. for --draws",
+    )
+
+
 FleetCase = Literal["low", "central", "high"] | Annotated[float, Field(ge=0, le=1)]
 
 
@@ -434,6 +453,7 @@ class Scenario(Model):
     policy: Policy = Policy()
     admission: Admission = Admission()
     events: list[Event] = Field(default_factory=list)
+    serving: Serving = Serving()
     fleet: Fleet | None = Field(
         default=None, description="the national fleet that pools with fleet_share divide"
     )
