@@ -47,8 +47,13 @@ DRAWS_DIR = "draws"  # the draws' sweep folder, inside the central run's folder
 DRAWS_TABLE = "draws.parquet"
 FAN_FIGURE = "fan.png"
 PERCENTILES = (10, 50, 90)
-# Draws write what the bands need: no figures, report or per-request table.
-DRAW_OUTPUTS = {("outputs", "figures"): False, ("outputs", "requests"): False}
+# Draws write what the bands need: no figures, report, per-request table or latency
+# distributions (SLA attainment, the shortfall and cost do not need them).
+DRAW_OUTPUTS = {
+    ("outputs", "figures"): False,
+    ("outputs", "requests"): False,
+    ("outputs", "latency_statistics"): False,
+}
 
 
 @dataclass(frozen=True)

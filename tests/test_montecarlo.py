@@ -286,3 +286,18 @@ def test_draw_options_need_an_uncertainty_block_and_draws(tmp_path: Path) -> Non
     res = _invoke(str(plain), "--workers", "2", "--out", str(tmp_path / "b"))
     assert res.exit_code == 2 and "go with --draws N" in res.output, res.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_draws_skip_latency_distributions_but_not_what_the_bands_read() -> None:
+    """Draws run with outputs.latency_statistics false: SLA attainment, the shortfall, the
+    request counts and the economics must be exactly those of the full run."""
+    import gridsim as gs
+
+    path = Path(__file__).resolve().parents[1] / "scenarios" / "baseline.yaml"
+    sets = ["horizon.duration=4d", "horizon.resolution=1h"]
+    full = gs.run(gs.load_scenario(path, sets=sets)).summary
+    lean = gs.run(gs.load_scenario(path, sets=[*sets, "outputs.latency_statistics=false"])).summary
+    assert lean["latency_s"]["count"] == 0 and full["latency_s"]["count"] > 0
+    for key in ("sla_attainment", "requests", "capacity", "tokens"):
+        assert lean[key] == full[key], key
+    assert lean["economics"]["cost_cny_per_m_tokens"] == full["economics"]["cost_cny_per_m_tokens"]

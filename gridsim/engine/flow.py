@@ -81,6 +81,7 @@ class FlowEngine(EngineBase):
             warmup_s=sc.horizon.warmup,
             interval_s=series_interval(sc.outputs.timeseries_interval, self.dt, self.horizon_s),
             fluid=True,
+            latency_statistics=sc.outputs.latency_statistics,
         )
         self.slots = np.array([p.slots for p in pools], dtype=np.float64)
         self.alive = self.slots > 0

@@ -93,12 +93,15 @@ class Recorder:
         interval_s: float,
         keep_requests: bool = False,
         fluid: bool = False,
+        latency_statistics: bool = True,
     ) -> None:
         self.layout = layout
         self.horizon_s = horizon_s
         self.warmup_s = warmup_s
         self.interval_s = interval_s
         self.keep_requests = keep_requests
+        # False: record_flow keeps counts, tokens and SLO attainment but no distributions
+        self.latency_statistics = latency_statistics
         # The flow engine records expected (fractional) counts; the request engine whole ones.
         self.fluid = fluid
         count = np.float64 if fluid else np.int64
@@ -233,7 +236,7 @@ class Recorder:
         self.met_slo += served_crp * met_share[:, None, :]
         self.input_served += served_crp * tokens[0][:, None, None]
         self.output_served += served_crp * tokens[1][:, None, None]
-        if keep == 0.0:
+        if keep == 0.0 or not self.latency_statistics:
             return
         if keep < 1.0:  # only the share after warm-up goes into the statistics
             w = w * keep
