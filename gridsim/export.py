@@ -11,7 +11,6 @@ the folder or workbook is written beside its place and moved in only when the pl
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ import pandas as pd
 import yaml
 
 from gridsim import kpis
+from gridsim.output import read_json as _read_json
 
 FORMATS = ("csv", "xlsx")
 ENTITY_TABLES = {"by_class": "class", "by_region": "region", "by_node": "node", "by_pool": "pool"}
@@ -151,16 +151,6 @@ def _start(run_dir: Path) -> dt.datetime | None:
         return dt.datetime.fromisoformat(str(data["horizon"]["start"]))
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
         return None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not readable JSON ({exc}); the run folder is damaged") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object; the run folder is damaged")
-    return data
 
 
 def _write_csv_folder(tables: dict[str, pd.DataFrame], target: Path) -> None:

@@ -292,9 +292,25 @@ _add(
 for _metric, _unit, _text, _better in (
     ("cards_to_add", "cards", "Cards to add at this hub for this model", False),
     ("replicas_to_add", "replicas", "Serving replicas to add at this hub for this model", False),
-    ("peak_demand_erlangs", "erlangs", "Peak demand at this hub for this model", None),
-    ("slo_capacity_erlangs", "erlangs", "Capacity within SLO at this hub for this model", True),
-    ("peak_at", "date", "When demand at this hub for this model peaks", None),
+    (
+        "peak_demand_erlangs",
+        "erlangs",
+        "Demand at this hub for this model in the hour it exceeds its SLO capacity the most",
+        None,
+    ),
+    (
+        "slo_capacity_erlangs",
+        "erlangs",
+        "Capacity within SLO at this hub for this model in that hour",
+        True,
+    ),
+    (
+        "peak_at",
+        "date",
+        "The hour the hub's SLO capacity for this model falls shortest of its demand (the "
+        "hour of peak demand unless capacity changes during the run)",
+        None,
+    ),
 ):
     _agg: Aggregation = "first" if _unit == "date" else "sum"
     _add(f"gap_{_metric}", ("capacity", "gap", "*", _metric), _unit, f"{_text}.", _agg,

@@ -347,8 +347,8 @@ def read_run(run_dir: Path) -> Result:
         raise FileNotFoundError(
             f"{run_dir} is not a gridsim run folder (no gridsim manifest.json and summary.json)"
         )
-    summary = _read_json(run_dir / "summary.json")
-    manifest = _read_json(run_dir / "manifest.json")
+    summary = read_json(run_dir / "summary.json")
+    manifest = read_json(run_dir / "manifest.json")
     requests = run_dir / "requests.parquet"
     return Result(
         scenario=load_scenario(run_dir / "scenario.resolved.yaml"),
@@ -361,7 +361,8 @@ def read_run(run_dir: Path) -> Result:
     )
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A run folder's JSON object (summary.json, manifest.json), or ValueError saying why not."""
     try:
         data = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:

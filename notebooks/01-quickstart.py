@@ -23,11 +23,12 @@
 # returns: `summary` (the dict behind `summary.json`), the tidy `timeseries`, `flows` (served
 # by class, region and pool) and `pools`, the economics tables and the report's figures.
 #
-# Set `GRIDSIM_QUICK=1` to run a two-day horizon instead of the full two months (the tests do).
+# Set `GRIDSIM_QUICK=1` to run a four-day horizon instead of the full two months (the tests do).
 
 # %%
 import io
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,7 @@ from IPython.display import Image, Markdown, display
 
 import gridsim as gs
 from gridsim import economics
+from gridsim.report import write_report
 from gridsim.report.figures import (
     plot_cost_energy,
     plot_demand_capacity,
@@ -65,7 +67,8 @@ def show(figure):
 # line and dotted path of every problem.
 
 # %%
-sets = ["horizon.duration=2d"] if QUICK else []
+# quick mode: four days, enough for the central case's first shortfall
+sets = ["horizon.duration=4d"] if QUICK else []
 scenario = gs.load_scenario(SCENARIOS / "baseline.yaml", sets=sets)
 print(scenario.description)
 print(
@@ -247,6 +250,32 @@ for plot in (plot_demand_capacity, plot_utilization, plot_latency, plot_cost_ene
     figure = plot(result)
     if figure is not None:
         show(figure)
+
+# %% [markdown]
+# ## One shortfall, everywhere
+# The summary, the figure's dashed line and the report's card all read the one definition in
+# `summary["capacity"]`; this cell checks that they say the same.
+
+# %%
+cap = result.summary["capacity"]
+figure = plot_demand_capacity(result)
+lines = [ln for ln in figure.axes[0].get_lines() if ln.get_gid() == "shortfall"]
+with tempfile.TemporaryDirectory() as folder:
+    page = write_report(result, Path(folder) / "report.html", []).read_text("utf-8")
+if cap["shortfall_at"] is None:
+    assert not lines and "none within the horizon" in page
+    display(Markdown("No model runs short within the horizon: no line, and the card says so."))
+else:
+    day = cap["shortfall_at"][:10]
+    line_day = pd.Timestamp(lines[0].get_xdata()[0]).strftime("%Y-%m-%d")
+    assert line_day == day, (line_day, day)
+    assert f"demand outgrows capacity from {day}" in page
+    display(
+        Markdown(
+            f"summary.json, the figure's line and the report's card agree: {day} "
+            f"({cap['shortfall_model']} first)."
+        )
+    )
 
 # %% [markdown]
 # From the command line the same run, with its report, is
