@@ -24,7 +24,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import sparse, stats
 
 import gridsim as gs
-from gridsim.engine.queueing import EXP_POINTS, wait_points
+from gridsim.engine.queueing import EXP_POINTS, band_means, wait_points
 from gridsim.metrics.histogram import LogHistogram, add_grouped, add_mixture
 from gridsim.metrics.recorder import Layout, Recorder
 
@@ -396,6 +396,64 @@ def test_finished_requests_against_a_hand_calculation() -> None:
     assert ttft.mean == pytest.approx(1.2, rel=1e-12)
     # busy slot-seconds in the first 600 s interval: 1 + 2 + 1
     assert rec.busy[:, 0] == pytest.approx([1.0, 3.0])
+
+
+# --- band_means -----------------------------------------------------------------------------------
+
+
+def _band_means_loop(w: list[float], v: list[float], bands: int) -> list[float]:
+    """Means of the equal-mass bands of a discrete law, from its quantile function: the band
+    [lo, hi) of cumulative mass takes from each point the overlap of [cum_before, cum_after)
+    with it."""
+    total = sum(w)
+    means = []
+    for b in range(bands):
+        lo, hi = total * b / bands, total * (b + 1) / bands
+        moment, cum = 0.0, 0.0
+        for wi, vi in zip(w, v, strict=True):
+            moment += max(0.0, min(hi, cum + wi) - max(lo, cum)) * vi
+            cum += wi
+        means.append(moment / (hi - lo) if hi > lo else 0.0)
+    return means
+
+
+def test_band_means_by_hand() -> None:
+    """Three points of weight 1 at 0, 3 and 6 s in two bands of 1.5: (1 x 0 + 0.5 x 3) / 1.5 =
+    1 s and (0.5 x 3 + 1 x 6) / 1.5 = 5 s."""
+    values, weights = band_means(np.array([[1.0, 1.0, 1.0]]), np.array([[0.0, 3.0, 6.0]]), 2)
+    np.testing.assert_allclose(values, [[1.0, 5.0]], rtol=1e-15)
+    np.testing.assert_allclose(weights, [[1.5, 1.5]], rtol=1e-15)
+
+
+def test_band_means_of_many_rows_against_a_loop() -> None:
+    """Rows at once (pools x classes, as the flow engine calls it) equal a row-by-row loop:
+    zero weights (ties in the cumulative mass, band edges falling exactly on a point's end),
+    a point heavier than a band, an empty row, one point; and the same with a tiny negative
+    weight in one row (float noise: its cumulative mass then decreases)."""
+    rng = np.random.default_rng(11)
+    n = 40
+    w = rng.exponential(1.0, (3, 5, n)) * (rng.random((3, 5, n)) < 0.7)
+    v = np.sort(rng.exponential(10.0, (3, 1, n)), axis=-1)
+    w[0, 0] = 0.0  # empty
+    w[0, 1] = 0.0
+    w[0, 1, 7] = 2.5  # one point: every band is that point
+    w[0, 2] = np.r_[np.ones(12), np.zeros(n - 12)]  # edges at whole points (12 / 6 = 2 each)
+    w[1, 3, 5] = 40.0  # heavier than a band
+    noisy = w.copy()
+    noisy[2, 4, 0] = -1e-17
+    for case in (w, noisy):
+        values, weights = band_means(case, v, EXP_POINTS)
+        assert values.shape == weights.shape == (3, 5, EXP_POINTS)
+        for i in range(3):
+            for k in range(5):
+                expect = _band_means_loop(list(case[i, k]), list(v[i, 0]), EXP_POINTS)
+                np.testing.assert_allclose(values[i, k], expect, rtol=1e-12, atol=1e-12)
+                total = case[i, k].sum()
+                np.testing.assert_allclose(weights[i, k], total / EXP_POINTS, rtol=1e-12)
+    values, _ = band_means(w, v, EXP_POINTS)
+    np.testing.assert_array_equal(values[0, 0], 0.0)
+    np.testing.assert_allclose(values[0, 1], v[0, 0, 7], rtol=1e-15)
+    np.testing.assert_allclose(values[0, 2], [v[0, 0, 2 * b : 2 * b + 2].mean() for b in range(6)])
 
 
 # --- wait_points --------------------------------------------------------------------------------

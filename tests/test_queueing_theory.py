@@ -250,6 +250,33 @@ def test_two_classes_of_equal_patience_are_one_class(c: int, rho: float, rule: s
         )
 
 
+@pytest.mark.parametrize("max_wait_s", [None, 4.0])
+def test_classes_sharing_one_law_object_equal_classes_with_their_own(
+    max_wait_s: float | None,
+) -> None:
+    """The law is computed once per distinct patience object and spread to the classes: five
+    classes (two sharing one object, two patient, one other law) in pools from light load to
+    overload equal the same classes each with its own object, field by field; and within a
+    pool, classes of the same law get the same shares and waits."""
+    law_a, law_b = exp_law(2.0), exp_law(0.5)
+    shared = [law_a, None, law_a, law_b, None]
+    separate = [exp_law(2.0), None, exp_law(2.0), exp_law(0.5), None]
+    rng = np.random.default_rng(3)
+    shares = rng.dirichlet([3.0, 0.3, 2.0, 1.0, 0.3], size=4)
+    kwargs: dict[str, Any] = {"max_wait_s": max_wait_s}
+    one = solve([8, 8, 100, 100], [5.0, 12.0, 90.0, 160.0], shares.tolist(), shared, **kwargs)
+    own = solve([8, 8, 100, 100], [5.0, 12.0, 90.0, 160.0], shares.tolist(), separate, **kwargs)
+    assert one.stable.all()
+    fields = ("served", "dropped", "abandoned", "wait_values", "wait_weights", "mean_wait_all_s")
+    for field in fields:
+        np.testing.assert_allclose(getattr(one, field), getattr(own, field), rtol=1e-12)
+        got = getattr(one, field)
+        np.testing.assert_array_equal(got[:, 0], got[:, 2], err_msg=field)
+        np.testing.assert_array_equal(got[:, 1], got[:, 4], err_msg=field)
+    assert (one.abandoned[:, 3] > one.abandoned[:, 0]).all()  # shorter patience leaves more
+    np.testing.assert_array_equal(one.abandoned[:, 1], 0.0)  # the patient never abandon
+
+
 # --- patience laws other than exponential -------------------------------------------------------
 
 

@@ -322,20 +322,65 @@ def _impatient(
     x_end = np.full(m, tau if tau is not None else upper)
     y_end = x_end / k_
 
-    def g_cls(y: FloatArray) -> FloatArray:
-        """P(patience < kappa y) per class, (..., C) for y (m, ...)."""
-        x = y * k_.reshape((m,) + (1,) * (y.ndim - 1))
-        cols = [np.zeros_like(x) if law is None else law.cdf(x) for law in laws]
-        return np.stack(cols, axis=-1)
+    # Classes often share a law (several without patience, or one law object): everything
+    # per class below depends on the class only through its law, so it is computed once per
+    # distinct law (``distinct``, axis 1 of the (pool, law, node) arrays) and spread to the
+    # classes (``of_cls``) at the end.
+    distinct: list[PatienceLaw | None] = []
+    of_cls = np.empty(n_cls, dtype=np.intp)
+    for ci, law in enumerate(laws):
+        j = next((j for j, d in enumerate(distinct) if d is law), len(distinct))
+        if j == len(distinct):
+            distinct.append(law)
+        of_cls[ci] = j
+    n_law = len(distinct)
+    patient_l = np.array([law is None for law in distinct])
+    impatient_cls = [ci for ci, law in enumerate(laws) if law is not None]
 
-    def g_mix(y: FloatArray) -> FloatArray:
-        out_: FloatArray = (g_cls(y) * s_.reshape((m,) + (1,) * (y.ndim - 1) + (n_cls,))).sum(-1)
+    def g_law(y: FloatArray, k_rows: FloatArray) -> FloatArray:
+        """P(patience < kappa y) per distinct law: (r, L, ...) for y (r, ...) of pools whose
+        kappa is ``k_rows`` (r,)."""
+        x = y * k_rows.reshape((-1,) + (1,) * (y.ndim - 1))
+        g = np.zeros((x.shape[0], n_law, *x.shape[1:]))
+        for j, law in enumerate(distinct):
+            if law is not None:
+                g[:, j] = law.cdf(x)
+        return g
+
+    def mix(g: FloatArray, s_rows: FloatArray) -> FloatArray:
+        """The work-weighted patience mixture G from ``g_law``'s (r, L, ...) and the pools'
+        work shares ``s_rows`` (r, C): summed over the classes in their order (the patient ones
+        add 0), as a sum over a class axis adds up."""
+        out_ = np.zeros((g.shape[0], *g.shape[2:]))
+        for ci in impatient_cls:
+            out_ += s_rows[:, ci].reshape((-1,) + (1,) * (g.ndim - 2)) * g[:, of_cls[ci]]
         return out_
+
+    def g_mix(rows: npt.NDArray[np.intp]) -> Callable[[FloatArray], FloatArray]:
+        """G at y (len(rows), ...) for the pools ``rows``, as ``mix(g_law(y))`` adds it up
+        (the bisection's many small calls: no (r, L, ...) array, each law once)."""
+        k_rows = k_[rows]
+        terms = [(s_[rows, ci], int(of_cls[ci])) for ci in impatient_cls]
+
+        def g_at(y: FloatArray) -> FloatArray:
+            shape = (-1,) + (1,) * (y.ndim - 1)
+            x = y * k_rows.reshape(shape)
+            cdf: dict[int, FloatArray] = {}
+            out_ = np.zeros(y.shape)
+            for s_c, j in terms:
+                if j not in cdf:
+                    law = distinct[j]
+                    assert law is not None
+                    cdf[j] = law.cdf(x)
+                out_ += s_c.reshape(shape) * cdf[j]
+            return out_
+
+        return g_at
 
     # Nodes: uniform, geometric near 0, around the peak of the density, at kinks (twice).
     unif = np.linspace(0.0, 1.0, _UNIFORM_NODES)[None, :] * y_end[:, None]
     geom = np.geomspace(1e-9, 1.0, _GEOMETRIC_NODES)[None, :] * y_end[:, None]
-    peak, width = _density_peak(l_, nmu, y_end, g_mix, unif, g_mix(unif))
+    peak, width = _density_peak(l_, nmu, y_end, g_mix, unif)
     # overloaded: around the peak; else over the first 30 decay lengths from 0
     offsets = np.where(
         (peak > 0)[:, None],
@@ -349,12 +394,10 @@ def _impatient(
         for kx in kinks
     ]
     y = np.sort(np.concatenate([unif, geom, around, *kink_nodes], axis=1), axis=1)  # (m, M)
-    gc = g_cls(y)  # (m, M, C)
-    gm = (gc * s_[:, None, :]).sum(-1)
+    gl = g_law(y, k_)  # (m, L, M)
+    gm = mix(gl, s_)
     dy = np.diff(y, axis=1)
-    h_mix = np.concatenate(
-        [np.zeros((m, 1)), np.cumsum(dy * (1 - 0.5 * (gm[:, 1:] + gm[:, :-1])), axis=1)], axis=1
-    )
+    h_mix = _cumsum0(dy * (1 - 0.5 * (gm[:, 1:] + gm[:, :-1])))
     phi = l_[:, None] * h_mix - nmu[:, None] * y
     # the tail beyond y_end: linear, slope -n mu (everyone gone by then) or lambda q_inf - n mu
     tail_slope = np.where(np.full(m, bounded), -nmu, slope_tail)
@@ -369,63 +412,68 @@ def _impatient(
     scale = np.exp(np.log(l_) + top - log_den)  # turns exp(phi - top) mass into probability
     mass = seg * scale[:, None]  # P(V in segment)
     mass_tail = tail * scale
-    # Each segment's own mean wait (phi linear on it) and the classes' patience there.
+    # Each segment's own mean wait (phi linear on it) and the laws' patience there.
     y_seg = y[:, :-1] + _segment_mean(phi, dy)
-    g_mid = g_cls(y_seg)  # (m, M-1, C)
-    v_mid = y_seg * k_[:, None]  # waits (s)
-    stay = mass[:, :, None] * (1 - g_mid)  # served after waiting, per class
-    leave = mass[:, :, None] * g_mid
-    served = p0[:, None] + stay.sum(axis=1)
-    abandoned = leave.sum(axis=1)
-    dropped = np.zeros((m, n_cls))
+    g_mid = g_law(y_seg, k_)  # (m, L, M-1)
+    n_seg = y_seg.shape[1]
+    # Served after waiting, per law, and one more point for the tail (the patient, when
+    # nothing drops them); laid out (pool, law, point) so that sums run along memory.
+    w = np.zeros((m, n_law, n_seg + 1))
+    stay = w[:, :, :n_seg]
+    np.subtract(1.0, g_mid, out=stay)
+    stay *= mass[:, None, :]
+    if not bounded:
+        w[:, :, n_seg] = mass_tail[:, None] * patient_l[None, :]
+    leave = mass[:, None, :] * g_mid
+    served = p0[:, None] + stay.sum(axis=2)
+    abandoned = leave.sum(axis=2)
+    dropped = np.zeros((m, n_law))
     tail_wait = x_end + k_ / -tail_slope  # mean wait of the tail (past every patience)
     if bounded:
         dropped += mass_tail[:, None]
     else:
-        served += mass_tail[:, None] * patient[None, :]
-        abandoned += mass_tail[:, None] * ~patient[None, :]
-    # Time in queue of all: E[min(V, patience)] = H_c(V) (dropped on arrival: 0).
-    h_cls = (
-        np.concatenate(
-            [
-                np.zeros((m, 1, n_cls)),
-                np.cumsum(dy[:, :, None] * (1 - 0.5 * (gc[:, 1:] + gc[:, :-1])), axis=1),
-            ],
-            axis=1,
-        )
-        * k_[:, None, None]
-    )
+        served += mass_tail[:, None] * patient_l[None, :]
+        abandoned += mass_tail[:, None] * ~patient_l[None, :]
+    # Time in queue of all: E[min(V, patience)] = H_c(V) (dropped on arrival: 0), with H_c
+    # by the trapezoid rule on the nodes and interpolated linearly to each segment's mean wait:
+    # sum_j mass_j (H_c(y_j) + frac_j dH_j), H_c(y_j) = kappa sum_{i<j} dH_i. Summed the other
+    # way round, each increment dH_i weighs the mass of the segments after it (one cumulative
+    # sum per pool rather than one per law and pool).
+    d_h = gl[:, :, 1:] + gl[:, :, :-1]  # becomes dy (1 - (g0 + g1) / 2): (m, L, M-1), / kappa
+    d_h *= -0.5  # in place: these are the largest arrays here
+    d_h += 1.0
+    d_h *= dy[:, None, :]
     frac = (y_seg - y[:, :-1]) / np.maximum(dy, 1e-300)
-    h_mid = h_cls[:, :-1] + frac[:, :, None] * (h_cls[:, 1:] - h_cls[:, :-1])
-    mean_all = (mass[:, :, None] * h_mid).sum(axis=1)
+    after = _cumsum0(mass[:, ::-1])[:, -2::-1]  # (m, M-1): mass of the segments after each
+    mean_all = (d_h * (after + mass * frac)[:, None, :]).sum(axis=2) * k_[:, None]
     if not bounded:
-        mean_all += mass_tail[:, None] * np.where(patient, tail_wait[:, None], h_cls[:, -1])
+        h_end = d_h.sum(axis=2) * k_[:, None]  # H_c at y_end
+        mean_all += mass_tail[:, None] * np.where(patient_l, tail_wait[:, None], h_end)
     # The served's waits: equal-mass bands of the waiting part.
-    w = np.concatenate(
-        [stay, (mass_tail[:, None] * patient[None, :])[:, None, :] * (not bounded)], axis=1
-    )
-    v = np.concatenate([v_mid, tail_wait[:, None]], axis=1)
-    values, weights = band_means(np.moveaxis(w, 1, 2), v[:, None, :], EXP_POINTS)
-    out.served[idx] = served
-    out.dropped[idx] = dropped
-    out.abandoned[idx] = abandoned
-    out.values[idx, :, 1:] = values
-    out.weights[idx, :, 1:] = weights
+    v = np.empty((m, 1, n_seg + 1))
+    v[:, 0, :n_seg] = y_seg * k_[:, None]  # waits (s)
+    v[:, 0, n_seg] = tail_wait
+    values, weights = band_means(w, v, EXP_POINTS)
+    out.served[idx] = served[:, of_cls]
+    out.dropped[idx] = dropped[:, of_cls]
+    out.abandoned[idx] = abandoned[:, of_cls]
+    out.values[idx, :, 1:] = values[:, of_cls]
+    out.weights[idx, :, 1:] = weights[:, of_cls]
     out.weights[idx, :, 0] = p0[:, None]
-    out.mean_all[idx] = mean_all
+    out.mean_all[idx] = mean_all[:, of_cls]
 
 
 def _density_peak(
     lam: FloatArray,
     nmu: FloatArray,
     y_end: FloatArray,
-    g_mix: Callable[[FloatArray], FloatArray],
+    g_mix: Callable[[npt.NDArray[np.intp]], Callable[[FloatArray], FloatArray]],
     y_u: FloatArray,
-    g_u: FloatArray,
 ) -> tuple[FloatArray, FloatArray]:
     """Where the offered-wait density peaks (G(y*) = 1 - n mu / lambda, 0 if underloaded) and
-    its width there, 1 / sqrt(lambda g(y*)); bracketed on the uniform nodes ``y_u`` (G there:
-    ``g_u``), then bisected."""
+    its width there, 1 / sqrt(lambda g(y*)); bracketed on the uniform nodes ``y_u``, then
+    bisected. ``g_mix(rows)``: G at y (len(rows), ...) for the pools ``rows`` (only the
+    overloaded ones are evaluated)."""
     target = 1.0 - nmu / lam
     over = target > 0
     width = np.minimum(1.0 / np.maximum(nmu - lam, 1e-300), y_end)
@@ -434,16 +482,10 @@ def _density_peak(
         return peak, width
     k = np.flatnonzero(over)
     m_u = y_u.shape[1]
-    first = np.clip((g_u[k] < target[k, None]).sum(axis=1), 1, m_u - 1)
+    g_at = g_mix(k)
+    first = np.clip((g_at(y_u[k]) < target[k, None]).sum(axis=1), 1, m_u - 1)
     lo = y_u[k, first - 1]
     hi = y_u[k, first]
-    sub = np.zeros(len(y_end), dtype=bool)
-    sub[k] = True
-
-    def g_at(y: FloatArray) -> FloatArray:
-        full = np.zeros(len(y_end))
-        full[k] = y
-        return g_mix(full[:, None])[k, 0]
 
     for _ in range(30):
         mid = 0.5 * (lo + hi)
@@ -492,12 +534,14 @@ def band_means(w: FloatArray, v: FloatArray, bands: int) -> tuple[FloatArray, Fl
     of ``bands`` equal-mass bands, each carrying total / bands (a point split across a band
     edge is shared). Returns values and weights (..., bands)."""
     v = np.broadcast_to(v, w.shape)
-    total = w.sum(axis=-1, keepdims=True)
-    cw = np.concatenate([np.zeros((*w.shape[:-1], 1)), np.cumsum(w, axis=-1)], axis=-1)
-    cm = np.concatenate([np.zeros((*w.shape[:-1], 1)), np.cumsum(w * v, axis=-1)], axis=-1)
+    cw = _cumsum0(w)
+    cm = _cumsum0(w * v)
+    # the total as the cumulative sum ends (not summed another way): the top level is then
+    # exactly the last cumulative weight, and no rounding gap lends weight to a point after it
+    total = cw[..., -1:]
     levels = total * (np.arange(bands + 1) / bands)  # (..., bands+1)
     # first moment up to each level: the point where the level falls is split linearly
-    i = np.clip((cw[..., None, :] < levels[..., :, None]).sum(axis=-1) - 1, 0, w.shape[-1] - 1)
+    i = np.clip(_count_below(cw, levels) - 1, 0, w.shape[-1] - 1)
     base_w = np.take_along_axis(cw, i, axis=-1)
     base_m = np.take_along_axis(cm, i, axis=-1)
     v_at = np.take_along_axis(v, i, axis=-1)
@@ -507,6 +551,42 @@ def band_means(w: FloatArray, v: FloatArray, bands: int) -> tuple[FloatArray, Fl
     means = np.nan_to_num(means)
     weights = np.repeat(total / bands, bands, axis=-1)
     return means, weights
+
+
+def _cumsum0(x: FloatArray) -> FloatArray:
+    """Cumulative sums along the last axis after a leading 0, written in place (no
+    concatenate of zeros)."""
+    out = np.empty((*x.shape[:-1], x.shape[-1] + 1))
+    out[..., 0] = 0.0
+    np.cumsum(x, axis=-1, out=out[..., 1:])
+    return out
+
+
+def _count_below(cw: FloatArray, levels: FloatArray) -> npt.NDArray[np.intp]:
+    """How many entries of each row of ``cw`` (..., N) are below each of its ``levels``
+    (..., L). Rows of non-negative weights' sums are non-decreasing: a binary search of all
+    rows at once (log2(N) steps on (..., L), each row's entries found at an offset in the
+    flat array) instead of an (..., L, N) comparison. Rows with a decrease or a nan
+    (negative or nan weights) are counted entry by entry."""
+    n = cw.shape[-1]
+    with np.errstate(invalid="ignore"):
+        monotone = bool((cw[..., 1:] >= cw[..., :-1]).all())
+    if not monotone:
+        out: npt.NDArray[np.intp] = (cw[..., None, :] < levels[..., :, None]).sum(axis=-1)
+        return out
+    flat = np.ascontiguousarray(cw).reshape(-1)
+    start = (np.arange(flat.size // n) * n).reshape((*cw.shape[:-1], 1))
+    end = start + n
+    pos = np.broadcast_to(start, levels.shape).copy()  # flat[start:pos] are below the level
+    step = 1 << (n.bit_length() - 1)
+    while step:  # binary lifting: take each power of two (largest first) that stays below
+        probe = pos + step
+        up = probe <= end
+        up &= flat[np.minimum(probe, end) - 1] < levels
+        pos += step * up
+        step >>= 1
+    found: npt.NDArray[np.intp] = pos - start
+    return found
 
 
 def _finite_buffer(
