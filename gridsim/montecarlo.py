@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gridsim.engine.capacity import tightest_headroom
 from gridsim.kpis import REGISTRY
 from gridsim.kpis import value as registry_value
 from gridsim.scenario import ScenarioError, resolve_file, validate
@@ -260,7 +261,8 @@ def _at(summary: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 def read_draws(draw_plan: DrawPlan, result: SweepResult) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``draws.parquet`` (one row per draw: draw, status, error, the drawn values, the KPIs,
-    and whether the shortfall is censored) and the grid headroom of every successful draw
+    and whether the shortfall is censored) and the tightest model's SLO headroom of every
+    successful draw
     (draw, time_s, value)."""
     runs = result.runs.set_index("run")
     rows: list[dict[str, Any]] = []
@@ -296,13 +298,12 @@ def read_draws(draw_plan: DrawPlan, result: SweepResult) -> tuple[pd.DataFrame, 
 
 
 def _headroom(folder: Path, draw: int) -> pd.DataFrame:
-    """The national headroom series of one draw (the only series the fan chart needs)."""
-    frame = pd.read_parquet(
-        folder / "timeseries.parquet",
-        columns=["time_s", "value"],
-        filters=[("entity_kind", "==", "grid"), ("metric", "==", "headroom")],
+    """The SLO headroom of the tightest model in one draw (the only series the fan chart
+    needs): the shortfall's own measure, below 0 where a model is beyond its SLO capacity."""
+    models = pd.read_parquet(
+        folder / "timeseries.parquet", filters=[("entity_kind", "==", "model")]
     )
-    return frame.assign(draw=draw)[["draw", "time_s", "value"]]
+    return tightest_headroom(models).assign(draw=draw)[["draw", "time_s", "value"]]
 
 
 # --- bands -----------------------------------------------------------------------------
@@ -382,8 +383,7 @@ def finish(
     figures: list[Path] = []
     if result.scenario.outputs.figures:
         figures = write_figures(result, run_dir / "figures")
-        central = result.timeseries
-        central = central[(central["entity_kind"] == "grid") & (central["metric"] == "headroom")]
+        central = tightest_headroom(result.timeseries)
         fan = write_fan(
             headroom,
             table.loc[table["status"] == "ok", "shortfall_day"].tolist(),

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import theory as th
 from matplotlib.dates import date2num
@@ -264,3 +265,35 @@ def test_figure_line_summary_and_series_agree(
         "qwen3-8b demand",
         "qwen3-8b SLO capacity",
     }
+
+
+def test_tightest_headroom_by_hand() -> None:
+    """The fan chart's measure: 1 - the largest demand / SLO capacity over the models."""
+    from gridsim.engine.capacity import tightest_headroom
+
+    rows = [
+        (0.0, "a", "demand_erlangs", 50.0),
+        (0.0, "a", "slo_capacity_erlangs", 100.0),
+        (0.0, "b", "demand_erlangs", 8.0),
+        (0.0, "b", "slo_capacity_erlangs", 10.0),
+        (3600.0, "a", "demand_erlangs", 120.0),
+        (3600.0, "a", "slo_capacity_erlangs", 100.0),
+        (3600.0, "b", "demand_erlangs", 3.0),
+        (3600.0, "b", "slo_capacity_erlangs", 10.0),
+        (7200.0, "a", "demand_erlangs", 1.0),
+        (7200.0, "a", "slo_capacity_erlangs", 0.0),  # every pool of a down: infinitely short
+        (7200.0, "b", "demand_erlangs", 0.0),
+        (7200.0, "b", "slo_capacity_erlangs", 10.0),
+    ]
+    ts = pd.DataFrame(rows, columns=["time_s", "entity_id", "metric", "value"]).assign(
+        entity_kind="model"
+    )
+    grid = pd.DataFrame(
+        [(0.0, "national", "headroom", 0.9, "grid")],
+        columns=["time_s", "entity_id", "metric", "value", "entity_kind"],
+    )
+    out = tightest_headroom(pd.concat([ts, grid], ignore_index=True))
+    assert out["time_s"].tolist() == [0.0, 3600.0, 7200.0]
+    assert out["value"].tolist()[:2] == pytest.approx([1 - 0.8, 1 - 1.2])
+    assert out["value"].iloc[2] == -np.inf
+    assert tightest_headroom(grid).empty  # request fidelity: no model series

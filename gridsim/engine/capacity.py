@@ -515,3 +515,26 @@ def _budget_s(ttft_s: float | None, e2e_s: float | None) -> float:
 
 def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
+
+
+def tightest_headroom(timeseries: pd.DataFrame) -> pd.DataFrame:
+    """SLO headroom of the tightest model over time, from a run's ``model`` series: 1 - the
+    largest demand / SLO capacity of any model (below 0: that model is beyond its SLO capacity,
+    and an hour of it is the shortfall). Columns ``time_s``, ``value``; empty without the
+    series (request fidelity)."""
+    models = timeseries[timeseries["entity_kind"] == "model"]
+    wide = models.pivot_table(
+        index=["time_s", "entity_id"], columns="metric", values="value", aggfunc="first"
+    )
+    if wide.empty or not {"demand_erlangs", "slo_capacity_erlangs"} <= set(wide.columns):
+        return pd.DataFrame({"time_s": pd.Series(dtype=float), "value": pd.Series(dtype=float)})
+    with np.errstate(invalid="ignore", divide="ignore"):
+        load = wide["demand_erlangs"] / wide["slo_capacity_erlangs"]
+    # a model with demand and no SLO capacity at all is infinitely short
+    load = load.where(
+        wide["slo_capacity_erlangs"] > 0, np.where(wide["demand_erlangs"] > 0, np.inf, 0.0)
+    )
+    worst = load.groupby(level="time_s").max()
+    return pd.DataFrame(
+        {"time_s": worst.index.to_numpy(dtype=float), "value": 1.0 - worst.to_numpy()}
+    )

@@ -1,6 +1,7 @@
-"""The fan chart of a Monte Carlo (``gridsim run --draws N``): the national headroom over time
-across draws (the P10-P90 and P25-P75 bands and the median, with the central run), and under
-it the draws' shortfall dates as a histogram, those with none in the horizon counted apart."""
+"""The fan chart of a Monte Carlo (``gridsim run --draws N``): the SLO headroom of the
+tightest model over time across draws (the P10-P90 and P25-P75 bands and the median, with the
+central run), and under it the draws' shortfall dates as a histogram, those with none in the
+horizon counted apart."""
 
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ def plot_fan(
     central: pd.DataFrame | None = None,
     title: str = "",
 ) -> Figure | None:
-    """``headroom``: tidy (draw, time_s, value), the grid's headroom (1 - demand / capacity)
-    per draw; ``shortfall_days``: each successful draw's shortfall in days from the start
-    (None: none within the horizon). None when there is nothing to draw."""
+    """``headroom``: tidy (draw, time_s, value), the SLO headroom of the tightest model
+    (1 - demand / SLO capacity; below 0 a model is short) per draw; ``shortfall_days``: each
+    successful draw's shortfall in days from the start (None: none within the horizon). None
+    when there is nothing to draw."""
     if headroom.empty:
         return None
     wide = headroom.pivot_table(index="time_s", columns="draw", values="value", aggfunc="first")
@@ -49,7 +51,7 @@ def plot_fan(
         cx = _dates(start, central["time_s"].to_numpy(dtype=float))
         top.plot(cx, central["value"], color="black", lw=0.8, ls="--", label="central run")
     top.axhline(0.0, color="tab:red", lw=1.0)
-    top.set_ylabel("national headroom\n(1 - demand / capacity)")
+    top.set_ylabel("SLO headroom, tightest model\n(1 - demand / SLO capacity)")
     top.set_title(title or f"headroom across {matrix.shape[1]} draws")
     top.legend(loc="lower left", fontsize="small", ncols=4)
     top.grid(alpha=0.3)
