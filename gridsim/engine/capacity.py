@@ -221,7 +221,7 @@ class CapacityTracker:
         self.worst = [_Worst() for _ in self.pairs]
         self.rows: list[FloatArray] = []  # per tick: start, width, demand, capacity, tokens/s
         self.model_rows: list[FloatArray] = []  # per tick: demand (M), SLO capacity (M)
-        self.pair_rows: list[FloatArray] = []  # per tick: demand (H x M pairs), capacity
+        self.hub_rows: list[BoolArray] = []  # per tick: hub short (H), any of its models
         self.region_rows: list[BoolArray] = []  # per tick: region short (R)
 
     # --- per block ------------------------------------------------------------------------
@@ -263,7 +263,7 @@ class CapacityTracker:
         model_d, model_k = pool_demand @ self.pool_model, pool_cap @ self.pool_model
         pair_d, pair_k = pool_demand @ self.pool_pair, pool_cap @ self.pool_pair
         self.model_rows.append(np.hstack([model_d, model_k]))
-        self.pair_rows.append(np.hstack([pair_d, pair_k]))
+        self.hub_rows.append((pair_d > pair_k).astype(np.float64) @ self.pair_hub > 0)
         # regions: a model they need short nationally, or their requests at pools beyond SLO
         model_short = model_d > model_k
         beyond = (pool_demand > pool_cap).astype(np.float64)
@@ -330,15 +330,15 @@ class CapacityTracker:
 
     # --- results ----------------------------------------------------------------------------
 
-    def _stacked(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, BoolArray]:
-        n_m, n_j, n_r = len(self.models), len(self.pairs), len(self.regions)
+    def _stacked(self) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray, BoolArray]:
+        n_m, n_h, n_r = len(self.models), len(self.hubs), len(self.regions)
         rows = np.vstack(self.rows) if self.rows else np.zeros((0, 5))
         models = np.vstack(self.model_rows) if self.model_rows else np.zeros((0, 2 * n_m))
-        pairs = np.vstack(self.pair_rows) if self.pair_rows else np.zeros((0, 2 * n_j))
+        hubs = np.vstack(self.hub_rows) if self.hub_rows else np.zeros((0, n_h), dtype=bool)
         regions = (
             np.vstack(self.region_rows) if self.region_rows else np.zeros((0, n_r), dtype=bool)
         )
-        return rows[:, 0], rows[:, 1], models, pairs, regions
+        return rows[:, 0], rows[:, 1], models, hubs, regions
 
     def series(self, interval_s: float) -> pd.DataFrame:
         """Tidy series per interval: the grid's demand and capacity (all slots up, and tokens/s)
@@ -384,8 +384,8 @@ class CapacityTracker:
             headroom = np.where(capacity > 0, 1.0 - demand / capacity, np.nan)
         demanded = float(rec.input_demanded.sum() + rec.output_demanded.sum())
         served = float(rec.input_served.sum() + rec.output_served.sum())
-        starts, widths, models, pairs, regions = self._stacked()
-        n_m, n_j = len(self.models), len(self.pairs)
+        starts, widths, models, hub_short, regions = self._stacked()
+        n_m = len(self.models)
         model_d, model_k = models[:, :n_m], models[:, n_m:]
         by_model: dict[str, Any] = {}
         model_at: dict[str, float] = {}
@@ -401,7 +401,6 @@ class CapacityTracker:
             if at is not None:
                 model_at[model] = at
         first = min(model_at.items(), key=lambda kv: (kv[1], kv[0]), default=None)
-        hub_short = (pairs[:, :n_j] > pairs[:, n_j:]).astype(np.float64) @ self.pair_hub > 0
         by_hub = {}
         for h, hub in enumerate(self.hubs):
             at = first_stretch(starts, widths, hub_short[:, h], self.sustain_s)
