@@ -100,17 +100,16 @@ class Inventory:
         return figure.at(case)
 
 
-def _rows(text: str) -> Iterable[dict[str, str]]:
-    return csv.DictReader(io.StringIO(text))
+def _csv_text() -> str:
+    return (resources.files("gridsim.catalog") / "data" / "fleet.csv").read_text("utf-8")
 
 
 @cache
 def inventories() -> dict[str, Inventory]:
     """The packaged inventories by name."""
-    text = (resources.files("gridsim.catalog") / "data" / "fleet.csv").read_text("utf-8")
     shipments: dict[str, list[Shipment]] = {}
     uses: dict[str, dict[tuple[str, str], Figure]] = {}
-    for row in _rows(text):
+    for row in csv.DictReader(io.StringIO(_csv_text())):
         figure = Figure(
             float(row["low"]),
             float(row["central"]),
@@ -141,8 +140,7 @@ def inventories() -> dict[str, Inventory]:
 
 def inventory_table() -> pd.DataFrame:
     """The packaged inventories as one table (``gridsim catalog fleet``)."""
-    text = (resources.files("gridsim.catalog") / "data" / "fleet.csv").read_text("utf-8")
-    return pd.read_csv(io.StringIO(text), keep_default_na=False).set_index("inventory")
+    return pd.read_csv(io.StringIO(_csv_text()), keep_default_na=False).set_index("inventory")
 
 
 def inventory(name: str) -> Inventory:

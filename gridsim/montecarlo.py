@@ -241,22 +241,11 @@ def run_draws(
 
 
 def kpi_value(summary: dict[str, Any], kpi: BandKpi) -> float | None:
-    """``kpi`` of one run's summary, through the KPI registry (the shortfall day from
-    ``shortfall_at_s`` in runs written before ``shortfall_day``)."""
+    """``kpi`` of one run's summary, through the KPI registry (None where it has none)."""
     value = registry_value(summary, kpi.name)
-    if kpi.name == "shortfall_day" and value is None:  # a run written before shortfall_day
-        seconds = _at(summary, ("capacity", "shortfall_at_s"))
-        value = seconds / 86400.0 if isinstance(seconds, int | float) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
-
-
-def _at(summary: dict[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = summary
-    for part in path:
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
 
 
 def read_draws(draw_plan: DrawPlan, result: SweepResult) -> tuple[pd.DataFrame, pd.DataFrame]:
