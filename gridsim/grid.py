@@ -34,6 +34,7 @@ from gridsim.catalog import Catalog
 from gridsim.demand import DemandModel, LengthSampler
 from gridsim.fleet import FleetSupply, PoolFleet, supply
 from gridsim.fleet import pool_replicas as fleet_pool_replicas
+from gridsim.market.expand import MarketMap, expand
 from gridsim.policies.registry import policy_factory
 from gridsim.scenario import Problem, Scenario, ScenarioError
 from gridsim.scenario.demand_spec import DEFAULT_SAMPLE_REQUESTS, SamplePools
@@ -125,6 +126,9 @@ class Grid:
     notes: tuple[str, ...] = field(default=())  # what a run should tell about how it was built
     fleet: FleetSupply | None = None  # the scenario's fleet: block, resolved
     fleet_pools: tuple[PoolFleet, ...] = ()  # how each fleet_share pool was sized
+    # the scenario's market plans and model mixes, as its classes (None: neither); ``scenario``
+    # is then the expanded one, one class per (class, model, tier)
+    market: MarketMap | None = None
 
     @property
     def region_ids(self) -> tuple[str, ...]:
@@ -246,7 +250,10 @@ class Grid:
 
 
 def build_grid(scenario: Scenario) -> Grid:
-    """Everything the engines need, or a ScenarioError naming what makes the grid unusable."""
+    """Everything the engines need, or a ScenarioError naming what makes the grid unusable.
+    A scenario with a market or model mixes is expanded first (``gridsim.market.expand``):
+    the grid's scenario is the expanded one."""
+    scenario, market = expand(scenario)
     catalog = scenario.resolved_catalog
     demand = DemandModel(scenario, catalog)
     means = _class_means(scenario, demand)
@@ -318,6 +325,7 @@ def build_grid(scenario: Scenario) -> Grid:
         service,
         fleet=fleet,
         fleet_pools=tuple(fleet_pools),
+        market=market,
     )
     sampling = scenario.demand.sample_pools
     if sampling is None:

@@ -52,6 +52,10 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.service", 3),  # serving modes as stations and stages, over the serving model
     ("gridsim.demand", 3),
     ("gridsim.demand.*", 3),
+    ("gridsim.pooling", 3),  # several models on shared cards: memory, switches, Erlang C sizing
+    ("gridsim.market.outputs", 7),  # a run's tables per plan, model and tier (as economics)
+    ("gridsim.market", 3),  # token plans and model mixes, expanded into the engines' classes
+    ("gridsim.market.*", 3),
     # 4
     ("gridsim.grid", 4),
     ("gridsim.capacity_timeline", 4),  # replicas, cards and power over time, from the events

@@ -50,6 +50,8 @@ def national_tokens_per_day(demand: Demand, start: dt.date, t_s: npt.ArrayLike) 
     months = t / DAY_S / MONTH_DAYS
     growth = demand.growth
     d0 = demand.tokens_per_day
+    if d0 is None:  # a market's scenario: gridsim.market.expand sets it from the plans
+        raise ValueError("demand.tokens_per_day is not set: expand the market first")
     if isinstance(growth, NoGrowth):
         return np.full(t.shape, d0)
     if isinstance(growth, ExponentialGrowth):
@@ -99,6 +101,32 @@ def profile_factor(cls: DemandClass, start: dt.date, t_s: npt.ArrayLike) -> Floa
     return out
 
 
+def schedule_weight(cls: DemandClass, hour_start_s: npt.ArrayLike) -> FloatArray:
+    """The class's ``weight_schedule`` over each clock hour starting at ``hour_start_s``: its
+    mean over the hour (exact for the piecewise-linear schedule, whose integral over the hour
+    is taken from the points), so a launch or a price change that falls inside an hour counts
+    for the part of the hour it covers. 1 without a schedule."""
+    t = np.asarray(hour_start_s, dtype=np.float64)
+    if cls.weight_schedule is None:
+        return np.ones(t.shape)
+    times = np.array([p[0] for p in cls.weight_schedule], dtype=np.float64)
+    weights = np.array([p[1] for p in cls.weight_schedule], dtype=np.float64)
+    # the integral of the linear interpolant (flat outside the points) up to any time
+    knots = np.concatenate([[min(times[0], 0.0) - 1.0], times])
+    values = np.concatenate([[weights[0]], weights])
+    cum = np.concatenate([[0.0], np.cumsum(np.diff(knots) * (values[1:] + values[:-1]) / 2)])
+
+    def integral(x: FloatArray) -> FloatArray:
+        k = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, knots.size - 1)
+        after = x - knots[k]
+        here = np.interp(x, knots, values)
+        out: FloatArray = cum[k] + after * (values[k] + here) / 2
+        return out
+
+    out: FloatArray = (integral(t + HOUR_S) - integral(t)) / HOUR_S
+    return out
+
+
 class HourlyIntensity:
     """Each class's arrival-rate shape over time, relative to its rate at the start.
 
@@ -131,7 +159,10 @@ class HourlyIntensity:
         start_s = np.arange(h0, h1, dtype=np.float64) * HOUR_S
         growth = national_tokens_per_day(self._demand, self._start, start_s + HOUR_S / 2)
         growth = growth / self._level0
-        rows = [growth * profile_factor(c, self._start, start_s) for c in self._classes]
+        rows = [
+            growth * profile_factor(c, self._start, start_s) * schedule_weight(c, start_s)
+            for c in self._classes
+        ]
         return np.array(rows).reshape(len(self._classes), h1 - h0)
 
     def ensure(self, t_s: float) -> None:

@@ -110,11 +110,24 @@ class DemandModel:
             else:
                 tokens = self.mean_input_tokens[i] + self.mean_output_tokens[i]
                 national = level0 * cls.share / tokens / DAY_S
-            self.base_rates[:, i] = national * self.weights * self.keep[:, i]
+            self.base_rates[:, i] = national * self.class_weights(i) * self.keep[:, i]
         self.intensity = HourlyIntensity(
             demand, self.start, self.classes, scenario.horizon.duration
         )
         self._cursor: _Cursor | None = None
+
+    def class_weights(self, i: int) -> FloatArray:
+        """Class ``i``'s split over the regions (summing to 1): its own ``region_weights``
+        (a market's plans' subscribers) where given, else the demand's."""
+        own = self.classes[i].region_weights
+        if own is None:
+            return self.weights
+        w = np.array([own.get(r, 0.0) for r in self.region_ids], dtype=np.float64)
+        total = w.sum()
+        if total <= 0:
+            raise ValueError(f"class {self.class_names[i]!r} has region_weights all zero")
+        out: FloatArray = w / total
+        return out
 
     # --- expected values (flow engine) --------------------------------------------------
 

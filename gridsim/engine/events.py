@@ -86,8 +86,10 @@ def schedule(engine: Changeable) -> list[Action]:
         elif isinstance(event, PolicySwitch):
             name, params = event.policy, dict(event.params)
             actions.append((at, partial(_set_policy, engine, name, params)))
-        elif isinstance(event, PriceChange):
+        elif isinstance(event, PriceChange) and event.node is not None:
+            # a plan's price change acts through its classes' weight schedules (gridsim.market)
             node, price = event.node, event.price_cny_per_kwh
+            assert price is not None  # the schema pairs node with price_cny_per_kwh
             actions.append((at, partial(_set_price, engine, node, price)))
         elif isinstance(event, DemandShock):
             shocks.append((at, end if end is not None else np.inf, shock_factor(sc, event)))

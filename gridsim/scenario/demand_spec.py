@@ -3,6 +3,7 @@ their length distributions, arrival processes, SLOs and daily and weekly profile
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -77,6 +78,33 @@ class Slo(Model):
     e2e: Duration | None = None
 
 
+class MixPoint(Model):
+    """A class's model shares from a date on (linear between points)."""
+
+    at: Annotated[
+        Date | Duration,
+        Field(
+            union_mode="left_to_right",
+            description="a date (2026-06-01) or a time after the horizon start (30d)",
+        ),
+    ]
+    models: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        description="catalogue model id -> share of the class's demand (adding up to 1)"
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _adds_up(cls, v: dict[str, float]) -> dict[str, float]:
+        return _shares_add_up(v)
+
+
+def _shares_add_up(v: dict[str, float]) -> dict[str, float]:
+    total = sum(v.values())
+    if not v or abs(total - 1.0) > 1e-6:
+        raise ValueError(f"the model shares add up to {total:g}; they must add up to 1")
+    return v
+
+
 class DemandClass(Model):
     """A class of work: LLM requests (token lengths) or generic jobs (service time)."""
 
@@ -87,6 +115,43 @@ class DemandClass(Model):
         default=None, gt=0, le=1e12, description="explicit arrival rate"
     )
     model: ModelRef = Field(default=None, description="catalogue model id that serves it")
+    models: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        default=None,
+        description=(
+            "instead of model: the class's demand split over several catalogue models, "
+            "model id -> share at the start (adding up to 1); mix: and model_launch events "
+            "move the shares over time"
+        ),
+    )
+    mix: list[MixPoint] | None = Field(
+        default=None,
+        description="model shares at later times (linear between points; models: at the start)",
+    )
+    priority: int = Field(
+        default=0,
+        ge=0,
+        le=9,
+        description=(
+            "admission priority: 0 is served first. Non-preemptive: a free slot takes the "
+            "waiting request of the lowest priority number (FCFS within one), and under "
+            "overload the highest numbers are shed first. Market plans set it from their tier"
+        ),
+    )
+    weight_schedule: list[tuple[float, float]] | None = Field(
+        default=None,
+        description=(
+            "(seconds after the start, weight) points: the class's rate is multiplied by the "
+            "weight, linear between points and flat outside them (gridsim.market writes it "
+            "for model mixes, launches and price changes)"
+        ),
+    )
+    region_weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        default=None,
+        description=(
+            "region id -> weight of this class's demand (normalised); default: the demand's "
+            "region_weights (gridsim.market writes it from plans' subscribers per region)"
+        ),
+    )
     input_tokens: Distribution | None = None
     output_tokens: Distribution | None = None
     service: Distribution | None = Field(default=None, description="job service time, s")
@@ -135,13 +200,43 @@ class DemandClass(Model):
                 raise ValueError("an llm class needs input_tokens and output_tokens")
         elif self.service is None:
             raise ValueError("a job class needs a service time distribution (service:)")
-        if (
+        if self.model is not None and self.models is not None:
+            raise ValueError("give either model (one) or models (a mix), not both")
+        if self.models is not None:
+            _shares_add_up(self.models)
+        if self.mix is not None and self.models is None:
+            raise ValueError("mix: needs models: (the shares at the start)")
+        if self.kind == "job" and self.models is not None:
+            raise ValueError("a job class has no models")
+        if self.weight_schedule is not None:
+            times = [t for t, _ in self.weight_schedule]
+            if any(b < a for a, b in itertools.pairwise(times)) or any(
+                w < 0 for _, w in self.weight_schedule
+            ):
+                raise ValueError("weight_schedule needs times in order and weights >= 0")
+        # A class with neither a share nor a rate is filled by the market's plans (the scenario
+        # checks that some plan fills it).
+        return self
+
+    @property
+    def needs_volume(self) -> bool:
+        """No share, rate or trace gives this class a volume: a market plan must."""
+        return (
             self.rate_per_s is None
             and self.share == 0
             and not isinstance(self.arrival, TraceArrivals)
-        ):
-            raise ValueError("give the class a share of national demand or a rate_per_s")
-        return self
+        )
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        """The catalogue models that may serve this class: its model, or its mix's models
+        (every model named at any point of mix:)."""
+        if self.models is None:
+            return (self.model,) if self.model is not None else ()
+        ids = list(self.models)
+        for point in self.mix or []:
+            ids.extend(m for m in point.models if m not in ids)
+        return tuple(ids)
 
 
 class GrowthPoint(Model):
@@ -229,8 +324,12 @@ class SamplePools(Model):
 
 
 class Demand(Model):
-    tokens_per_day: float = Field(
-        gt=0, le=MAX_TOKENS_PER_DAY, description="national volume at the horizon start"
+    tokens_per_day: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TOKENS_PER_DAY,
+        description="national volume at the horizon start (with a market: omit it, the plans "
+        "set the volume)",
     )
     growth: Growth = NoGrowth(law="none")
     region_weights: Literal["gdp", "population", "equal", "given"] = "gdp"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gridsim.scenario.fields import Date, Duration, Model, PolicyName
 
@@ -70,9 +70,46 @@ class DemandShock(_Timed):
 
 
 class PriceChange(_Timed):
+    """An electricity price at a node (``node`` + ``price_cny_per_kwh``), or a token plan's
+    prices (``plan`` + ``price_factor``): from ``at`` every price of the plan (fee, per-token,
+    overage) is ``price_factor`` x its price in the scenario, and its usage moves by
+    ``price_factor ** elasticity`` (the plan's price elasticity)."""
+
     kind: Literal["price_change"]
-    node: str
-    price_cny_per_kwh: float = Field(ge=0)
+    node: str | None = None
+    price_cny_per_kwh: float | None = Field(default=None, ge=0)
+    plan: str | None = None
+    price_factor: float | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PriceChange:
+        power = self.node is not None and self.price_cny_per_kwh is not None
+        plan = self.plan is not None and self.price_factor is not None
+        if (
+            power == plan
+            or (not power and (self.node is not None or self.price_cny_per_kwh is not None))
+            or (not plan and (self.plan is not None or self.price_factor is not None))
+        ):
+            raise ValueError(
+                "a price_change is either an electricity price (node and price_cny_per_kwh) "
+                "or a token plan's prices (plan and price_factor)"
+            )
+        return self
+
+
+class ModelLaunch(_Timed):
+    """A model takes ``share`` of some classes' demand over ``over``, linearly from ``at``,
+    from the models it ``replaces`` (default: every other model of the class) in proportion
+    to their shares at ``at``."""
+
+    kind: Literal["model_launch"]
+    model: str
+    share: float = Field(gt=0, le=1, description="its share of the class's demand at the end")
+    over: Duration = Field(default=0.0, description="how long the take-up takes (e.g. 4w)")
+    classes: list[str] | None = Field(
+        default=None, description="default: every class whose models: mix names the model"
+    )
+    replaces: list[str] | None = None
 
 
 class PolicySwitch(_Timed):
@@ -82,6 +119,13 @@ class PolicySwitch(_Timed):
 
 
 Event = Annotated[
-    NodeOutage | LinkOutage | BuildOut | Retirement | DemandShock | PriceChange | PolicySwitch,
+    NodeOutage
+    | LinkOutage
+    | BuildOut
+    | Retirement
+    | DemandShock
+    | PriceChange
+    | PolicySwitch
+    | ModelLaunch,
     Field(discriminator="kind"),
 ]

@@ -40,6 +40,7 @@ from gridsim.scenario.events import (
     DemandShock,
     Event,
     LinkOutage,
+    ModelLaunch,
     NodeOutage,
     PolicySwitch,
     PriceChange,
@@ -56,7 +57,9 @@ from gridsim.scenario.fields import (
     ModelRef,
     PolicyName,
     SiteRef,
+    check_ref,
 )
+from gridsim.scenario.market_spec import Market, Plan
 from gridsim.scenario.uncertainty_spec import Uncertainty, check_paths
 from gridsim.scenario.units import format_duration
 
@@ -78,9 +81,12 @@ __all__ = [  # the demand and event models are defined beside, and read from her
     "LinkOutage",
     "LogisticGrowth",
     "Lognormal",
+    "Market",
+    "ModelLaunch",
     "NoGrowth",
     "NodeOutage",
     "PiecewiseGrowth",
+    "Plan",
     "Poisson",
     "PolicySwitch",
     "PriceChange",
@@ -202,6 +208,20 @@ class Pool(Model):
 
     id: Id
     model: ModelRef = Field(default=None, description="catalogue model id (LLM pool)")
+    models: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "instead of model: several catalogue models pooled on the same cards (model "
+            "pooling): their weights share each replica's memory with the KV cache, and a "
+            "request for a model not resident pays the switch (gridsim.pooling)"
+        ),
+    )
+    switch_s: Duration | None = Field(
+        default=None,
+        description="pooled pools: time to load a model that is not resident (default: its "
+        "weights over the accelerator's host link, gridsim.pooling)",
+    )
     accelerator: AcceleratorRef = Field(default=None, description="catalogue accelerator id")
     replicas: int | None = Field(
         default=None, ge=0, le=MAX_COUNT, description="model replicas (LLM pool)"
@@ -225,12 +245,25 @@ class Pool(Model):
     )
     deployment: Deployment = Deployment()
 
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        for ref in v or []:
+            check_ref(info, "models", ref)
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("a pooled pool names each model once")
+        return v
+
     @model_validator(mode="after")
     def _one_kind(self) -> Pool:
-        llm = self.model is not None or self.accelerator is not None
+        if self.model is not None and self.models is not None:
+            raise ValueError("give either model (one) or models (pooled), not both")
+        if self.switch_s is not None and self.models is None:
+            raise ValueError("switch_s applies to pooled pools (models:) only")
+        llm = self.model is not None or self.models is not None or self.accelerator is not None
         if llm and self.slots is not None:
             raise ValueError("give either model+accelerator+replicas (LLM) or slots (jobs)")
-        if llm and (self.model is None or self.accelerator is None):
+        if llm and (self.model_ids == () or self.accelerator is None):
             raise ValueError("an LLM pool needs model, accelerator and replicas")
         if llm and (self.replicas is None) == (self.fleet_share is None):
             raise ValueError(
@@ -249,7 +282,14 @@ class Pool(Model):
 
     @property
     def is_llm(self) -> bool:
-        return self.model is not None
+        return self.model is not None or self.models is not None
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        """The catalogue models this pool serves (one, or the pooled ones)."""
+        if self.models is not None:
+            return tuple(self.models)
+        return (self.model,) if self.model is not None else ()
 
 
 NodeKind = Literal["data_centre", "supercomputer", "intelligent_computing"]
@@ -463,6 +503,11 @@ class Scenario(Model):
     fleet: Fleet | None = Field(
         default=None, description="the national fleet that pools with fleet_share divide"
     )
+    market: Market | None = Field(
+        default=None,
+        description="token packages (plans) whose subscribers make the LLM classes' demand "
+        "(gridsim.market)",
+    )
     outputs: Outputs = Outputs()
     sweep: SweepSpec | None = Field(default=None, description="axes x seeds for gridsim sweep")
     uncertainty: Uncertainty | None = Field(
@@ -513,6 +558,7 @@ class Scenario(Model):
                 )
         _check_events(self)
         _check_fleet(self)
+        _check_market(self, info)
         total_share = sum(c.share for c in self.demand.classes)
         if total_share > 1 + 1e-9:
             raise ValueError(f"class shares add up to {total_share:g}; they must not exceed 1")
@@ -531,12 +577,93 @@ class Scenario(Model):
 
 
 def pool_serves(pool: Pool, cls: DemandClass) -> bool:
-    """Whether ``pool`` may take work of class ``cls`` (explicit serves: wins)."""
+    """Whether ``pool`` may take work of class ``cls`` (explicit serves: wins). A class with a
+    model mix is served by a pool of any of its models (``gridsim.market`` splits it into one
+    class per model before the engines see it)."""
     if pool.serves is not None:
         return cls.name in pool.serves
     if cls.kind == "job":
         return not pool.is_llm
-    return pool.is_llm and (cls.model is None or cls.model == pool.model)
+    wanted = cls.model_ids
+    return pool.is_llm and (not wanted or any(m in pool.model_ids for m in wanted))
+
+
+def _check_market(scenario: Scenario, info: ValidationInfo) -> None:
+    """Volumes: tokens_per_day unless a market sets it; every class without a share or rate
+    filled by a plan; plans name classes that exist; model mixes name catalogue models that
+    some pool serves; plan price changes name plans."""
+    demand = scenario.demand
+    market = scenario.market
+    classes = {c.name: c for c in demand.classes}
+    if market is None and demand.tokens_per_day is None:
+        raise ValueError("demand.tokens_per_day is missing: give the national volume at the start")
+    if market is not None and demand.tokens_per_day is not None:
+        raise ValueError(
+            "give demand.tokens_per_day or a market:, not both: the market's plans set the "
+            "volume (subscribers x usage)"
+        )
+    filled: set[str] = set()
+    for plan in market.plans if market is not None else []:
+        for name in plan.classes:
+            if name not in classes:
+                raise ValueError(
+                    f"market plan {plan.id!r} names unknown class {name!r}; classes are "
+                    f"{sorted(classes)}"
+                )
+            if classes[name].kind != "llm":
+                raise ValueError(f"market plan {plan.id!r}: class {name!r} is a job class")
+            if not classes[name].needs_volume:
+                raise ValueError(
+                    f"class {name!r} has a share or rate_per_s and market plan {plan.id!r} "
+                    "fills it too: remove its share (the plans set its volume)"
+                )
+        filled.update(plan.classes)
+        if isinstance(plan.subscribers, dict):
+            regions = {r.id for r in scenario.regions}
+            unknown = sorted(set(plan.subscribers) - regions)
+            if unknown:
+                raise ValueError(f"market plan {plan.id!r}: unknown region {unknown[0]!r}")
+    for cls in demand.classes:
+        if cls.needs_volume and cls.name not in filled:
+            raise ValueError(
+                f"class {cls.name!r} has no volume: give it a share of national demand or a "
+                "rate_per_s" + (", or name it in a market plan's classes" if market else "")
+            )
+        for ref in cls.model_ids if cls.models is not None else ():
+            check_ref(info, "models", ref)
+        if cls.models is not None:
+            for ref in cls.model_ids:
+                if not any(ref in p.model_ids for n in scenario.nodes for p in n.pools):
+                    raise ValueError(
+                        f"class {cls.name!r}'s mix names model {ref!r}, which no pool serves: "
+                        "add a pool of it (model: or a pooled pool's models:)"
+                    )
+    plans = {p.id for p in market.plans} if market is not None else set()
+    for i, event in enumerate(scenario.events):
+        where = f"events[{i}] ({event.kind})"
+        if isinstance(event, PriceChange) and event.plan is not None and event.plan not in plans:
+            raise ValueError(
+                f"{where} names unknown plan {event.plan!r}; plans: {sorted(plans) or 'none'}"
+            )
+        if isinstance(event, ModelLaunch):
+            check_ref(info, "models", event.model)
+            named = event.classes or [c.name for c in demand.classes if event.model in c.model_ids]
+            if not named:
+                raise ValueError(
+                    f"{where}: no class's models: mix names {event.model!r}; list classes: "
+                    "(each needs a models: mix)"
+                )
+            for name in named:
+                if name not in classes or classes[name].models is None:
+                    raise ValueError(
+                        f"{where}: class {name!r} "
+                        + ("does not exist" if name not in classes else "has no models: mix")
+                    )
+                if event.model not in classes[name].model_ids:
+                    raise ValueError(
+                        f"{where}: add {event.model!r} to class {name!r}'s models: with share "
+                        "0 (the launch takes its share from there)"
+                    )
 
 
 def _check_events(scenario: Scenario) -> None:
