@@ -215,3 +215,119 @@ def test_loader_rejects_invalid_entry_and_header(tmp_path: Path) -> None:
         load_entries(bad, "accelerators")
     with pytest.raises(CatalogError, match="unknown catalogue kind"):
         load_entries(bad, "gpus")
+
+
+# --- Issue 15: the 30+ model catalogue ----------------------------------------------------
+
+# Every attribute the serving and market code reads from a model; each must be a sourced row.
+MODEL_ATTRIBUTES = (
+    "name",
+    "org",
+    "architecture",
+    "total_params_b",
+    "active_params_b",
+    "layers",
+    "kv_bytes_per_token",
+    "context_tokens",
+    "bytes_per_param",
+    "price_in_cny_per_m",
+    "price_cache_hit_cny_per_m",
+    "price_out_cny_per_m",
+)
+
+
+def test_catalogue_has_thirty_plus_models_from_many_orgs(cat: Catalog) -> None:
+    models = cat.table("models")
+    assert len(models) >= 30
+    # The national picture is many vendors, not one: each of these must sell at least one model.
+    orgs = {"DeepSeek", "Alibaba", "Moonshot", "Zhipu", "MiniMax", "Baidu", "Tencent", "ByteDance"}
+    assert orgs <= set(models["org"])
+    issue15 = {
+        "deepseek-v3.1",
+        "deepseek-v3.2-exp",
+        "qwen3-4b",
+        "qwen3-14b",
+        "qwen3-30b-a3b",
+        "qwen3-coder-480b-a35b",
+        "qwen3-max",
+        "qwen3-next-80b-a3b",
+        "glm-4.6",
+        "minimax-m1",
+        "minimax-m2",
+        "ernie-4.5-300b-a47b",
+        "ernie-4.5-21b-a3b",
+        "hunyuan-a13b",
+        "hunyuan-turbos",
+        "doubao-seed-1.6",
+    }
+    assert issue15 <= set(models.index)
+
+
+def test_every_model_has_every_attribute_with_a_source() -> None:
+    table = figures("models")
+    got = table.groupby("id")["attribute"].apply(frozenset)
+    for model_id, attributes in got.items():
+        missing = set(MODEL_ATTRIBUTES) - attributes
+        assert not missing, f"{model_id} lacks rows for {sorted(missing)}"
+    assert (table["source"].str.strip().str.len() > 0).all()
+
+
+def test_moe_is_sparse_and_dense_is_whole(cat: Catalog) -> None:
+    models = cat.table("models")
+    moe = models[models["architecture"] == "moe"]
+    dense = models[models["architecture"] == "dense"]
+    assert len(moe) > 0 and len(dense) > 0
+    # A MoE model activates a strict subset of its experts; a dense one uses every weight.
+    assert (moe["active_params_b"] < moe["total_params_b"]).all()
+    assert (dense["active_params_b"] == dense["total_params_b"]).all()
+
+
+@pytest.mark.parametrize(
+    ("model_id", "layers", "kv_heads", "head_dim"),
+    [
+        # Numbers copied from the public configs, not from the catalogue:
+        # Qwen3-14B: num_hidden_layers 40, num_key_value_heads 8, head_dim 128.
+        ("qwen3-14b", 40, 8, 128),
+        # Qwen3-Coder-480B-A35B-Instruct: 62 layers, 8 KV heads (num-query-groups), kv-channels 128.
+        ("qwen3-coder-480b-a35b", 62, 8, 128),
+        # MiniMax-M2: 62 layers, 8 KV heads, head_dim 128 (all layers full softmax attention).
+        ("minimax-m2", 62, 8, 128),
+        # ERNIE-4.5-21B-A3B: 28 layers, 4 KV heads, hidden 2560 / 20 heads = 128.
+        ("ernie-4.5-21b-a3b", 28, 4, 128),
+    ],
+)
+def test_standard_attention_kv_bytes_match_the_config(
+    cat: Catalog, model_id: str, layers: int, kv_heads: int, head_dim: int
+) -> None:
+    # K and V (x2), one BF16 element each (x2 bytes), per KV head per layer.
+    assert cat.models[model_id].kv_bytes_per_token == layers * kv_heads * head_dim * 2 * 2
+    assert cat.models[model_id].layers == layers
+
+
+def test_hybrid_attention_caches_only_its_softmax_layers(cat: Catalog) -> None:
+    # Qwen3-Next: full attention every 4th of 48 layers, 2 KV heads of 256; the Gated DeltaNet
+    # layers keep a fixed state per request, so per-token KV is a quarter of a full stack's.
+    assert cat.models["qwen3-next-80b-a3b"].kv_bytes_per_token == (48 // 4) * 2 * 256 * 2 * 2
+    # MiniMax-M1: softmax attention every 8th of 80 layers, 8 KV heads of 128.
+    assert cat.models["minimax-m1"].kv_bytes_per_token == (80 // 8) * 8 * 128 * 2 * 2
+
+
+def test_prices_are_ordered(cat: Catalog) -> None:
+    models = cat.table("models")
+    assert (models["price_cache_hit_cny_per_m"] <= models["price_in_cny_per_m"]).all()
+    assert (models["price_in_cny_per_m"] > 0).all()
+    # A figure copied to the wrong column would break these hand-checked list prices (CNY/1e6):
+    # Bailian lists DeepSeek-V3.2-Exp at 2 in / 3 out and Qwen3-Coder-480B at 6 in / 24 out.
+    assert models.loc["deepseek-v3.2-exp", "price_in_cny_per_m"] == 2.0
+    assert models.loc["deepseek-v3.2-exp", "price_out_cny_per_m"] == 3.0
+    assert models.loc["qwen3-coder-480b-a35b", "price_out_cny_per_m"] == 24.0
+
+
+def test_closed_models_say_their_architecture_is_assumed() -> None:
+    table = figures("models").set_index(["id", "attribute"])["source"]
+    for model_id in ("qwen3-max", "hunyuan-turbos", "doubao-seed-1.6"):
+        for attr in ("total_params_b", "active_params_b", "layers", "kv_bytes_per_token"):
+            source = table[model_id, attr]
+            # No public config: the row must be flagged and give a range, never pose as a fact.
+            assert source.startswith("ASSUMPTION: "), (model_id, attr)
+            assert "range" in source, (model_id, attr)
