@@ -179,10 +179,13 @@ class RunTooLarge(ValueError):
 
 def expected_requests(scenario: Scenario) -> float:
     """Expected arrivals over the horizon, all classes and regions, after sample_fraction."""
+    from gridsim.demand.growth import schedule_weight
     from gridsim.demand.lengths import LengthSampler
     from gridsim.demand.traces import TraceReplay
+    from gridsim.market.expand import expand
     from gridsim.scenario.schema import TraceArrivals
 
+    scenario = expand(scenario)[0]  # a market's plans and model mixes, as the engines see them
     demand = scenario.demand
     horizon = scenario.horizon.duration
     edges = _edges(horizon)
@@ -205,6 +208,10 @@ def expected_requests(scenario: Scenario) -> float:
             tokens = LengthSampler(cls.input_tokens).mean + LengthSampler(cls.output_tokens).mean
             rate = level0 * cls.share / tokens / DAY_S
         weight = np.diff(_profile_cumulative(cls, scenario, edges))
+        if (
+            cls.weight_schedule is not None
+        ):  # launches, mixes, price changes: the hour at the middle
+            weight = weight * schedule_weight(cls, (edges[:-1] + edges[1:]) / 2 - HOUR_S / 2)
         with np.errstate(all="ignore"):
             total += rate * float(np.where(weight > 0, growth * weight, 0.0).sum())
     out = total * demand.sample_fraction
