@@ -22,13 +22,17 @@ Definitions (each once; per pool and per interval of ``outputs.timeseries_interv
   horizon (``it_power_kw_start``, ``it_power_kw_end``; ``it_power_kw`` is the start's);
 - **network cost** = tokens served x ``bytes_per_token`` x ``network_cny_per_gb``;
 - **revenue** = input tokens x ((1 - h) x input list price + h x cache-hit list price) +
-  output tokens x output list price of the pool's model (catalogue, CNY per 1e6 tokens), where
-  ``h`` is the class's ``cache_hit_share`` (scenario; ``Assumptions.cache_hit_share``, when
-  set, overrides it for every class); job pools earn nothing;
+  output tokens x output list price of the model that served the flow (catalogue, CNY per 1e6
+  tokens): the pool's model, or at a pooled pool (several models on shared cards) the class's
+  own; ``h`` is the class's ``cache_hit_share`` (scenario; ``Assumptions.cache_hit_share``,
+  when set, overrides it for every class); classes are those the engines ran
+  (``gridsim.market.expand``: one per class, model and tier with a market); job pools earn
+  nothing;
 - **carbon** = energy x the node's grid intensity;
 - **by model** (``by_model``): the cost of the pools serving a model (electricity, capex and
   their network cost, which is by tokens) per million of their served tokens, against the
-  model's list prices blended at the run's mix of its input, cache-hit and output tokens.
+  model's list prices blended at the run's mix of its input, cache-hit and output tokens. A
+  pooled pool's figures go to its models by their flows' share of its served tokens.
 
 Pool figures are attributed to classes and regions by their share of the pool's served tokens
 (by requests in job pools); a pool that served nothing stays with the ``(idle)`` row. Runs
@@ -56,7 +60,9 @@ import numpy as np
 import pandas as pd
 
 from gridsim.capacity_timeline import integrate, pool_steps, start_end
+from gridsim.market.expand import expand
 from gridsim.scenario import Scenario
+from gridsim.scenario.schema import DemandClass
 
 SECONDS_PER_YEAR = 8760.0 * 3600.0  # as serving.HOURS_PER_YEAR
 J_PER_KWH = 3.6e6
@@ -275,7 +281,9 @@ def economics_by(
     margin_cny, carbon_kg, tokens and cost_cny_per_m_tokens (simulated totals over the
     horizon); by pool, node, node_kind and model also it_power_kw (at the start, as
     it_power_kw_start) and it_power_kw_end. By model, job pools (no model) are left out."""
-    if by in ("pool", "node", "node_kind", "model"):
+    if by == "model":
+        table = _model_rows(result, assumptions, pool_economics(result, assumptions))
+    elif by in ("pool", "node", "node_kind"):
         table = pool_economics(result, assumptions)
     else:
         table = flow_economics(result, assumptions)
@@ -304,7 +312,7 @@ def model_token_mix(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd
     ``(1 - h)`` x input of each class), ``cache_hit_tokens`` (``h`` x input) and
     ``output_tokens``, with ``h`` each class's cache-hit share (``cache_hit_shares``)."""
     flows = _flows_served(result, assumptions)
-    model = result.pools.set_index("pool")["model"].reindex(flows["pool"]).to_numpy()
+    model = _flow_models(result, flows)
     h = flows["class"].map(cache_hit_shares(result, assumptions)).fillna(0.0).to_numpy(float)
     inp = flows["input_tokens"].to_numpy(dtype=float)
     mix = pd.DataFrame(
@@ -333,7 +341,8 @@ def by_model(
     run's ``pool_economics``, when already computed."""
     if pools is None:
         pools = pool_economics(result, assumptions)
-    table = _finish(pools.groupby("model", sort=True)[list(_SUMS)].sum())
+    by_served = _model_rows(result, assumptions, pools)
+    table = _finish(by_served.groupby("model", sort=True)[list(_SUMS)].sum())
     mix = model_token_mix(result, assumptions)
     prices = _prices(result)
     out: dict[str, dict[str, float | None]] = {}
@@ -591,9 +600,62 @@ def cache_hit_shares(result: RunTables, assumptions: Assumptions = DEFAULT) -> d
     """Class name -> the share of its input tokens billed at the cache-hit price: the override
     ``assumptions.cache_hit_share`` when set, else the class's own ``cache_hit_share``."""
     h = assumptions.cache_hit_share
-    return {
-        c.name: float(c.cache_hit_share if h is None else h) for c in result.scenario.demand.classes
-    }
+    return {c.name: float(c.cache_hit_share if h is None else h) for c in _engine_classes(result)}
+
+
+def _engine_classes(result: RunTables) -> tuple[DemandClass, ...]:
+    """The classes the engines ran, whose names the flows carry: the scenario's own, or with a
+    market or model mixes, one per (class, model, tier) (``gridsim.market.expand``)."""
+    return tuple(expand(result.scenario)[0].demand.classes)
+
+
+def _pooled_pools(result: RunTables) -> set[str]:
+    """Stations of pooled pools (several models on shared cards: ``models`` holds a "+")."""
+    pools = result.pools
+    if "models" not in pools or pools.empty:  # run folders from before pooled pools
+        return set()
+    models = pools["models"].fillna("").astype(str)
+    return set(pools.loc[models.str.contains("+", regex=False), "pool"])
+
+
+def _flow_models(result: RunTables, flows: pd.DataFrame) -> np.ndarray[Any, Any]:
+    """The model that served each flow: its pool's, or at a pooled pool its class's own (the
+    engines ran it on that model's serving)."""
+    model = result.pools.set_index("pool")["model"].reindex(flows["pool"]).to_numpy(dtype=object)
+    pooled = _pooled_pools(result)
+    if pooled:
+        of_class = {c.name: c.model for c in _engine_classes(result)}
+        at_pooled = flows["pool"].isin(pooled).to_numpy()
+        own = flows["class"].map(of_class).to_numpy(dtype=object)
+        model = np.where(at_pooled & pd.notna(own), own, model)
+    return model
+
+
+def _model_rows(result: RunTables, a: Assumptions, pools: pd.DataFrame) -> pd.DataFrame:
+    """Rows to group by model: each plain pool's row (``pool_economics``) and, for pooled
+    pools, their flows' shares of the pool figures at each class's model (by served tokens, as
+    ``flow_economics``; an idle pooled pool stays under its "+"-joined models)."""
+    pooled = _pooled_pools(result)
+    if not pooled:
+        return pools
+    plain = pools[~pools["pool"].isin(pooled)]
+    flows = flow_economics(result, a)
+    flows = flows[flows["pool"].isin(pooled)].copy()
+    flows["model"] = _flow_models(result, flows)
+    # IT power by the same token weights as the energy and cost
+    tokens = (flows["input_tokens"] + flows["output_tokens"]).to_numpy(dtype=float)
+    pool_tokens = flows.assign(t=tokens).groupby("pool")["t"].transform("sum").to_numpy()
+    pool_reqs = flows.groupby("pool")["requests"].transform("sum").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(
+            pool_tokens > 0, tokens / pool_tokens, flows["requests"].to_numpy() / pool_reqs
+        )
+    weight = np.where(flows["class"].to_numpy() == IDLE, 1.0, np.nan_to_num(weight))
+    per_pool = pools.set_index("pool")
+    for col in ("it_power_kw", "it_power_kw_start", "it_power_kw_end"):
+        flows[col] = per_pool[col].reindex(flows["pool"]).to_numpy() * weight
+    cols = ["model", *_SUMS, "it_power_kw", "it_power_kw_start", "it_power_kw_end"]
+    return pd.concat([plain, flows[cols]], ignore_index=True)
 
 
 def _horizon_s(result: RunTables) -> float:
@@ -628,7 +690,7 @@ def _flows_served(result: RunTables, a: Assumptions) -> pd.DataFrame:
     for c in cols[4:]:
         flows[c] = flows[c].astype(float)
     prices = _prices(result)
-    model = result.pools.set_index("pool")["model"].reindex(flows["pool"]).tolist()
+    model = _flow_models(result, flows).tolist()
     p_in, p_hit, p_out = (
         np.array([prices.get(m, (0.0, 0.0, 0.0))[k] for m in model], dtype=float) for k in range(3)
     )

@@ -40,6 +40,8 @@ from gridsim.scenario import Problem, Scenario, ScenarioError
 from gridsim.scenario.demand_spec import DEFAULT_SAMPLE_REQUESTS, SamplePools
 from gridsim.scenario.schema import DemandClass, Node, Pool, pool_serves
 from gridsim.service import (
+    Deployed,
+    PooledDeployed,
     Route,
     ServiceTable,
     Stage,
@@ -47,6 +49,7 @@ from gridsim.service import (
     Workload,
     cache_weighted,
     deploy,
+    deploy_pooled,
     pool_replicas,
 )
 from gridsim.serving import ServingModel
@@ -93,6 +96,13 @@ class PoolSpec:
     entry: int = -1  # index of the pool's entry station (this one's own index if it is it)
     replicas_per_pool_replica: float = 1.0  # station replicas per replica the scenario counts
     mode: str = "colocated"
+    # the catalogue models it serves: one, or several on shared cards (a pooled pool, whose
+    # ``model`` is them joined with "+" for display); () for job pools
+    models: tuple[str, ...] = ()
+
+    @property
+    def pooled(self) -> bool:
+        return len(self.models) > 1
 
     @property
     def name(self) -> str:
@@ -214,6 +224,9 @@ class Grid:
                     "node_kind": node.kind,
                     "kind": p.kind,
                     "model": p.model,
+                    # a pooled pool's models joined with "+" (economics prices its flows at
+                    # each class's model); a plain pool's one model
+                    "models": "+".join(p.models) if p.models else None,
                     "accelerator": p.accelerator,
                     "slots": p.slots,
                     "slots_per_replica": slots_per_replica,
@@ -265,8 +278,15 @@ def build_grid(scenario: Scenario) -> Grid:
     declared: list[Pool] = []  # the scenario's pool behind each PoolSpec
     fleet = supply(scenario)
     fleet_pools: list[PoolFleet] = []
-    templates: list[tuple[StageTemplate, ...] | None] = []  # per station: its pool's stages
+    templates: list[Templates] = []  # per station: its pool's stages
+    notes: list[str] = []  # pooled pools' resident sets
     node_pos = {n: i for i, n in enumerate(topology.node_ids)}
+    # a pooled pool's resident set and slots follow its models' requests: each class's mean
+    # requests/s over the horizon (growth, profiles, launches), nationally
+    rates: tuple[float, ...] = ()
+    if any(p.models is not None for n in scenario.nodes for p in n.pools):
+        edges = np.array([0.0, float(scenario.horizon.duration)])
+        rates = tuple(demand.mean_rates(edges)[0].sum(axis=0).tolist())
     for ni, node in enumerate(scenario.nodes):
         for pool in node.pools:
             made = _pool(
@@ -281,6 +301,8 @@ def build_grid(scenario: Scenario) -> Grid:
                 problems,
                 fleet,
                 fleet_pools,
+                rates,
+                notes,
             )
             if made is not None:
                 specs, stages = made
@@ -298,7 +320,9 @@ def build_grid(scenario: Scenario) -> Grid:
         ],
         dtype=bool,
     )
-    service = _service_table(tuple(pools), templates, serves, scenario, means)
+    service = _service_table(tuple(pools), templates, serves, scenario, means, problems)
+    if problems:
+        raise ScenarioError(problems)
     candidates = _candidates(serves, tuple(pools), latency)
     for ci, cls in enumerate(classes):
         for ri, region in enumerate(scenario.regions):
@@ -326,6 +350,7 @@ def build_grid(scenario: Scenario) -> Grid:
         fleet=fleet,
         fleet_pools=tuple(fleet_pools),
         market=market,
+        notes=tuple(notes),
     )
     sampling = scenario.demand.sample_pools
     if sampling is None:
@@ -336,7 +361,7 @@ def build_grid(scenario: Scenario) -> Grid:
             "the whole grid at full scale"
         )
         warnings.warn(note, stacklevel=2)
-        return replace(grid, notes=(note,))
+        return replace(grid, notes=(*grid.notes, note))
     return _sampled(grid, sampling)
 
 
@@ -398,11 +423,15 @@ def _pool(
     problems: list[Problem],
     fleet: FleetSupply | None = None,
     fleet_pools: list[PoolFleet] | None = None,
-) -> tuple[list[PoolSpec], tuple[StageTemplate, ...] | None] | None:
+    class_rates: tuple[float, ...] = (),
+    notes: list[str] | None = None,
+) -> tuple[list[PoolSpec], Templates] | None:
     """The stations of one scenario pool (indices from ``index``) and, for an LLM pool, the
-    stage templates of its serving mode; None (with a problem) if it cannot be deployed. A
-    pool with ``fleet_share`` gets the whole replicas its share of the fleet's serving cards
-    holds (recorded in ``fleet_pools``)."""
+    stage templates of its serving mode (a pooled pool: per model); None (with a problem) if
+    it cannot be deployed. A pool with ``fleet_share`` gets the whole replicas its share of the
+    fleet's serving cards holds (recorded in ``fleet_pools``). ``class_rates``: each class's
+    mean requests/s (needed by pooled pools only); a pooled pool's resident set goes into
+    ``notes`` when some of its models are not resident."""
     site = catalog.sites.get(node.site) if node.site else None
     province = catalog.sites.get(site.province) if site and site.province else None
     price = _first(
@@ -422,7 +451,8 @@ def _pool(
         "node_index": node_index,
         "node_id": node.id,
         "pool_id": pool.id,
-        "model": pool.model,
+        "model": "+".join(pool.model_ids) if pool.is_llm else None,
+        "models": pool.model_ids,
         "accelerator": pool.accelerator,
         "share": share,
         "price_cny_per_kwh": price,
@@ -432,7 +462,7 @@ def _pool(
         "entry": index,
         "mode": pool.deployment.mode,
     }
-    if pool.model is None or pool.accelerator is None:
+    if not pool.is_llm or pool.accelerator is None:
         raw = pool.slots or 0
         slots = max(round(raw * share), 1) if raw > 0 and share > 0 else round(raw * share)
         spec = PoolSpec(
@@ -447,21 +477,51 @@ def _pool(
         )
         return [spec], None
     pi = node.pools.index(pool)
-    try:
-        deployment = pool.deployment
-        if scenario.serving.efficiency_scale != 1.0:  # the scenario-wide serving uncertainty
-            scale = deployment.efficiency_scale * scenario.serving.efficiency_scale
-            deployment = deployment.model_copy(update={"efficiency_scale": scale})
-        deployed = deploy(
-            catalog.accelerators[pool.accelerator],
-            catalog.models[pool.model],
-            deployment,
-            _workload(pool, scenario, means),
-        )
-    except ValueError as exc:
-        path: tuple[str | int, ...] = ("nodes", ni, "pools", pi)
-        problems.append(Problem((*path, "deployment") if "mode" in str(exc) else path, str(exc)))
-        return None
+    path: tuple[str | int, ...] = ("nodes", ni, "pools", pi)
+    deployment = pool.deployment
+    if scenario.serving.efficiency_scale != 1.0:  # the scenario-wide serving uncertainty
+        scale = deployment.efficiency_scale * scenario.serving.efficiency_scale
+        deployment = deployment.model_copy(update={"efficiency_scale": scale})
+    deployed: Deployed
+    if pool.models is not None:
+        if pool.deployment.mode != "colocated":
+            problems.append(
+                Problem(
+                    (*path, "deployment", "mode"),
+                    f"a pooled pool (models:) is deployed co-located; mode "
+                    f"{pool.deployment.mode!r} is not supported for it: drop deployment.mode "
+                    "or serve the models in separate pools",
+                )
+            )
+            return None
+        workloads, model_rates = _pooled_workloads(pool, scenario, means, class_rates)
+        try:
+            deployed = deploy_pooled(
+                catalog.accelerators[pool.accelerator],
+                [catalog.models[m] for m in pool.models],
+                deployment,
+                workloads,
+                model_rates,
+                switch_s=pool.switch_s,
+            )
+        except ValueError as exc:
+            problems.append(Problem((*path, "models"), str(exc)))
+            return None
+        if notes is not None:
+            notes.extend(f"pool {node.id}/{pool.id}: {n}" for n in deployed.notes)
+    else:
+        assert pool.model is not None  # an LLM pool with one model
+        try:
+            deployed = deploy(
+                catalog.accelerators[pool.accelerator],
+                catalog.models[pool.model],
+                deployment,
+                _workload(pool, scenario, means),
+            )
+        except ValueError as exc:
+            where = (*path, "deployment") if "mode" in str(exc) else path
+            problems.append(Problem(where, str(exc)))
+            return None
     pool_reps = pool.replicas or 0
     if pool.fleet_share is not None and fleet is not None:
         cards_per_replica = sum(
@@ -477,7 +537,7 @@ def _pool(
                 PoolFleet(
                     node.id,
                     pool.id,
-                    pool.model,
+                    "+".join(pool.model_ids),
                     pool.accelerator,
                     pool.fleet_share,
                     fleet.serving_cards(pool.accelerator) * pool.fleet_share,
@@ -505,24 +565,47 @@ def _pool(
                 **common,  # type: ignore[arg-type]
             )
         )
+    if isinstance(deployed, PooledDeployed):
+        return specs, deployed.by_model
     return specs, deployed.stages
 
 
 def _service_table(
     pools: tuple[PoolSpec, ...],
-    templates: list[tuple[StageTemplate, ...] | None],
+    templates: list[Templates],
     serves: BoolArray,
     scenario: Scenario,
     means: ClassMeans,
+    problems: list[Problem] | None = None,
 ) -> ServiceTable:
     """Each class's route through each entry station it may use: a job class holds one slot
     for its service time; an LLM class passes its pool's stages, prefill cut by its own
-    prefix-cache hit share."""
+    prefix-cache hit share; at a pooled pool, its own model's stages (a class whose model
+    the pool does not pool is a problem, added to ``problems``)."""
     routes = []
     for c, cls in enumerate(scenario.demand.classes):
         per_pool: list[Route | None] = []
         for p, spec in enumerate(pools):
-            stages = templates[p]
+            template = templates[p]
+            stages: tuple[StageTemplate, ...] | None
+            if isinstance(template, dict) and serves[c, p] and cls.kind == "llm":
+                mine = template.get(cls.model or "")
+                if mine is None:
+                    if problems is not None and p == spec.entry:
+                        problems.append(
+                            Problem(
+                                ("demand", "classes", c),
+                                f"class {cls.name!r} reaches pooled pool {spec.name!r}, which "
+                                f"serves {', '.join(spec.models)}, but its model is "
+                                f"{cls.model!r}: give the class one of those models, or leave "
+                                "it out of the pool's serves",
+                            )
+                        )
+                    per_pool.append(None)
+                    continue
+                stages = mine
+            else:  # a plain pool's stages (a pooled pool's reach here only unserved or jobs)
+                stages = None if isinstance(template, dict) else template
             if not serves[c, p]:
                 per_pool.append(None)
             elif cls.kind == "job":
@@ -543,6 +626,9 @@ def _service_table(
 
 
 ClassMeans = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
+# per station: its pool's stage templates (one tuple; a pooled pool: one per model id; None
+# for job slots)
+Templates = tuple[StageTemplate, ...] | dict[str, tuple[StageTemplate, ...]] | None
 
 
 def _class_means(scenario: Scenario, demand: DemandModel) -> ClassMeans:
@@ -560,6 +646,32 @@ def _workload(pool: Pool, scenario: Scenario, means: ClassMeans) -> Workload:
     may serve, by token share (equal weights when no class has a share)."""
     classes = scenario.demand.classes
     idx = [i for i, c in enumerate(classes) if c.kind == "llm" and pool_serves(pool, c)]
+    return _workload_of(idx, scenario, means)
+
+
+def _pooled_workloads(
+    pool: Pool, scenario: Scenario, means: ClassMeans, class_rates: tuple[float, ...]
+) -> tuple[dict[str, Workload], dict[str, float]]:
+    """Per model of a pooled pool: the workload of the classes of that model it may serve
+    (as ``_workload``) and their requests/s; models no class brings are left out."""
+    classes = scenario.demand.classes
+    workloads: dict[str, Workload] = {}
+    rates: dict[str, float] = {}
+    for m in pool.model_ids:
+        idx = [
+            i
+            for i, c in enumerate(classes)
+            if c.kind == "llm" and c.model == m and pool_serves(pool, c)
+        ]
+        if idx:
+            workloads[m] = _workload_of(idx, scenario, means)
+            rates[m] = float(sum(class_rates[i] for i in idx)) if class_rates else 0.0
+    return workloads, rates
+
+
+def _workload_of(idx: list[int], scenario: Scenario, means: ClassMeans) -> Workload:
+    """The workload of classes ``idx``: mean lengths and cache-hit share by token share."""
+    classes = scenario.demand.classes
     if not idx:
         return Workload(0.0, 0.0)
     shares = [classes[i].share for i in idx]

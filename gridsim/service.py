@@ -13,6 +13,12 @@ them from the serving model (``gridsim.serving``) for the pool's workload, and t
 prefix-cache hit share scales the prefill part (cached prompt tokens are not computed again).
 The first token leaves at the end of the stage that prefills.
 
+A pooled pool (``Pool.models``: several models on shared cards, ``deploy_pooled``) is one
+co-located station whose slots come from the pooled replica (``gridsim.pooling``); each class
+passes its own model's stage there, with the expected switch of a model that is not resident
+as a fixed part of its hold (not of its time to first token: the engines put the first token
+at ``first_token_per_input_s`` x input tokens after the stage starts).
+
 Both engines, the policies and the sampling read only this table (``Grid.service``): a new
 serving mode is a function registered here with ``register_mode`` that turns a pool into
 stations and stages, and both engines simulate it without change.
@@ -21,13 +27,14 @@ stations and stages, and both engines simulate it without change.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from gridsim.pooling import ModelLoad, PooledReplica, pooled_replica
 from gridsim.serving import (
     ServingModel,
     ServingParams,
@@ -308,6 +315,77 @@ def disaggregated(
             StageTemplate("kv_transfer", None, per_input_s=transfer_s_per_token),
             StageTemplate("decode", 1, per_output_s=loaded.tpot_s),
         ),
+    )
+
+
+# --- pooled pools: several models on shared cards (gridsim.pooling) -------------------------
+
+
+@dataclass(frozen=True)
+class PooledDeployed(Deployed):
+    """A pooled pool: one co-located station whose slots come from the pooled replica, and
+    each model's stages (``by_model``): its own prefill and decode on the pool's cards, and
+    its expected switch as a fixed part of its hold. ``stages`` are the most requested
+    model's."""
+
+    by_model: dict[str, tuple[StageTemplate, ...]] = field(default_factory=dict)
+    replica: PooledReplica | None = None
+
+
+def deploy_pooled(
+    accelerator: Accelerator,
+    models: Sequence[LLMModel],
+    deployment: Deployment,
+    workloads: Mapping[str, Workload],
+    requests_per_s: Mapping[str, float],
+    *,
+    switch_s: float | None = None,
+    tpot_target_s: float | None = None,
+) -> PooledDeployed:
+    """The station and per-model stages of a pool of several models (``Pool.models``),
+    co-located only (ValueError otherwise, or when the models do not fit a replica).
+    ``workloads``/``requests_per_s``: each model's mean lengths and requests/s among the
+    classes the pool may serve (a model without classes: the typical request, no requests)."""
+    if deployment.mode != "colocated":
+        raise ValueError(
+            f"a pooled pool (models:) is deployed co-located; deployment mode "
+            f"{deployment.mode!r} is not supported for it: drop deployment.mode or serve the "
+            "models in separate pools"
+        )
+    params = deployment_params(accelerator, deployment, tpot_target_s)
+    loads = []
+    for m in models:
+        w = workloads.get(m.id) or Workload(
+            float(params.typical_prompt_tokens), float(params.typical_output_tokens)
+        )
+        loads.append(
+            ModelLoad(
+                m, requests_per_s.get(m.id, 0.0), w.mean_input, w.mean_output, w.cache_hit_share
+            )
+        )
+    replica = pooled_replica(
+        accelerator, loads, params, cards=deployment.cards_per_replica, switch_s=switch_s
+    )
+    by_model: dict[str, tuple[StageTemplate, ...]] = {
+        m: (
+            StageTemplate(
+                "serve",
+                0,
+                per_computed_input_s=lr.prefill_s_per_token,
+                per_output_s=lr.tpot_s,
+                fixed_s=replica.switch_s(m),
+                first_token=True,
+            ),
+        )
+        for m, lr in replica.loaded.items()
+    }
+    top = replica.resident[0] if replica.resident else replica.models[0]
+    return PooledDeployed(
+        stations=(StationPlan("serve", 1.0, replica.slots, replica.servings[top]),),
+        stages=by_model[top],
+        notes=replica.notes,
+        by_model=by_model,
+        replica=replica,
     )
 
 
