@@ -550,3 +550,33 @@ def simulate(
         row[5] += wait
         row[6] += wait
     return [SimResult(*row) for row in tally]
+
+
+# --- non-preemptive priorities ----------------------------------------------------------------
+
+
+def cobham_waits(c: int, loads: Sequence[float], mean_s: float = 1.0) -> list[float]:
+    """Mean wait (time in queue) per priority class in M/M/c with non-preemptive priorities and
+    one exponential service law for all classes; ``loads`` in Erlangs, highest priority first.
+
+    Cobham (1954), "Priority assignment in waiting line problems", Operations Research 2(1)
+    70-76, for c servers (e.g. Gross & Harris, Fundamentals of Queueing Theory, 3.4.2; Kleinrock,
+    Queueing Systems II, 3.6): ``W_k = C(c, a) / (c mu (1 - s_{k-1}) (1 - s_k))``, ``s_k`` the
+    summed load of classes 0..k over c (``s_{-1} = 0``), ``C`` Erlang C at the total load ``a``.
+    (A waiting arrival waits for the first of c busy slots to free, Exp(c mu), then for every
+    class at or above its priority ahead of it and arriving before it starts: the busy-period
+    argument of the one-server case with c mu as the service rate.) The load-weighted mean of
+    the W_k is FCFS's ``C / (c mu - lambda)``: the order of service moves waits between
+    classes, not their total (Kleinrock's conservation law).
+    """
+    total = float(sum(loads))
+    if not loads or min(loads) < 0 or total >= c:
+        raise ValueError("need non-negative loads whose sum is below the server count")
+    p_wait = erlang_c(c, total)
+    c_mu = c / mean_s
+    out, above = [], 0.0
+    for a_k in loads:
+        below = above + a_k / c
+        out.append(p_wait / (c_mu * (1.0 - above) * (1.0 - below)))
+        above = below
+    return out

@@ -24,10 +24,35 @@ to is known on arrival there (the start above), so a request whose wait would pa
 abandons at once: it leaves without taking a slot, and the requests behind it are not delayed
 (as in Erlang A, M/M/c+M, where abandoning customers leave the queue). A request routed again
 after a failure keeps its patience, measured from its arrival at the new pool.
+
+Priority pools. A pool whose servable classes have two or more ``priority`` values (0 is
+served first) queues its entry station by priority, non-preemptively: a request taken into
+service keeps its slot, and a freed slot takes the waiting request of the lowest priority
+number, first come first served within one. Later high-priority arrivals overtake a waiting
+low-priority request, so its start is no longer known on arrival and the shortcut above does
+not hold there. Such a pool keeps the same slot free-time heap (a slot is free at ``t`` when its
+entry is <= ``t``; a busy slot's entry is its request's end), a FIFO of waiting requests per
+priority level and their count; a request reaching the pool starts at once on a free slot, else
+waits, and each completion there (an agenda entry, as before) starts the best waiting request.
+Per event this is O(log slots) for the heap and O(levels) (at most 10) for the queues. The
+admission rules act while a request waits, at their instants: ``admission.max_wait`` drops it
+and its patience makes it abandon when it has waited that long (a deadline entry in the agenda,
+at the earlier of the two; dropped at a tie), and its queued span ends then; ``queue_limit``
+counts waiting requests, and an arrival that finds the queue full pushes out the latest waiting
+request of the highest priority number above its own (dropped), or is dropped itself when there
+is none, so that under overload the highest numbers are shed first. (On the FCFS path a request
+whose known wait passes max_wait is dropped on arrival even if its patience would have run out
+first; here the wait is not known, so whichever runs out first decides: the sum of dropped and
+abandoned requests is the same law.) The later stations of a disaggregated priority pool stay
+FCFS: priority orders admission into the pool, after which a request's route runs as any other.
+A class taking several slots per request (``slots_per_job``) cannot enter a priority pool (the
+engine refuses the scenario). Pools whose classes share one priority take the FCFS path,
+unchanged.
 """
 
 from __future__ import annotations
 
+import collections
 import gc
 import heapq
 import itertools
@@ -42,6 +67,7 @@ from gridsim.engine.base import EngineBase, Progress, RunOutput, recorder_layout
 from gridsim.engine.shocks import Shocks
 from gridsim.grid import Grid
 from gridsim.metrics.recorder import FLUSH_ROWS, Recorder
+from gridsim.scenario.errors import Problem, ScenarioError
 from gridsim.service import Stage
 
 INF = math.inf
@@ -60,8 +86,24 @@ POOL, NET, REACH, START, END, STATE = range(7, 13)
 AT, STG, WAITED, FIRST, END0, AT_REACH, AT_START, AT_END = range(13, 21)
 N_FIELDS = 21
 # Its STATE: on its way to a pool, holding (or queued for) a slot, on its way to a later
-# station of its pool, or no longer tracked.
-TRAVEL, ADMITTED, GONE, HOP = 0, 1, 2, 3
+# station of its pool, or no longer tracked; at a priority pool, waiting for a slot (its start
+# not yet known: START and END are set when it starts).
+TRAVEL, ADMITTED, GONE, HOP, WAITING = 0, 1, 2, 3, 4
+# An agenda entry that is not a request but a waiting request's deadline (max_wait or patience),
+# a list as long as a plain request so that every loop over the agenda can read its STATE:
+# [request, dropped (True: max_wait; False: patience), ..., DEADLINE].
+DEADLINE = 5
+DL_REQ, DL_DROPPED = 0, 1
+PRIORITY_LEVELS = 10  # DemandClass.priority is 0..9
+
+
+def priority_pools(grid: Grid) -> list[bool]:
+    """Per pool: whether its servable classes come in two or more priorities (a priority
+    pool); pools of one priority keep the FCFS path. (A function of its own so that a test can
+    send every pool through the priority path and compare it with FCFS.)"""
+    prio = np.array([c.priority for c in grid.scenario.demand.classes], dtype=np.int64)
+    serves = grid.serves  # (classes, pools)
+    return [len(set(prio[serves[:, p]].tolist())) > 1 for p in range(serves.shape[1])]
 
 
 def _fresh(req: list[Any]) -> list[Any]:
@@ -143,19 +185,72 @@ class RequestEngine(EngineBase):
             for i, c in enumerate(classes)
             if c.patience is not None
         ]
+        # Priority pools (see the module docstring): per pool, None (FCFS) or a FIFO of waiting
+        # requests per priority level, with the live requests per level (a FIFO keeps requests
+        # that left it by a deadline until they reach its front: skipped there).
+        self.class_priority = [c.priority for c in classes]
+        prio_pools = priority_pools(grid)
+        self._refuse_multi_slot(prio_pools)
+        self.queues: list[list[collections.deque[list[Any]]] | None] = [
+            [collections.deque() for _ in range(PRIORITY_LEVELS)] if is_prio else None
+            for is_prio in prio_pools
+        ]
+        self.is_priority = prio_pools
+        self.level_n = [[0] * PRIORITY_LEVELS for _ in pools]
+        self.n_waiting = [0] * n_pools  # live waiting requests per pool (0 on the FCFS path)
+        # Slot time taken by the requests started at each priority pool (sum, count): the mean
+        # hold of the wait estimate that policies read.
+        self.hold_sum_s = [0.0] * n_pools
+        self.hold_n = [0] * n_pools
+
+    def _refuse_multi_slot(self, prio_pools: list[bool]) -> None:
+        """A class of several slots per request at a priority pool is refused: which waiting
+        request a freed slot goes to when the best one needs more slots than are free (hold
+        the slots back, or let smaller requests pass) is a policy of its own, not built."""
+        grid = self.grid
+        problems = []
+        for i, c in enumerate(grid.scenario.demand.classes):
+            if c.slots_per_job == 1:
+                continue
+            for p in np.flatnonzero(grid.serves[i]).tolist():
+                if prio_pools[p]:
+                    problems.append(
+                        Problem(
+                            ("demand", "classes", i, "slots_per_job"),
+                            f"class {c.name!r} takes {c.slots_per_job} slots per request, but "
+                            f"pool {grid.pools[p].name} serves classes of several priorities, "
+                            "and the request engine's priority queues take one slot per "
+                            "request: set slots_per_job: 1, give the pool's classes one "
+                            "priority, or run at flow fidelity (--fidelity flow)",
+                        )
+                    )
+                    break
+        if problems:
+            raise ScenarioError(problems)
 
     # --- the PoolView protocol ---------------------------------------------------------------
 
     def wait_s(self, pool: int, t: float) -> float:
+        """The wait a request reaching ``pool`` at ``t`` would see: exact at a FCFS pool (0 if a
+        slot is free), and at a priority pool 0 if a slot is free, else an estimate that
+        ignores priorities (see ``_top``)."""
         if not self.alive[pool]:
             return INF
         earliest = self.next_free[pool]
         return earliest - t if earliest > t else 0.0
 
     def _top(self, p: int) -> None:
-        """Keep ``next_free`` (what policies read) in step with pool ``p``'s heap."""
+        """Keep ``next_free`` (what policies read) in step with pool ``p``'s heap. At a priority
+        pool with requests waiting (all slots busy), the estimate of when a slot would be free
+        for a newcomer: the earliest end of a busy slot plus the waiting requests' share of the
+        slots, each for the pool's mean hold so far (queue ahead / slots x mean hold). It
+        ignores the newcomer's priority: policies ask one wait per pool."""
         free = self.free[p]
-        self.next_free[p] = free[0] if free else INF
+        top = free[0] if free else INF
+        waiting = self.n_waiting[p]
+        if waiting:
+            top += waiting * self.hold_sum_s[p] / (max(self.hold_n[p], 1) * len(free))
+        self.next_free[p] = top
 
     # --- running -----------------------------------------------------------------------------
 
@@ -272,6 +367,9 @@ class RequestEngine(EngineBase):
             req[STATE] = GONE
             self._reroute_or_lose(_fresh(req), t)
             return
+        if self.queues[p] is not None:
+            self._reach_priority(req, p, t)
+            return
         c = req[CLS]
         per_in, per_out, per_job, fixed, first, staged = self.entry_coef[c][p]
         if per_job:  # a job: its service time (LLM requests carry none)
@@ -315,6 +413,182 @@ class RequestEngine(EngineBase):
             req.extend((p, 1, 0.0, start + first * req[IN_TOK], end, 0.0, 0.0, 0.0))
         self.pushes += 1
         heapq.heappush(self.agenda, (end, self.pushes, req))
+
+    # --- priority pools ----------------------------------------------------------------------
+
+    def _reach_priority(self, req: list[Any], p: int, t: float) -> None:
+        """The request reaches priority pool ``p`` (up) at ``t``: it starts on a free slot, or
+        waits in its level's FIFO with a deadline (max_wait or patience), or is dropped (the
+        queue is full and holds nothing of a higher priority number to push out)."""
+        free = self.free[p]
+        if not self.n_waiting[p] and free[0] <= t:
+            self.in_system[p] += 1
+            self._start(req, p, t)
+            self.next_free[p] = free[0]
+            return
+        c = req[CLS]
+        max_wait, patience = self.max_wait, req[PATIENCE]
+        # max_wait wins a tie, as on the FCFS path (checked first there)
+        dropped = max_wait <= patience
+        limit_s = max_wait if dropped else patience
+        if limit_s <= 0.0 and free[0] > t:  # may not wait at all: turned away at once
+            req[STATE] = GONE
+            (self.recorder.drop if dropped else self.recorder.abandon)(c, req[REGION], p)
+            return
+        level = self.class_priority[c]
+        if (
+            self.queue_limit is not None
+            and free[0] > t
+            and self.n_waiting[p] >= self.queue_limit
+            and not self._push_out(p, level, t)
+        ):
+            req[STATE] = GONE
+            self.recorder.drop(c, req[REGION], p)
+            return
+        req[STATE] = WAITING
+        queues = self.queues[p]
+        assert queues is not None
+        queues[level].append(req)
+        self.level_n[p][level] += 1
+        self.n_waiting[p] += 1
+        self.in_system[p] += 1
+        if limit_s < INF:
+            deadline: list[Any] = [None] * (STATE + 1)
+            deadline[DL_REQ], deadline[DL_DROPPED], deadline[STATE] = req, dropped, DEADLINE
+            self.pushes += 1
+            heapq.heappush(self.agenda, (t + limit_s, self.pushes, deadline))
+        if free[0] <= t:  # a slot freed at this very instant (its completion not yet applied)
+            self._dispatch(p, t)
+        else:
+            self._top(p)
+
+    def _start(self, req: list[Any], p: int, t: float) -> None:
+        """Start ``req`` at ``t`` on the earliest-free slot of priority pool ``p`` (free at
+        ``t``): its end, the slot's new free time, its completion in the agenda."""
+        per_in, per_out, per_job, fixed, first, staged = self.entry_coef[req[CLS]][p]
+        if per_job:  # a job: its service time (LLM requests carry none)
+            service = fixed + per_job * req[JOB_S]
+        else:
+            service = fixed + per_in * req[IN_TOK] + per_out * req[OUT_TOK]
+        end = t + service
+        heapq.heapreplace(self.free[p], end)
+        self.hold_sum_s[p] += service
+        self.hold_n[p] += 1
+        req[START] = t
+        req[END] = end
+        req[STATE] = ADMITTED
+        if staged:  # AT, STG (next), WAITED, FIRST, END0, AT_REACH, AT_START, AT_END
+            req.extend((p, 1, 0.0, t + first * req[IN_TOK], end, 0.0, 0.0, 0.0))
+        self.pushes += 1
+        heapq.heappush(self.agenda, (end, self.pushes, req))
+
+    def _dispatch(self, p: int, t: float) -> None:
+        """Free slots of priority pool ``p`` at ``t`` take the best waiting requests."""
+        free, levels = self.free[p], self.level_n[p]
+        queues = self.queues[p]
+        assert queues is not None
+        while self.n_waiting[p] and free[0] <= t:
+            level = 0
+            while not levels[level]:
+                level += 1
+            queue = queues[level]
+            req = queue.popleft()
+            while req[STATE] != WAITING:  # left by a deadline: skipped
+                req = queue.popleft()
+            levels[level] -= 1
+            self.n_waiting[p] -= 1
+            self._start(req, p, t)
+        self._top(p)
+
+    def _unqueue(self, req: list[Any], p: int, t: float) -> None:
+        """A waiting request leaves priority pool ``p``'s queue at ``t`` without a slot (its
+        queued span ends; its record is GONE, so its FIFO skips it)."""
+        req[STATE] = GONE
+        level = self.class_priority[req[CLS]]
+        self.level_n[p][level] -= 1
+        self.n_waiting[p] -= 1
+        self.in_system[p] -= 1
+        rec = self.recorder
+        rec.add_span(rec.queued, p, req[REACH], t)
+        queues = self.queues[p]
+        assert queues is not None
+        queue = queues[level]
+        # Requests that left from the front go at once, so a starved level (its requests all
+        # dropped at max_wait, never served) keeps no records of the dead.
+        while queue and queue[0][STATE] != WAITING:
+            queue.popleft()
+
+    def _push_out(self, p: int, level: int, t: float) -> bool:
+        """The queue of priority pool ``p`` is full when a request of ``level`` arrives: drop
+        the latest waiting request of the highest level above ``level`` to make room (False:
+        none, the newcomer is the one turned away)."""
+        queues = self.queues[p]
+        assert queues is not None
+        levels = self.level_n[p]
+        for k in range(PRIORITY_LEVELS - 1, level, -1):
+            if levels[k]:
+                queue = queues[k]
+                while queue[-1][STATE] != WAITING:
+                    queue.pop()
+                victim = queue.pop()
+                self._unqueue(victim, p, t)
+                self.recorder.drop(victim[CLS], victim[REGION], p)
+                return True
+        return False
+
+    def _deadline(self, deadline: list[Any], t: float) -> None:
+        """A waiting request's max_wait or patience ran out at ``t``: it is dropped or abandons
+        (nothing, if it started or left meanwhile)."""
+        req = deadline[DL_REQ]
+        if req[STATE] != WAITING:
+            return
+        p = req[POOL]
+        self._unqueue(req, p, t)
+        rec = self.recorder
+        (rec.drop if deadline[DL_DROPPED] else rec.abandon)(req[CLS], req[REGION], p)
+        self._top(p)
+
+    def _complete_priority(self, req: list[Any], p: int, t: float) -> None:
+        """An agenda completion of a request of priority pool ``p`` at ``t`` (as ``_advance``
+        does for FCFS pools), then the freed slot takes the best waiting request."""
+        if len(req) > AT:  # a staged request
+            if req[STG] >= 0:  # stages ahead
+                self._next_stage(req, t)
+            else:
+                req[STATE] = GONE
+                self._left(req)
+                self.done_staged.append(req)
+        else:
+            req[STATE] = GONE
+            self.in_system[p] -= 1
+            self.done.append(req)
+        if self.n_waiting[p]:
+            self._dispatch(p, t)
+        else:
+            free = self.free[p]
+            self.next_free[p] = free[0] if free else INF  # as _top with nothing waiting
+
+    def _take_waiting(self, p: int) -> list[list[Any]]:
+        """Empty priority pool ``p``'s queue: its live waiting requests, best first."""
+        queues = self.queues[p]
+        if queues is None or not self.n_waiting[p]:
+            return []
+        out = [req for queue in queues for req in queue if req[STATE] == WAITING]
+        for queue in queues:
+            queue.clear()
+        self.level_n[p] = [0] * PRIORITY_LEVELS
+        self.in_system[p] -= len(out)
+        self.n_waiting[p] = 0
+        return out
+
+    def _evict_waiting(self, p: int, t: float) -> None:
+        """Pool ``p`` failed or was retired at ``t``: its waiting requests (their queued spans
+        end) are routed again or lost."""
+        rec = self.recorder
+        for req in self._take_waiting(p):
+            req[STATE] = GONE
+            rec.add_span(rec.queued, p, req[REACH], t)
+            self._reroute_or_lose(_fresh(req), t)
 
     def _next_stage(self, req: list[Any], t: float) -> None:
         """The request left its station's slot at ``t`` with stages still ahead."""
@@ -400,12 +674,16 @@ class RequestEngine(EngineBase):
     def _advance(self, t: float) -> None:
         """Apply, in time order, pool arrivals and completions up to and including ``t``."""
         agenda, done, in_system = self.agenda, self.done, self.in_system
+        queues = self.queues
         pop = heapq.heappop
         while agenda and agenda[0][0] <= t:
             t_event, _, req = pop(agenda)
             state = req[STATE]
             if state == ADMITTED:
                 p = req[POOL]
+                if queues[p] is not None:
+                    self._complete_priority(req, p, t_event)
+                    continue
                 if len(req) > AT:  # a staged request
                     if req[STG] >= 0:  # stages ahead
                         self._next_stage(req, t_event)
@@ -421,6 +699,8 @@ class RequestEngine(EngineBase):
                 self._reach(req, t_event)
             elif state == HOP:
                 self._hop(req, t_event)
+            elif state == DEADLINE:
+                self._deadline(req, t_event)
         if len(done) + len(self.done_staged) >= FLUSH_ROWS:
             self._flush_done()
             # With the collector paused, the few reference cycles that numpy and pandas make
@@ -510,6 +790,7 @@ class RequestEngine(EngineBase):
         rec.add_span(rec.capacity, p, self.up_since[p], t, len(self.free[p]))
         self.alive[p] = False
         victims = self._unfinished(p)
+        waiting = self._take_waiting(p)  # a priority pool's waiting requests, best first
         self.waiting[p].clear()
         self.in_system[p] = 0
         self.free[p] = [INF] * len(self.free[p])
@@ -527,6 +808,10 @@ class RequestEngine(EngineBase):
             )
             rec.add_span(rec.queued, p, req[REACH], min(req[START], t))
             # A fresh record: the old one stays in the completion heap, marked dead.
+            self._reroute_or_lose(_fresh(req), t)
+        for req in waiting:  # after those in service, as they were admitted before them
+            req[STATE] = GONE
+            rec.add_span(rec.queued, p, req[REACH], t)
             self._reroute_or_lose(_fresh(req), t)
 
     def restore_pool(self, p: int, t: float) -> None:
@@ -559,6 +844,11 @@ class RequestEngine(EngineBase):
             if not free:  # retired completely
                 self.alive[p] = False
                 free.append(INF)
+        if self.n_waiting[p]:  # a priority pool with requests waiting
+            if self.alive[p]:
+                self._dispatch(p, t)  # new slots take them at once
+            else:
+                self._evict_waiting(p, t)  # no slot left to wait for: routed again or lost
         self._top(p)
 
     def set_demand_factor(self, factor: np.ndarray) -> None:
@@ -598,6 +888,12 @@ class RequestEngine(EngineBase):
             if _staged(req) and req[AT] not in (p, -1) and req[STATE] == ADMITTED:  # later
                 rec.add_span(rec.busy, req[AT], req[AT_START], min(req[AT_END], end))
                 rec.add_span(rec.queued, req[AT], req[AT_REACH], min(req[AT_START], end))
+        for p, queues in enumerate(self.queues):  # waiting at a priority pool: no agenda entry
+            for queue in queues or ():
+                for req in queue:
+                    if req[STATE] == WAITING:
+                        in_flight[req[CLS], req[REGION], p] += 1
+                        rec.add_span(rec.queued, p, req[REACH], end)
         self._flush_hops()
         summary = rec.summary(in_flight)
         summary["engine_warnings"] = self._warnings()
