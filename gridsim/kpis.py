@@ -10,8 +10,9 @@ Paths are tuples of keys into ``summary.json``. A ``*`` in a path stands for one
 per-entity map or one row of a list (``("capacity", "by_model", "*", "peak_demand_erlangs")``).
 The per-entity blocks that repeat national figures (``by_class``, ``by_region``, ``by_node``,
 ``by_pool``, ``economics.by_node_kind``, ``economics.by_model``, ``capacity.by_model``,
-``capacity.by_hub``) map onto the national KPI: ``("by_class", "chat", "latency_s", "p95")``
-is ``latency_p95_s`` for the class ``chat``.
+``capacity.by_hub``, ``market.by_plan``, ``market.by_model``) map onto the national KPI:
+``("by_class", "chat", "latency_s", "p95")`` is ``latency_p95_s`` for the class ``chat``, and
+``("market", "by_plan", "pro", "revenue_cny")`` is ``market_revenue_cny`` for the plan ``pro``.
 
 Units: ``%`` is a fraction (0.941) shown as a percentage, ``s`` seconds, ``date`` an ISO date
 and time, ``""`` a label or a yes/no; the rest are written out (``CNY``, ``kWh``, ``tokens``).
@@ -379,6 +380,90 @@ _add(
     "model",
 )
 
+# --- token market (scenarios with a market: or model mixes; gridsim/market/outputs.py) -------
+# Totals of the market (simulated totals over the horizon, as economics); the per-plan and
+# per-model blocks (market.by_plan, market.by_model) repeat them per plan and per model.
+_MARKET: tuple[tuple[str, str, str, str, Aggregation, bool | None], ...] = (
+    ("market_revenue_cny", "revenue_cny", "CNY", "Revenue of the token plans over the horizon: "
+     "fees, per-token and overage (tokens sold by no plan at list prices).", "sum", True),
+    ("market_fees_cny", "fees_cny", "CNY", "Subscription fees of the plans over the horizon.",
+     "sum", True),
+    ("market_per_token_cny", "per_token_cny", "CNY", "Per-token revenue (pay-as-you-go plans, and "
+     "tokens sold by no plan) over the horizon.", "sum", True),
+    ("market_overage_cny", "overage_cny", "CNY", "Revenue from tokens billed past a plan's quota "
+     "over the horizon.", "sum", True),
+    ("market_cost_cny", "cost_cny", "CNY", "Cost of serving the plans' tokens (electricity, capex, "
+     "network; shared by served tokens).", "sum", False),
+    ("market_margin_cny", "margin_cny", "CNY", "Plan revenue less the cost of serving it.", "sum",
+     True),
+    ("market_served_tokens", "served_tokens", "tokens", "Tokens served to the plans' subscribers.",
+     "sum", True),
+    ("market_quota_tokens", "quota_tokens", "tokens", "Quota tokens the subscribers of plans with "
+     "a quota paid for over the horizon.", "sum", None),
+    ("market_breakage_tokens", "breakage_tokens", "tokens", "Quota tokens paid for and left unused "
+     "(breakage) over the horizon.", "sum", None),
+    ("market_breakage_share", "breakage_share", "%", "Share of the quota tokens paid for that went "
+     "unused (breakage).", "mean", None),
+    ("market_throttled_tokens", "throttled_tokens", "tokens", "Tokens subscribers wanted past "
+     "their quota or rate limit and were refused (throttled) over the horizon.", "sum", False),
+    ("market_cost_cny_per_m_tokens", "cost_cny_per_m_tokens", "CNY/M tokens", "Cost per million "
+     "tokens served to the plans.", "mean", False),
+    ("market_revenue_cny_per_m_tokens", "revenue_cny_per_m_tokens", "CNY/M tokens", "Plan revenue "
+     "per million tokens served.", "mean", True),
+    ("national_market_revenue_cny_per_day", "national_revenue_cny_per_day", "CNY/day", "Plan "
+     "revenue per day, scaled to the whole country.", "sum", True),
+    ("national_market_margin_cny_per_day", "national_margin_cny_per_day", "CNY/day", "Plan margin "
+     "per day, scaled to the whole country.", "sum", True),
+    ("market_free_shed_share", "free_shed_share", "%", "Share of the free tier's requests shed "
+     "(dropped or abandoned).", "mean", False),
+)  # fmt: skip
+for _name, _key, _unit, _text, _agg, _better in _MARKET:
+    _add(_name, ("market", _key), _unit, _text, _agg, _better)
+for _metric, _unit, _text, _agg, _better in (
+    ("subscribers", "subscribers", "Subscribers (contracts for reserved plans)", "sum", None),
+    ("fee_cny_per_subscriber_month", "CNY", "Monthly fee per subscriber", "first", None),
+    ("quota_tokens_per_subscriber_month", "tokens", "Quota per subscriber per month", "first",
+     None),
+    ("demanded_tokens_per_subscriber_month", "tokens", "Mean tokens a subscriber wants per month "
+     "(uncapped)", "mean", None),
+    ("used_tokens_per_subscriber_month", "tokens", "Mean tokens a subscriber may use per month "
+     "(after the quota and rate limit)", "mean", None),
+    ("throttled_tokens_per_subscriber_month", "tokens", "Mean tokens a subscriber is refused per "
+     "month (past the quota or rate limit)", "mean", False),
+    ("overage_tokens_per_subscriber_month", "tokens", "Mean tokens a subscriber uses past the "
+     "quota per month, billed as overage", "mean", None),
+    ("breakage_tokens_per_subscriber_month", "tokens", "Mean quota tokens a subscriber leaves "
+     "unused per month", "mean", None),
+    ("quota_use_share", "%", "Share of the quota subscribers use", "mean", None),
+):  # fmt: skip
+    _add(f"plan_{_metric}", ("market", "by_plan", "*", _metric), _unit, f"{_text}.", _agg,
+         _better, "plan")  # fmt: skip
+for _metric, _unit, _text in (
+    ("input_computed_tokens", "tokens", "Input tokens of this model computed (not cache hits)"),
+    ("input_cache_hit_tokens", "tokens", "Input tokens of this model billed as cache hits"),
+    ("output_tokens", "tokens", "Output tokens of this model served to the plans"),
+):
+    _add(f"market_model_{_metric}", ("market", "by_model", "*", _metric), _unit, f"{_text}.",
+         "sum", None, "model")  # fmt: skip
+for _metric, _unit, _text, _agg, _better in (
+    ("priority", "", "Admission priority of the tier (0 is served first)", "first", None),
+    ("engine_classes", "classes", "Engine classes (class x model) of the tier", "first", None),
+    ("requests_arrived", "requests", "Requests of the tier that arrived", "sum", None),
+    ("requests_served", "requests", "Requests of the tier served", "sum", True),
+    ("requests_dropped", "requests", "Requests of the tier dropped by admission", "sum", False),
+    ("requests_abandoned", "requests", "Requests of the tier that gave up waiting", "sum", False),
+    ("requests_lost", "requests", "Requests of the tier lost to failures", "sum", False),
+    ("requests_shed", "requests", "Requests of the tier shed (dropped or abandoned)", "sum",
+     False),
+    ("shed_share", "%", "Share of the tier's arrivals shed (dropped or abandoned)", "mean",
+     False),
+    ("sla_attainment", "%", "Share of the tier's requests that ended and met every SLO", "mean",
+     True),
+    ("tokens_served", "tokens", "Tokens served to the tier", "sum", True),
+):  # fmt: skip
+    _add(f"tier_{_metric}", ("market", "by_tier", "*", _metric), _unit, f"{_text}.", _agg,
+         _better, "tier")  # fmt: skip
+
 # --- fleet (scenarios with a fleet: block) ------------------------------------------------
 for _metric, _unit, _text, _agg in (
     ("cards", "cards", "Cards of this accelerator in the inventory", "sum"),
@@ -471,6 +556,11 @@ HEADLINE: tuple[str, ...] = (
     "shortfall_day",
     "shortfall_at",
     "gap_cards",
+    # token market runs only (absent elsewhere, so not shown)
+    "market_revenue_cny",
+    "market_margin_cny",
+    "market_breakage_share",
+    "market_free_shed_share",
 )
 
 # Blocks of summary.json that are not KPIs: what ran and how, free text and inputs.
@@ -507,6 +597,8 @@ ENTITY_BLOCKS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("economics", "by_model"), "by_model"),
     (("capacity", "by_model"), "capacity_by_model"),
     (("capacity", "by_hub"), "by_hub"),
+    (("market", "by_plan"), "by_plan"),
+    (("market", "by_model"), "market_by_model"),
 )
 BANDS = ("uncertainty", "bands")
 BAND_STATS = {"p10": "10th", "p50": "50th", "p90": "90th"}

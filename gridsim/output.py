@@ -1,7 +1,8 @@
 """Writing a run's folder safely: claimed before simulating, written whole, never clobbering.
 
 Contents: summary.json, timeseries.parquet (tidy), flows.parquet (served by class, region and
-pool), pools.parquet (pool attributes), requests.parquet (when asked for),
+pool), pools.parquet (pool attributes), requests.parquet (when asked for), market_plans.parquet
+and market_models.parquet (a token market: per plan and per model, ``gridsim.market.outputs``),
 scenario.resolved.yaml (re-runnable as is), manifest.json, and (``outputs.figures``)
 figures/*.png and a self-contained report.html.
 
@@ -54,6 +55,8 @@ RUN_FILES = frozenset(
         "report.html",
         "run.json",
         "draws.parquet",  # gridsim run --draws: one row per Monte Carlo draw
+        "market_plans.parquet",  # a token market: one row per plan (gridsim.market.outputs)
+        "market_models.parquet",  # a token market: one row per model
     }
 )
 _LOCK = ".gridsim-lock"
@@ -329,6 +332,11 @@ def _write_contents(result: Result, folder: Path) -> None:
     result.pools.to_parquet(folder / "pools.parquet", index=False)
     if result.scenario.outputs.requests:
         result.requests.to_parquet(folder / "requests.parquet", index=False)
+    if "market" in result.summary:  # per plan and per model, as summary.json's market block
+        from gridsim.market.outputs import models_table, plans_table
+
+        plans_table(result).to_parquet(folder / "market_plans.parquet", index=False)
+        models_table(result).to_parquet(folder / "market_models.parquet", index=False)
     (folder / "scenario.resolved.yaml").write_text(dump_resolved(result.scenario), "utf-8")
     _dump_json(folder / "manifest.json", {"kind": RUN_KIND, **result.manifest})
     if result.scenario.outputs.figures:

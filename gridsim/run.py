@@ -17,6 +17,7 @@ from gridsim.economics import economics_summary
 from gridsim.estimate import fidelity_of
 from gridsim.fleet import summary as fleet_summary
 from gridsim.latency_targets import target_report
+from gridsim.market.outputs import market_summary
 from gridsim.scenario import Scenario
 from gridsim.scenario.resolved import dump_resolved
 
@@ -103,6 +104,10 @@ def run(
     # retirements, the same timeline economics bills
     result.timeseries = with_capacity_series(result, DEFAULT_ASSUMPTIONS.job_slot_power_w)
     result.summary["economics"] = economics_summary(result)
+    # plans, models and tiers of a token market (or a model mix): revenue, breakage, shedding
+    market = market_summary(result)
+    if market is not None:
+        result.summary["market"] = market
     return result
 
 

@@ -38,7 +38,9 @@ class PoolView(Protocol):
     next_free: list[float]  # when pool p's earliest slot frees (inf while down)
 
     def wait_s(self, pool: int, t: float) -> float:
-        """The FCFS wait a request reaching ``pool`` at time ``t`` would see."""
+        """The wait a request reaching ``pool`` at time ``t`` would see: exact at an FCFS pool;
+        at a pool serving several priorities (non-preemptive queues), 0 if a slot is free, else
+        an estimate that ignores priority (queue length / slots x mean hold)."""
         ...
 
 

@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 
 from gridsim import economics
 from gridsim.report.maps import plot_map
-from gridsim.report.style import DPI, PARTS, new_figure
+from gridsim.report.market_figures import PLOTS as MARKET_PLOTS
+from gridsim.report.style import DPI, PARTS, new_figure, time_axis
 from gridsim.run import Result
 
 __all__ = [  # plot_map is drawn in maps.py and belongs to a run's figures too
@@ -37,17 +38,6 @@ __all__ = [  # plot_map is drawn in maps.py and belongs to a run's figures too
     "write_figures",
     "write_sweep_figure",
 ]
-
-
-def time_axis(result: Result, times_s: np.ndarray[Any, Any]) -> tuple[Any, str]:
-    """x values and axis label for simulated times: minutes, hours, or calendar dates."""
-    horizon_s = float(result.summary.get("horizon_s") or result.scenario.horizon.duration)
-    if horizon_s <= 3 * 3600:
-        return times_s / 60.0, "time since start (min)"
-    if horizon_s <= 3 * 86400:
-        return times_s / 3600.0, "time since start (h)"
-    start = np.datetime64(result.scenario.horizon.start, "s")
-    return start + (times_s * 1e3).astype("timedelta64[ms]"), "date"
 
 
 def _x_of_date(result: Result, iso: str) -> Any:
@@ -401,6 +391,7 @@ PLOTS = {
     "latency": plot_latency,
     "cost_energy": plot_cost_energy,
     "map": plot_map,
+    **MARKET_PLOTS,  # token market runs only (summary["market"]); None otherwise
 }
 
 

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from gridsim import economics
+from gridsim.market.expand import expand
+from gridsim.market.outputs import market_map
 from gridsim.numbers import (
     MISSING,
     human,
@@ -28,7 +30,9 @@ from gridsim.numbers import (
     human_money_cny,
     human_percent,
 )
+from gridsim.report.market_figures import CAPTIONS as MARKET_CAPTIONS
 from gridsim.run import Result
+from gridsim.scenario import Scenario
 
 SLA_TARGET = 0.95  # classes below this attainment are flagged
 SATURATED = 0.90  # nodes above this mean utilisation are flagged
@@ -48,7 +52,10 @@ CAPTIONS = {
     "equivalent per day.",
     "map": "Nodes, demand regions and the flows between them.",
     "fan": "Uncertainty: P10 / P50 / P90 over the Monte Carlo draws.",
+    **MARKET_CAPTIONS,
 }
+MARKET = frozenset(MARKET_CAPTIONS)  # figures drawn in the token market section
+TOP_MODELS = 15  # rows of the market's models table before "others"
 NO_SHORTFALL = "none within the horizon"
 SOURCES = "SOURCES.md"  # the project's sources document, at the repository's root
 
@@ -232,9 +239,10 @@ def render(result: Result, figures: list[Path]) -> str:
         f"<p class='desc'>{_e(sc.description or 'no description')}</p>",
         _assumptions(result, econ),
         "<h2>Figures</h2>",
-        *(_figure(p) for p in figures if Path(p).stem != "fan"),
+        *(_figure(p) for p in figures if Path(p).stem != "fan" and Path(p).stem not in MARKET),
         _capacity_gap(s),
         _cost_against_list_prices(s),
+        _token_market(s, [p for p in figures if Path(p).stem in MARKET]),
         _fleet(s),
         _uncertainty(s, fan),
         _network_targets(s),
@@ -457,10 +465,7 @@ def _assumptions(result: Result, econ: dict[str, Any]) -> str:
         ("fidelity", str(result.summary.get("fidelity", sc.fidelity))),
         *_sampling_rows(result),
         ("policy", policy),
-        (
-            "demand volume",
-            f"{human(sc.demand.tokens_per_day, 'tokens')} per day (national, at start)",
-        ),
+        ("demand volume", _volume(sc)),
         ("demand growth", growth_text),
         ("regions / nodes / pools", f"{len(sc.regions)} / {len(sc.nodes)} / {n_pools}"),
         ("classes", ", ".join(c.name for c in sc.demand.classes)),
@@ -486,6 +491,14 @@ def _assumptions(result: Result, econ: dict[str, Any]) -> str:
         f"facts they cite, with publication and date, are in {SOURCES}."
     )
     return f"<dl>{body}</dl><p class='sub'>{_e(note)}</p>"
+
+
+def _volume(sc: Scenario) -> str:
+    """National tokens a day at the start: the scenario's, or its market's plans' sum."""
+    if sc.demand.tokens_per_day is not None or sc.market is None:
+        return f"{human(sc.demand.tokens_per_day, 'tokens')} per day (national, at start)"
+    volume = expand(sc)[0].demand.tokens_per_day
+    return f"{human(volume, 'tokens')} per day (national, at start; the market's plans)"
 
 
 def _figure(path: Path) -> str:
@@ -579,6 +592,11 @@ def _class_table(result: Result, econ: dict[str, Any]) -> str:
     shares = _cache_shares(result, econ)
     kinds = {c.name: c.kind for c in result.scenario.demand.classes}
 
+    # a class split by a market: economics keys its engine classes ("chat/m/paid"), which
+    # all bill the class's one share
+    for engine, h in list(shares.items()):
+        shares.setdefault(engine.split("/")[0], h)
+
     def cache_hit(name: str, _block: dict[str, Any], _cost: pd.Series[Any] | None) -> str:
         return human_percent(shares.get(name))
 
@@ -588,14 +606,90 @@ def _class_table(result: Result, econ: dict[str, Any]) -> str:
         return human_duration_s((block.get("ttft_s") or {}).get("p95"))
 
     latency = (*CLASS_LATENCY_COLUMNS, ("TTFT p95 (LLM classes)", ttft))
+    view = _class_groups(result)
+    note = ""
+    if view is not None:
+        note = (
+            "<p class='sub'>A token market (or a model mix) runs each class as one engine class "
+            "per model and tier; the rows here are the scenario's classes, their engine classes "
+            "summed: requests, tokens, cost and revenue added up, SLA attainment pooled over "
+            "the requests that ended, latency percentiles the worst engine class's. Revenue "
+            "here is at list prices; the token market section has what the plans earn, by "
+            "plan, model and tier.</p>"
+        )
     return (
-        "<h3>Requests</h3>"
-        + _breakdown(result, "class", CLASS_REQUEST_COLUMNS)
+        note
+        + "<h3>Requests</h3>"
+        + _breakdown(result, "class", CLASS_REQUEST_COLUMNS, view=view)
         + "<h3>Latency</h3>"
-        + _breakdown(result, "class", latency)
+        + _breakdown(result, "class", latency, view=view)
         + "<h3>Tokens, cost and revenue</h3>"
-        + _breakdown(result, "class", (*CLASS_MONEY_COLUMNS, ("cache hit share", cache_hit)))
+        + _breakdown(
+            result, "class", (*CLASS_MONEY_COLUMNS, ("cache hit share", cache_hit)), view=view
+        )
     )
+
+
+# A class table's rows when the market split classes: (summary block, economics row) per class
+ClassView = tuple[dict[str, dict[str, Any]], pd.DataFrame]
+
+
+def _class_groups(result: Result) -> ClassView | None:
+    """The scenario's classes as sums of their engine classes (``market.outputs``), or None
+    when no class was split (no market, no model mix)."""
+    mmap = market_map(result)
+    if mmap is None:
+        return None
+    groups: dict[str, list[str]] = {}
+    for ec in mmap.classes:
+        groups.setdefault(ec.base, []).append(ec.name)
+    if all(len(members) == 1 for members in groups.values()):
+        return None
+    by_class = result.summary.get("by_class", {})
+    blocks = {
+        base: _summed_block([by_class[n] for n in members if n in by_class])
+        for base, members in groups.items()
+    }
+    costs = economics.economics_by(result, "class")
+    base_of = {n: base for base, members in groups.items() for n in members}
+    costs["class"] = costs["class"].map(lambda n: base_of.get(n, n))
+    numeric = [c for c in costs.columns if c != "class"]
+    summed = costs.groupby("class", sort=False)[numeric].sum()
+    per_m = summed["tokens"].where(summed["tokens"] > 0) / 1e6
+    summed["cost_cny_per_m_tokens"] = summed["cost_cny"] / per_m
+    summed["revenue_cny_per_m_tokens"] = summed["revenue_cny"] / per_m
+    return blocks, summed.reset_index()
+
+
+def _summed_block(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One block from engine classes' blocks: counts and tokens added, SLA attainment pooled
+    by the requests that ended, each latency statistic the largest (the worst class's)."""
+    requests: dict[str, float] = {}
+    tokens: dict[str, dict[str, float]] = {"input": {}, "output": {}}
+    met = ended = 0.0
+    out: dict[str, Any] = {}
+    for block in blocks:
+        req = block.get("requests") or {}
+        for k, v in req.items():
+            requests[k] = requests.get(k, 0) + (v or 0)
+        for side in tokens:
+            for k, v in ((block.get("tokens") or {}).get(side) or {}).items():
+                tokens[side][k] = tokens[side].get(k, 0) + (v or 0)
+        n = sum(req.get(k) or 0 for k in ("served", "dropped", "abandoned", "lost"))
+        if block.get("sla_attainment") is not None:
+            met += block["sla_attainment"] * n
+            ended += n
+        for metric in ("latency_s", "wait_s", "ttft_s"):
+            for stat, v in (block.get(metric) or {}).items():
+                if isinstance(v, int | float) and stat != "count":
+                    worst = (out.setdefault(metric, {})).get(stat)
+                    out[metric][stat] = v if worst is None else max(worst, v)
+    out |= {
+        "requests": requests,
+        "tokens": tokens,
+        "sla_attainment": met / ended if ended > 0 else None,
+    }
+    return out
 
 
 def _cache_shares(result: Result, econ: dict[str, Any]) -> dict[str, float]:
@@ -628,13 +722,19 @@ def _breakdown(
     by: Literal["class", "region", "node"],
     columns: tuple[tuple[str, Cell], ...],
     text_columns: int = 1,
+    view: ClassView | None = None,
 ) -> str:
-    """One row per block of the summary's ``by_<by>``: its id, then one cell per column (the
-    first ``text_columns`` of them text)."""
-    costs = economics.economics_by(result, by).set_index(by)
+    """One row per block of the summary's ``by_<by>`` (or of ``view``: blocks and their
+    economics rows): its id, then one cell per column (the first ``text_columns`` of them
+    text)."""
+    if view is None:
+        blocks, table = result.summary.get(f"by_{by}", {}), economics.economics_by(result, by)
+    else:
+        blocks, table = view
+    costs = table.set_index(by)
     rows = []
-    for key, block in result.summary.get(f"by_{by}", {}).items():
-        cost = costs.loc[key] if key in costs.index else None
+    for key, block in blocks.items():
+        cost: pd.Series[Any] | None = costs.loc[key] if key in costs.index else None
         rows.append([key, *(cell(key, block, cost) for _, cell in columns)])
     return _table([by, *(head for head, _ in columns)], rows, text_columns)
 
@@ -765,6 +865,132 @@ def _cost_against_list_prices(summary: dict[str, Any]) -> str:
         + _table(head, rows)
         + f"<p class='sub'>{_e(note)}</p>"
     )
+
+
+def _token_market(summary: dict[str, Any], figures: list[Path]) -> str:
+    """Plans, models and tiers of a token market (``market``, gridsim/market/outputs.py):
+    revenue, cost and margin, quota use and breakage, shedding and SLA by tier."""
+    market = summary.get("market")
+    if not isinstance(market, dict):
+        return ""
+    plans = market.get("by_plan") or {}
+    models = market.get("by_model") or {}
+    tiers = market.get("by_tier") or {}
+    parts = ["<h2>Token market</h2>", f"<p class='desc'>{_e(_market_prose(market))}</p>"]
+    if plans:
+        head = ["plan", "billing", "tier", "subscribers", "fee CNY per month", "quota per "
+                "month", "used per month", "quota used", "breakage per month", "tokens served",
+                "fees CNY", "per-token CNY", "overage CNY", "revenue CNY", "cost CNY",
+                "margin CNY"]  # fmt: skip
+        rows = [
+            [
+                str(plan),
+                str(p.get("billing") or MISSING),
+                str(p.get("tier") or MISSING),
+                human_count(p.get("subscribers")),
+                human(p.get("fee_cny_per_subscriber_month")),
+                human(p.get("quota_tokens_per_subscriber_month")),
+                human(p.get("used_tokens_per_subscriber_month")),
+                human_percent(p.get("quota_use_share")),
+                human(p.get("breakage_tokens_per_subscriber_month")),
+                human_count(p.get("served_tokens")),
+                *(human(p.get(k)) for k in ("fees_cny", "per_token_cny", "overage_cny")),
+                *(human(p.get(k)) for k in ("revenue_cny", "cost_cny", "margin_cny")),
+            ]
+            for plan, p in plans.items()
+        ]
+        parts += ["<h3>Plans</h3>", _table(head, rows, text_columns=3)]
+        parts.append(
+            "<p class='sub'>Per month: per subscriber, in tokens, at the start's prices and "
+            "usage (the plans' arithmetic); quota used and breakage are shares and tokens of "
+            "the quota paid for. Money and tokens served: over the horizon.</p>"
+        )
+    if models:
+        parts += ["<h3>Models</h3>", _market_models(models)]
+    if tiers:
+        head = ["tier", "priority", "arrived", "served", "dropped", "abandoned", "shed",
+                "shed share", "SLA attainment", "tokens served"]  # fmt: skip
+        rows = [
+            [
+                str(tier),
+                human_count(t.get("priority")),
+                *(
+                    human_count(t.get(f"requests_{k}"))
+                    for k in ("arrived", "served", "dropped", "abandoned", "shed")
+                ),
+                human_percent(t.get("shed_share"), 2),
+                human_percent(t.get("sla_attainment")),
+                human_count(t.get("tokens_served")),
+            ]
+            for tier, t in tiers.items()
+        ]
+        parts += ["<h3>Tiers</h3>", _table(head, rows)]
+        parts.append(
+            "<p class='sub'>Shed: dropped by admission or abandoned (patience). SLA attainment: "
+            "requests that met every SLO over those that ended, pooled over the tier's "
+            "classes. Priority 0 is served first (non-preemptive).</p>"
+        )
+    parts += [_figure(p) for p in figures]
+    return "".join(parts)
+
+
+def _market_prose(market: dict[str, Any]) -> str:
+    """The market's headline in a sentence or three, every number from the summary."""
+    text = (
+        f"Over the horizon the plans earned {human_money_cny(market.get('revenue_cny'))} "
+        f"(fees {human_money_cny(market.get('fees_cny'))}, per token "
+        f"{human_money_cny(market.get('per_token_cny'))}, overage "
+        f"{human_money_cny(market.get('overage_cny'))}) against a cost of serving of "
+        f"{human_money_cny(market.get('cost_cny'))}: a margin of "
+        f"{human_money_cny(market.get('margin_cny'))}, "
+        f"{human_money_cny(market.get('national_margin_cny_per_day'))} a day nationally."
+    )
+    if market.get("breakage_share") is not None:
+        text += (
+            f" Breakage: {human_percent(market['breakage_share'])} of the quota tokens paid "
+            f"for went unused ({human_count(market.get('breakage_tokens'))} tokens)."
+        )
+    if market.get("throttled_tokens"):
+        text += (
+            f" {human_count(market['throttled_tokens'])} tokens wanted past a quota or rate "
+            "limit were throttled."
+        )
+    if market.get("free_shed_share") is not None:
+        text += (
+            f" The free tier shed {human_percent(market['free_shed_share'], 2)} of its requests."
+        )
+    return text
+
+
+def _market_models(models: dict[str, Any]) -> str:
+    """The top models by tokens served, then the rest summed as "others"."""
+    names = sorted(models, key=lambda n: (-(models[n].get("served_tokens") or 0.0), n))
+    keys = ("served_tokens", "revenue_cny", "cost_cny", "margin_cny")
+    shown = [(n, models[n]) for n in names[:TOP_MODELS]]
+    rest = names[TOP_MODELS:]
+    if rest:
+        summed = {k: sum(models[n].get(k) or 0.0 for n in rest) for k in keys}
+        shown.append((f"others ({len(rest)})", summed))
+    rows = []
+    for name, m in shown:
+        tokens = m.get("served_tokens") or 0.0
+        per_m = tokens / 1e6 if tokens > 0 else None
+        rows.append(
+            [
+                str(name),
+                human_count(tokens),
+                *(human(m.get(k)) for k in ("revenue_cny", "cost_cny", "margin_cny")),
+                human(_div(m.get("cost_cny"), per_m) if per_m else None),
+                human(_div(m.get("revenue_cny"), per_m) if per_m else None),
+            ]
+        )
+    head = ["model", "tokens served", "revenue CNY", "cost CNY", "margin CNY",
+            "cost CNY per M tokens", "revenue CNY per M tokens"]  # fmt: skip
+    note = (
+        "A model's revenue: each plan's per-token and overage revenue shared among the models "
+        "it used by the list-price value of their tokens, and its fees by tokens."
+    )
+    return _table(head, rows) + f"<p class='sub'>{_e(note)}</p>"
 
 
 def _fleet(summary: dict[str, Any]) -> str:
