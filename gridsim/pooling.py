@@ -37,7 +37,7 @@ h) <= 1 - START_QUANTILE`` (Erlang C). Dedicated: one pool per model, each its o
 holds of non-resident models' requests. Several models with different holds in one FCFS
 queue are not exactly M/M/c: the mean hold stands for the mix, the usual approximation.
 
-Sources:
+Sources (SOURCES.md: [AEG] is [S:aegaeon-2025], [PCIE] is [S:pcie5-spec]):
 
 [AEG] Xiang et al., "Aegaeon: Effective GPU Pooling for Concurrent LLM Serving on the Market",
       SOSP 2025 (Peking University and Alibaba Cloud); Alibaba Cloud blog "Alibaba Cloud boosts

@@ -60,8 +60,8 @@ class Stage:
 
     ``station``: the grid pool index whose slot it holds (FCFS), or None for a pure delay.
     Hold time = ``fixed_s + per_input_s x input + per_output_s x output + per_job_s x job``.
-    ``first_token_per_input_s``: the first token is out this many seconds per input token
-    after the stage starts (its prefill); None: not in this stage.
+    ``first_token_per_input_s``: the first token is out ``fixed_s`` plus this many seconds per
+    input token after the stage starts (its prefill); None: not in this stage.
     """
 
     name: str
@@ -423,8 +423,8 @@ class ServiceTable:
         r = self.routes[c][p]
         before = 0.0
         for s in r or ():
-            if s.first_token_per_input_s is not None:
-                return before + s.first_token_per_input_s * self.mean_input_tokens[c]
+            if s.first_token_per_input_s is not None:  # after the stage's fixed part (a switch)
+                return before + s.fixed_s + s.first_token_per_input_s * self.mean_input_tokens[c]
             before += s.mean_s(*self._means(c))
         return 0.0
 
@@ -495,7 +495,7 @@ def mode_figures(
     ttft = 0.0
     for s in stages:
         if s.first_token_per_input_s is not None:
-            ttft += s.first_token_per_input_s * workload.mean_input
+            ttft += s.fixed_s + s.first_token_per_input_s * workload.mean_input
             break
         ttft += s.mean_s(*means)
     decode = [s for s in stages if s.per_output_s > 0]

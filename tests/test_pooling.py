@@ -377,3 +377,35 @@ def test_a_class_of_another_model_sent_to_a_pooled_pool_is_a_problem(tmp_path: P
     (problem,) = err.value.problems
     assert problem.path == ("demand", "classes", 2)
     assert "pooled pool 'yrd/pool'" in problem.message and "'small-2'" in problem.message
+
+
+def test_the_switch_comes_before_the_first_token_at_both_fidelities(tmp_path: Path) -> None:
+    """A request whose model is not resident loads its weights before its prefill: with a
+    10 s switch (switch_s), its first token comes 10 s later than a resident model's of the
+    same lengths. Hand check: same lengths and hold per token (all classes are copies of
+    qwen3-8b), so TTFT(switching) - TTFT(resident) = 10 s once no request waits (a lightly
+    loaded pool: replicas enough that nobody queues)."""
+    rates = (0.5,) * 7 + (0.05,) * 3  # small-7 to 9 are the least requested
+    pools = [
+        {
+            "id": "pool",
+            "models": [f"small-{i}" for i in range(10)],
+            "accelerator": "h20",
+            "replicas": 4,
+            "switch_s": "10s",
+            "deployment": {"cards_per_replica": 1},
+        }
+    ]
+    path = _scenario(tmp_path, pools, rates, outputs={"requests": True})
+    grid = build_grid(gs.load_scenario(path))
+    switching = [c for c in range(10) if grid.service.route(c, 0)[0].fixed_s > 0]
+    assert switching == [7, 8, 9]  # seven resident on one H20, as the memory test above
+    # the service table's mean first token includes the switch
+    gap = grid.service.first_token_s(7, 0) - grid.service.first_token_s(0, 0)
+    assert gap == pytest.approx(10.0, rel=1e-9)
+    for fidelity in ("flow", "request"):
+        run = gs.run(
+            gs.load_scenario(path, sets=["horizon.duration=2h"]), fidelity=fidelity, seed=5
+        )
+        ttft = {c: run.summary["by_class"][f"c{c}"]["ttft_s"]["mean"] for c in (0, 7)}
+        assert ttft[7] - ttft[0] == pytest.approx(10.0, abs=0.5), (fidelity, ttft)

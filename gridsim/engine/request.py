@@ -172,6 +172,15 @@ class RequestEngine(EngineBase):
         self.first_arr = np.array(
             [[c[4] for c in per] for per in self.entry_coef]
         )  # (C, P) first token, s per input token after the start
+        # ... plus the entry stage's fixed part when it makes the first token (a pooled pool's
+        # model switch comes before the prefill)
+        self.first_fixed = [
+            [r[0].fixed_s if r and r[0].first_token_per_input_s is not None else 0.0 for r in per]
+            for per in self.routes
+        ]
+        self.first_fixed_arr = np.array(self.first_fixed, dtype=np.float64).reshape(
+            self.first_arr.shape
+        )
         self.done: list[list[Any]] = []  # finished, waiting to be recorded in bulk
         # (class index, sampler, generator) of each class with a patience; none: nothing drawn
         self.patience = [
@@ -410,7 +419,8 @@ class RequestEngine(EngineBase):
         if self.queue_limit is not None and start > t:
             heapq.heappush(self.waiting[p], start)
         if staged:  # AT, STG (next), WAITED, FIRST, END0, AT_REACH, AT_START, AT_END
-            req.extend((p, 1, 0.0, start + first * req[IN_TOK], end, 0.0, 0.0, 0.0))
+            ff = self.first_fixed[c][p]
+            req.extend((p, 1, 0.0, start + ff + first * req[IN_TOK], end, 0.0, 0.0, 0.0))
         self.pushes += 1
         heapq.heappush(self.agenda, (end, self.pushes, req))
 
@@ -478,7 +488,8 @@ class RequestEngine(EngineBase):
         req[END] = end
         req[STATE] = ADMITTED
         if staged:  # AT, STG (next), WAITED, FIRST, END0, AT_REACH, AT_START, AT_END
-            req.extend((p, 1, 0.0, t + first * req[IN_TOK], end, 0.0, 0.0, 0.0))
+            ff = self.first_fixed[req[CLS]][p]
+            req.extend((p, 1, 0.0, t + ff + first * req[IN_TOK], end, 0.0, 0.0, 0.0))
         self.pushes += 1
         heapq.heappush(self.agenda, (end, self.pushes, req))
 
@@ -608,7 +619,7 @@ class RequestEngine(EngineBase):
                 heapq.heappush(self.agenda, (t, self.pushes, req))
                 return
             if stage.first_token_per_input_s is not None:
-                req[FIRST] = t + stage.first_token_per_input_s * inp
+                req[FIRST] = t + stage.fixed_s + stage.first_token_per_input_s * inp
             t += stage.hold_one(inp, out, job)
             k += 1
         # The route ends in a delay: done at ``t``, holding no slot.
@@ -635,7 +646,7 @@ class RequestEngine(EngineBase):
         req[AT], req[AT_REACH], req[AT_START], req[AT_END] = q, t, start, end
         req[WAITED] += start - t
         if stage.first_token_per_input_s is not None:
-            req[FIRST] = start + stage.first_token_per_input_s * req[IN_TOK]
+            req[FIRST] = start + stage.fixed_s + stage.first_token_per_input_s * req[IN_TOK]
         req[STATE] = ADMITTED
         if req[STG] + 1 == len(route):
             req[END], req[STG] = end, -1
@@ -718,7 +729,11 @@ class RequestEngine(EngineBase):
             self.done = []
             a = flat.reshape(n, AT)
             cls, pool = a[:, CLS].astype(np.intp), a[:, POOL].astype(np.intp)
-            first = a[:, START] + a[:, IN_TOK] * self.first_arr[cls, pool]
+            first = (
+                a[:, START]
+                + self.first_fixed_arr[cls, pool]
+                + a[:, IN_TOK] * self.first_arr[cls, pool]
+            )
             self._finished(a, cls, pool, first, a[:, END], a[:, START] - a[:, REACH])
         if self.done_staged:
             n = len(self.done_staged)
