@@ -44,7 +44,7 @@ def test_thirty_models_five_plans_three_tiers_and_pooled_small_models() -> None:
     assert sc.market is not None
     billing = {p.billing for p in sc.market.plans}
     assert billing == {"per_token", "monthly", "free", "reserved"}
-    expanded, market = expand(sc)
+    _expanded, market = expand(sc)
     assert market is not None
     models = {c.model for c in market.classes if c.model is not None}
     assert len(models) >= 30
