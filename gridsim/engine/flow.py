@@ -105,7 +105,16 @@ class FlowEngine(EngineBase):
         # Admission rules, the same at both fidelities.
         self.max_wait_s = sc.admission.max_wait
         self.queue_limit = sc.admission.queue_limit
-        self.patience = [patience_law(getattr(c, "patience", None)) for c in classes]
+        # One law object per distinct patience: the M/M/n+G law works once per distinct law
+        # (a market's engine classes share their base class's patience by the dozen)
+        laws: dict[str, PatienceLaw | None] = {}
+        self.patience = []
+        for c in classes:
+            spec = getattr(c, "patience", None)
+            key = repr(spec)
+            if key not in laws:
+                laws[key] = patience_law(spec)
+            self.patience.append(laws[key])
         self.impatient = np.array([law is not None for law in self.patience])
         # Priorities (0 first, non-preemptive): the classes of each priority, in order, and the
         # pool entries that serve classes of two or more priorities ("mixed"). Only mixed

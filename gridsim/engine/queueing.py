@@ -347,20 +347,26 @@ def _impatient(
                 g[:, j] = law.cdf(x)
         return g
 
+    # Each impatient law's share of the work: the classes' shares summed per law (in class
+    # order), so that the mixture below is one term per law, not per class.
+    impatient_laws = sorted({int(of_cls[ci]) for ci in impatient_cls})
+    s_law = np.zeros((m, n_law))
+    for ci in impatient_cls:
+        s_law[:, of_cls[ci]] += s_[:, ci]
+
     def mix(g: FloatArray, s_rows: FloatArray) -> FloatArray:
         """The work-weighted patience mixture G from ``g_law``'s (r, L, ...) and the pools'
-        work shares ``s_rows`` (r, C): summed over the classes in their order (the patient ones
-        add 0), as a sum over a class axis adds up."""
+        work shares per law ``s_rows`` (r, L): one term per impatient law."""
         out_ = np.zeros((g.shape[0], *g.shape[2:]))
-        for ci in impatient_cls:
-            out_ += s_rows[:, ci].reshape((-1,) + (1,) * (g.ndim - 2)) * g[:, of_cls[ci]]
+        for j in impatient_laws:
+            out_ += s_rows[:, j].reshape((-1,) + (1,) * (g.ndim - 2)) * g[:, j]
         return out_
 
     def g_mix(rows: npt.NDArray[np.intp]) -> Callable[[FloatArray], FloatArray]:
         """G at y (len(rows), ...) for the pools ``rows``, as ``mix(g_law(y))`` adds it up
         (the bisection's many small calls: no (r, L, ...) array, each law once)."""
         k_rows = k_[rows]
-        terms = [(s_[rows, ci], int(of_cls[ci])) for ci in impatient_cls]
+        terms = [(s_law[rows, j], j) for j in impatient_laws]
 
         def g_at(y: FloatArray) -> FloatArray:
             shape = (-1,) + (1,) * (y.ndim - 1)
@@ -395,7 +401,7 @@ def _impatient(
     ]
     y = np.sort(np.concatenate([unif, geom, around, *kink_nodes], axis=1), axis=1)  # (m, M)
     gl = g_law(y, k_)  # (m, L, M)
-    gm = mix(gl, s_)
+    gm = mix(gl, s_law)
     dy = np.diff(y, axis=1)
     h_mix = _cumsum0(dy * (1 - 0.5 * (gm[:, 1:] + gm[:, :-1])))
     phi = l_[:, None] * h_mix - nmu[:, None] * y
