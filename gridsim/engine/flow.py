@@ -268,9 +268,12 @@ class FlowEngine(EngineBase):
         i = 0
         while i < acc.n_t:
             if not self.backlog_any:
-                i += self._steady(i, arrivals, widths, acc, static)
-                if i >= acc.n_t:
-                    break
+                # A stretch ends where demand changes (a new clock hour) or some pool has no
+                # steady state; only the latter needs the per-tick step.
+                k = self._steady(i, arrivals, widths, acc, static)
+                if k:
+                    i += k
+                    continue
             self._tick(i, arrivals, widths, acc)
             i += 1
         t0 = k0 * self.dt
@@ -407,6 +410,7 @@ class FlowEngine(EngineBase):
         n_k = len(self.tiers)
         cut = np.zeros((n_k, n_t, n_m))  # slots of each priority's share it cannot count on
         acc = _Tiers(n_k, n_t, n_m, n_c)
+        used = np.full((n_k, n_t, n_m), np.nan)  # the slots each priority's law last had
         for attempt in range(2):
             if attempt == 1:
                 # Second pass. Later priorities hold ``held`` slots, freed at ``freed`` a
@@ -421,13 +425,17 @@ class FlowEngine(EngineBase):
                 cut = np.maximum(held - acc.slot_s * freed, 0.0)
                 if not (cut > 1e-6 * servers[None]).any():
                     break
-            acc.stable[:] = True
             busy_before = np.zeros((n_t, n_m))  # Erlangs served of the priorities so far
             for k, tier in enumerate(self.tiers):
                 free = servers - busy_before
                 # what the earlier priorities fill to rounding is full: no slot left
-                free = np.where(free > 1e-9 * servers, free, 0.0)
-                self._tier_law(acc, k, tier, new, dt, svc, cv2, free - cut[k], rules)
+                free = np.where(free > 1e-9 * servers, free, 0.0) - cut[k]
+                # a law depends only on its station's row: the second pass recomputes only
+                # the rows whose slots changed (nan never equals: every row the first time)
+                rows = free != used[k]
+                if rows.any():
+                    self._tier_law(acc, k, tier, new, dt, svc, cv2, free, rules, rows)
+                    used[k] = free
                 busy_before = busy_before + acc.busy[k]
         return acc.outcome()
 
@@ -442,55 +450,85 @@ class FlowEngine(EngineBase):
         cv2: FloatArray,
         free: FloatArray,
         rules: _Rules,
+        rows: npt.NDArray[np.bool_],
     ) -> None:
         """Priority ``k`` (its classes ``tier``) alone on ``free`` slots (T, M), under the
-        rules, into ``acc``."""
-        n_t, n_c, n_m = new.shape
-        mask = np.zeros(n_c, dtype=bool)
-        mask[tier] = True
-        new_k = np.where(mask[None, :, None], new, 0.0)
+        rules, into ``acc``, for the (T, M) rows ``rows`` (the others keep what ``acc`` has).
+
+        Only the rows where the priority has arrivals and only its own classes go through
+        ``stationary`` (a station serves few of the classes): the rest keep ``_Tiers``'
+        defaults, all served at once, as ``stationary`` leaves a station with no arrivals.
+        ``stationary`` takes the priority's classes only, all of them, so it sees the same
+        patience laws (its quadrature's range and kinks) whichever have arrivals."""
+        n_m = new.shape[2]
+        new_k = new[:, tier, :]  # (T, K, M)
         arriving = new_k.sum(axis=1)  # (T, M)
-        if not arriving.any():
+        acc.busy[k][rows] = 0.0
+        acc.rate[k][rows] = 0.0
+        acc.slot_s[k][rows] = 0.0
+        acc.ok[k][rows] = True
+        sel = np.flatnonzero(rows & (arriving > 0))  # rows t-major
+        if not sel.size:
             return
-        work_k = new_k * svc[None]
-        load_k = work_k.sum(axis=1) / dt[:, None]
-        share_k = _shares(new_k, arriving)
-        by_work_k = _shares(work_k, work_k.sum(axis=1))
-        laws = [law if mask[c] else None for c, law in enumerate(rules.patience)]
-        tier_rules = _Rules(laws, rules.max_wait_s, rules.queue_limit)
-        kappa = self._kappa(share_k, cv2)
-        lam_k = arriving / dt[:, None]
-        out = _fcfs_law(free, lam_k, load_k, share_k, kappa, by_work_k, tier_rules)
-        o_served = out.served.reshape(n_t, n_m, n_c)
-        o_dropped = out.dropped.reshape(n_t, n_m, n_c).copy()
-        o_abandoned = out.abandoned.reshape(n_t, n_m, n_c).copy()
-        o_mean = out.mean_wait_all_s.reshape(n_t, n_m, n_c).copy()
-        ok = out.stable.reshape(n_t, n_m).copy()
+        t_i, m_i = np.divmod(sel, n_m)
+        n_s = new_k[t_i, :, m_i]  # (S, K)
+        svc_s = svc[tier][:, m_i].T
+        arr_s = arriving[t_i, m_i]
+        work_s = n_s * svc_s
+        work_tot = work_s.sum(axis=1)
+        load_s = work_tot / dt[t_i]
+        lam_s = arr_s / dt[t_i]
+        share = n_s / arr_s[:, None]
+        by_work = np.divide(
+            work_s, work_tot[:, None], out=np.zeros_like(work_s), where=work_tot[:, None] > 0
+        )
+        # Allen-Cunneen's (ca^2 + cs^2) / 2, as ``_kappa``
+        cs2 = (share * cv2[tier][:, m_i].T).sum(axis=1)
+        ca2 = (share * self.ca2[tier][None, :]).sum(axis=1)
+        kappa = np.maximum((ca2 + cs2) / 2, 1e-9)
+        laws = [rules.patience[c] for c in tier]
+        free_s = free[t_i, m_i]
+        out = stationary(
+            free_s,
+            lam_s,
+            load_s,
+            share,
+            laws,
+            rules.max_wait_s,
+            rules.queue_limit,
+            kappa,
+            by_work,
+        )
+        o_dropped = out.dropped.copy()
+        o_abandoned = out.abandoned.copy()
+        o_mean = out.mean_wait_all_s.copy()
+        ok = out.stable.copy()
         # No slot left for this priority: ``stationary`` turns its requests away. Without a
         # maximum wait or a queue limit that is right only for the impatient, who leave when
         # their patience runs out (abandoned); a patient class's queue grows without bound
         # (no steady state).
-        shut = (free <= 0) & (arriving > 0)
+        shut = free_s <= 0
         if shut.any() and rules.max_wait_s is None and rules.queue_limit is None:
-            patient = mask & np.array([law is None for law in rules.patience])
+            patient = np.array([law is None for law in laws])
             if patient.any():
-                ok &= ~(shut & (new_k[:, patient, :].sum(axis=1) > 0))
-            gone = shut[:, :, None] & (mask & ~patient)[None, None, :]
+                ok &= ~(shut & (n_s[:, patient].sum(axis=1) > 0))
+            gone = shut[:, None] & ~patient[None, :]
             o_abandoned[gone] = o_dropped[gone]
             o_dropped[gone] = 0.0
             mean_s = np.array([law.mean_s if law is not None else 0.0 for law in laws])
-            o_mean = np.where(gone, mean_s[None, None, :], o_mean)
-        acc.served[:, :, tier] = o_served[:, :, tier]
-        acc.dropped[:, :, tier] = o_dropped[:, :, tier]
-        acc.abandoned[:, :, tier] = o_abandoned[:, :, tier]
-        acc.values[:, :, tier] = out.wait_values.reshape(n_t, n_m, n_c, -1)[:, :, tier]
-        acc.weights[:, :, tier] = out.wait_weights.reshape(n_t, n_m, n_c, -1)[:, :, tier]
-        acc.mean_all[:, :, tier] = o_mean[:, :, tier]
-        acc.stable &= ok
-        served = np.nan_to_num(o_served)
-        acc.busy[k] = load_k * (by_work_k.transpose(0, 2, 1) * served).sum(axis=2)
-        acc.rate[k] = lam_k * (share_k.transpose(0, 2, 1) * served).sum(axis=2)
-        acc.slot_s[k] = np.divide(load_k, lam_k, out=np.zeros_like(lam_k), where=lam_k > 0)
+            o_mean = np.where(gone, mean_s[None, :], o_mean)
+        at = (t_i[:, None], m_i[:, None], tier[None, :])  # (S, K) cells of acc's (T, M, C)
+        acc.served[at] = out.served
+        acc.dropped[at] = o_dropped
+        acc.abandoned[at] = o_abandoned
+        acc.values[at] = out.wait_values
+        acc.weights[at] = out.wait_weights
+        acc.mean_all[at] = o_mean
+        acc.ok[k][t_i, m_i] = ok
+        served = np.nan_to_num(out.served)
+        acc.busy[k][t_i, m_i] = load_s * (by_work * served).sum(axis=1)
+        acc.rate[k][t_i, m_i] = lam_s * (share * served).sum(axis=1)
+        acc.slot_s[k][t_i, m_i] = load_s / lam_s
 
     def _kappa(self, share: FloatArray, cv2: FloatArray) -> FloatArray:
         """Allen-Cunneen's (ca^2 + cs^2) / 2 per (tick, station) from the classes' shares of
@@ -543,8 +581,8 @@ class FlowEngine(EngineBase):
             same = _same_rows(arrivals[i:].reshape(arrivals.shape[0] - i, -1), arrivals[i])
             end = i + (int(np.argmin(same)) if not same.all() else same.size)
         arr = arrivals[i:end]
-        # per class, (ticks x regions) @ (regions x pools): plain matrix products
-        new = np.stack([arr[:, :, c] @ shares[:, c, :] for c in range(n_c)], 1)  # (T, C, P)
+        # per class, (ticks x regions) @ (regions x pools): one batched matrix product
+        new = np.matmul(arr.transpose(2, 0, 1), shares.transpose(1, 0, 2)).transpose(1, 0, 2)
         # one law per distinct row of loads (demand is constant within each clock hour)
         flat = new.reshape(new.shape[0], -1)
         changed = np.concatenate([[True], ~np.atleast_1d(_same_rows(flat[1:], flat[:-1]))])
@@ -566,25 +604,35 @@ class FlowEngine(EngineBase):
         if k == 0:
             return 0
         j = i + k
-        served = outcome.served.reshape(len(firsts), n_p, n_c)[row[:k]]  # (k, P, C)
-        dropped = outcome.dropped.reshape(len(firsts), n_p, n_c)[row[:k]]
-        abandoned = outcome.abandoned.reshape(len(firsts), n_p, n_c)[row[:k]]
-        # per region: the tick's flow x the pool's shares (summed over the stretch)
-        flow_t = arr[:k, :, :, None] * shares[None]  # (k, R, C, P)
-        acc.routed += flow_t.sum(axis=0)
+        n_u = len(firsts)
+        served = outcome.served.reshape(n_u, n_p, n_c)[row[:k]]  # (k, P, C)
+        # Per region: the tick's flow x the pool's shares (summed over the stretch), on the
+        # (region, class, pool) cells the policy sends anything to: a class goes to few of
+        # the pools, and a dense (k, R, C, P) array would cost more than the laws.
+        # (a flat search of a boolean array: np.nonzero of a 3-d float array is 15x slower)
+        r_nz, c_nz, p_nz = np.unravel_index(np.flatnonzero(shares.reshape(-1) != 0), shares.shape)
+        flow_t = arr[:k, r_nz, c_nz] * shares[r_nz, c_nz, p_nz]  # (k, N)
+        at = (r_nz, c_nz, p_nz)  # distinct cells: plain fancy-index adds
+        law_t = row[:k, None]  # each tick's law, per cell
+        acc.routed[at] += flow_t.sum(axis=0)
         acc.unrouted += arr[:k].sum(axis=0) * _unrouted(shares)
-        acc.admitted += np.einsum("trcp,tpc->rcp", flow_t, served)
+        served_t = outcome.served.reshape(n_u, n_p, n_c)[law_t, p_nz, c_nz]  # (k, N)
+        acc.admitted[at] += (flow_t * served_t).sum(axis=0)
         if self.outages:
-            self.admitted_rps = flow_t[-1] * served[-1].T[None] / widths[i + k - 1]
-        acc.dropped += np.einsum("trcp,tpc->rcp", flow_t, dropped)
-        acc.abandoned += np.einsum("trcp,tpc->rcp", flow_t, abandoned)
+            self.admitted_rps = np.zeros(self.shape)
+            self.admitted_rps[at] = flow_t[-1] * served_t[-1] / widths[i + k - 1]
+        dropped_t = outcome.dropped.reshape(n_u, n_p, n_c)[law_t, p_nz, c_nz]
+        acc.dropped[at] += (flow_t * dropped_t).sum(axis=0)
+        abandoned_t = outcome.abandoned.reshape(n_u, n_p, n_c)[law_t, p_nz, c_nz]
+        acc.abandoned[at] += (flow_t * abandoned_t).sum(axis=0)
         new_k = new[:k]
         acc.lam[i:j] = lam_u[row[:k]]
         acc.work_rate[i:j] = load_u[row[:k]]
         acc.busy[i:j] = np.einsum("tcp,tpc,cp->tp", new_k, served, self.svc_mean)
         mean_all = outcome.mean_wait_all_s.reshape(len(firsts), n_p, n_c)[row[:k]]
         acc.queue_s[i:j] = np.einsum("tcp,tpc->tp", new_k, mean_all)
-        acc.region_flow[i:j] = np.einsum("trc,rcp->trp", arr[:k], shares)
+        # per region, (ticks x classes) @ (classes x pools)
+        acc.region_flow[i:j] = np.matmul(arr[:k].transpose(1, 0, 2), shares).transpose(1, 0, 2)
         # waits: each distinct law once, weighted by the requests that met it
         per_law = np.zeros((len(firsts), n_c, n_p))
         np.add.at(per_law, row[:k], new_k)
@@ -1149,41 +1197,46 @@ class _Block:
         self.region_flow = np.zeros((n_t, n_r, n_p))  # requests from each region to each pool
         self._values: list[FloatArray] = []  # (C, P, J) waits of admitted requests
         self._weights: list[FloatArray] = []  # (C, P, J) how many requests had them
-        self._tick_v: FloatArray | None = None  # ... of ticks stepped one by one, J a tick
-        self._tick_w: FloatArray | None = None
+        # ... of ticks stepped one by one: tick -> its (C, P, J) waits and weights (a tick's
+        # own arrays, not one (C, P, ticks x J) pair: a long block steps few of its ticks)
+        self._ticks: dict[int, tuple[FloatArray, FloatArray]] = {}
+        # (class, pool) pairs that some wait was given weight for (a superset will do)
+        self._pairs = np.zeros((n_c, n_p), dtype=bool)
 
     def waits(self, values: FloatArray, weights: FloatArray) -> None:
-        if weights.any():
+        pairs = _weighted(weights)
+        if pairs.any():
             self._values.append(values)
             self._weights.append(weights)
+            self._pairs |= pairs
 
-    def _ticks_arrays(self) -> tuple[FloatArray, FloatArray]:
-        if self._tick_v is None or self._tick_w is None:
-            n_c, n_p = self.admitted.shape[1:]
-            self._tick_v = np.zeros((n_c, n_p, self.n_t * WAIT_POINTS))
-            self._tick_w = np.zeros((n_c, n_p, self.n_t * WAIT_POINTS))
-        return self._tick_v, self._tick_w
+    def _ticks_arrays(self, i: int) -> tuple[FloatArray, FloatArray]:
+        """Tick ``i``'s wait points and weights (C, P, J), zeros until written."""
+        arrays = self._ticks.get(i)
+        if arrays is None:
+            n_c, n_p = self._pairs.shape
+            arrays = (np.zeros((n_c, n_p, WAIT_POINTS)), np.zeros((n_c, n_p, WAIT_POINTS)))
+            self._ticks[i] = arrays
+        return arrays
 
     def tick_waits(self, i: int, pools: Any, values: FloatArray, weights: FloatArray) -> None:
         """Tick ``i``'s wait points (C, k, J) and their weights for ``pools``."""
-        v, w = self._ticks_arrays()
-        cols = slice(i * WAIT_POINTS, (i + 1) * WAIT_POINTS)
-        v[:, pools, cols] = values
-        w[:, pools, cols] = weights
+        v, w = self._ticks_arrays(i)
+        v[:, pools] = values
+        w[:, pools] = weights
+        self._pairs[:, pools] |= _weighted(weights)
 
     def fluid_waits(
         self, i: int, pools: Any, values: FloatArray, lin: FloatArray, new: FloatArray
     ) -> None:
         """Tick ``i``'s fluid waits: ``values`` (F, J-1) band means of the uniform part, a
         share ``lin`` (F,) of the ``new`` (C, F) admitted waiting, the rest not."""
-        v, w = self._ticks_arrays()
-        k = i * WAIT_POINTS
-        v[:, pools, k] = 0.0
-        v[:, pools, k + 1 : k + WAIT_POINTS] = values[None]
-        w[:, pools, k] = (1 - lin)[None] * new
-        w[:, pools, k + 1 : k + WAIT_POINTS] = (lin / (WAIT_POINTS - 1))[None, :, None] * new[
-            :, :, None
-        ]
+        v, w = self._ticks_arrays(i)
+        v[:, pools, 0] = 0.0
+        v[:, pools, 1:] = values[None]
+        w[:, pools, 0] = (1 - lin)[None] * new
+        w[:, pools, 1:] = (lin / (WAIT_POINTS - 1))[None, :, None] * new[:, :, None]
+        self._pairs[:, pools] |= _weighted(w[:, pools])
 
     def fluid_waits_of(
         self,
@@ -1195,26 +1248,51 @@ class _Block:
         new: FloatArray,
     ) -> None:
         """``fluid_waits`` for the ``classes`` only (one priority): ``new`` is (K, F)."""
-        v, w = self._ticks_arrays()
-        k = i * WAIT_POINTS
+        v, w = self._ticks_arrays(i)
         rows = classes[:, None]
-        v[rows, pools, k] = 0.0
-        v[rows, pools, k + 1 : k + WAIT_POINTS] = values[None]
-        w[rows, pools, k] = (1 - lin)[None] * new
-        w[rows, pools, k + 1 : k + WAIT_POINTS] = (lin / (WAIT_POINTS - 1))[None, :, None] * new[
-            :, :, None
-        ]
+        v[rows, pools, 0] = 0.0
+        v[rows, pools, 1:] = values[None]
+        w[rows, pools, 0] = (1 - lin)[None] * new
+        w[rows, pools, 1:] = (lin / (WAIT_POINTS - 1))[None, :, None] * new[:, :, None]
+        self._pairs[rows, pools] |= _weighted(w[rows, pools])
 
     def wait_law(self) -> tuple[FloatArray, FloatArray]:
         """The block's waits per (class, pool): the no-wait mass, then equal-mass bands."""
-        parts_v, parts_w = list(self._values), list(self._weights)
-        if self._tick_v is not None and self._tick_w is not None:
-            parts_v.append(self._tick_v)
-            parts_w.append(self._tick_w)
-        if not parts_v:
-            shape = self.admitted.shape[1:]
-            return np.zeros((*shape, 1)), np.zeros((*shape, 1))
-        return _reduce_waits(np.concatenate(parts_v, axis=2), np.concatenate(parts_w, axis=2))
+        n_c, n_p = self._pairs.shape
+        n_pts = sum(part.shape[2] for part in self._values)
+        if self._ticks:  # the stepped ticks' points come last, J a tick, in tick order
+            n_pts += self.n_t * WAIT_POINTS
+        if not n_pts:
+            return np.zeros((n_c, n_p, 1)), np.zeros((n_c, n_p, 1))
+        if n_pts <= WAIT_BANDS + 1:
+            every = np.arange(n_c * n_p)
+            v, w = self._points(every)
+            return _reduce_waits(v.reshape(n_c, n_p, -1), w.reshape(n_c, n_p, -1))
+        # Only the (class, pool) pairs that met a wait are reduced (a class is served at few
+        # pools: a few % of the pairs on a market of many models); the others' bands are
+        # zeros, as the reduction of no weight makes them.
+        rows = np.flatnonzero(self._pairs.ravel())
+        values, weights = _reduce_rows(*self._points(rows))
+        return _scatter(values, rows, n_c, n_p), _scatter(weights, rows, n_c, n_p)
+
+    def _points(self, rows: npt.NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+        """The block's wait points and weights (A, N) of the pairs ``rows`` (flat indices
+        c * P + p): each ``waits`` part in turn, then every tick's J points (zeros for a tick
+        not stepped: the points' layout is the block's, whichever ticks were stepped)."""
+        n_pairs = self._pairs.size
+        # indexed by class and pool: a part may be a transposed view (no copy of it first)
+        cls, pool = np.divmod(rows, self._pairs.shape[1])
+        parts_v = [part[cls, pool] for part in self._values]
+        parts_w = [part[cls, pool] for part in self._weights]
+        if self._ticks:
+            tick_v = np.zeros((rows.size, self.n_t, WAIT_POINTS))
+            tick_w = np.zeros((rows.size, self.n_t, WAIT_POINTS))
+            for i, (v, w) in self._ticks.items():
+                tick_v[:, i] = v.reshape(n_pairs, -1)[rows]
+                tick_w[:, i] = w.reshape(n_pairs, -1)[rows]
+            parts_v.append(tick_v.reshape(rows.size, -1))
+            parts_w.append(tick_w.reshape(rows.size, -1))
+        return np.concatenate(parts_v, axis=1), np.concatenate(parts_w, axis=1)
 
 
 @overload
@@ -1228,24 +1306,83 @@ def _reduce_waits(
 ) -> tuple[FloatArray, FloatArray] | tuple[FloatArray, FloatArray, FloatArray]:
     """Wait points (C, P, N) and their weights as the no-wait mass, then equal-mass bands;
     with ``u`` (a second value per point), its mean over the points of each band too."""
-    zero = np.where(v <= 0, w, 0.0).sum(axis=2)
-    w_pos = np.where(v > 0, w, 0.0)
-    head = np.zeros((*zero.shape, 1))
-    if v.shape[2] <= WAIT_BANDS + 1:
+    n_c, n_p, n = v.shape
+    if n <= WAIT_BANDS + 1:  # few points: kept as they are, the no-wait mass first
+        zero = np.where(v <= 0, w, 0.0).sum(axis=2)
+        w_pos = np.where(v > 0, w, 0.0)
+        head = np.zeros((n_c, n_p, 1))
         values = np.concatenate([head, v], 2)
         weights = np.concatenate([zero[:, :, None], w_pos], 2)
         return (values, weights) if u is None else (values, weights, np.concatenate([head, u], 2))
-    order = np.argsort(v, axis=2, kind="stable")  # runs of ticks come nearly sorted
-    vs = np.take_along_axis(v, order, axis=2)
-    ws = np.take_along_axis(w_pos, order, axis=2)
+    # Only the pairs with some weight are sorted and banded: a pair without any has zero bands
+    # (band_means of no mass), which is what the scatter leaves.
+    rows = np.flatnonzero((w != 0).any(axis=2).ravel())
+    flat_v = v.reshape(n_c * n_p, n)[rows]
+    flat_w = w.reshape(n_c * n_p, n)[rows]
+    if u is None:
+        values, weights = _reduce_rows(flat_v, flat_w)
+        return _scatter(values, rows, n_c, n_p), _scatter(weights, rows, n_c, n_p)
+    values, weights, bands_u = _reduce_rows(flat_v, flat_w, u.reshape(n_c * n_p, n)[rows])
+    return (
+        _scatter(values, rows, n_c, n_p),
+        _scatter(weights, rows, n_c, n_p),
+        _scatter(bands_u, rows, n_c, n_p),
+    )
+
+
+@overload
+def _reduce_rows(v: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]: ...
+@overload
+def _reduce_rows(
+    v: FloatArray, w: FloatArray, u: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]: ...
+def _reduce_rows(
+    v: FloatArray, w: FloatArray, u: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray] | tuple[FloatArray, FloatArray, FloatArray]:
+    """``_reduce_waits`` of rows of points (A, N), N > ``WAIT_BANDS + 1``: the no-wait mass,
+    then ``WAIT_BANDS`` equal-mass bands of the points that waited (A, 1 + WAIT_BANDS)."""
+    if not v.shape[0]:  # no pair met a wait
+        empty = np.zeros((0, 1 + WAIT_BANDS))
+        return (empty, empty.copy()) if u is None else (empty, empty.copy(), empty.copy())
+    # the no-wait mass summed over every point as given (the same sum, to the last bit)
+    zero = np.where(v <= 0, w, 0.0).sum(axis=1)
+    # Points without weight in any row (a block's ticks that steady stretches covered) are
+    # left out of the sort: they add exact zeros to the cumulative sums and no band ends on
+    # one, so the bands are the same without them.
+    cols = (w != 0).any(axis=0)
+    if not cols.all():
+        v, w = v[:, cols], w[:, cols]
+        u = None if u is None else u[:, cols]
+    w_pos = np.where(v > 0, w, 0.0)
+    head = np.zeros((v.shape[0], 1))
+    order = np.argsort(v, axis=1, kind="stable")  # runs of ticks come nearly sorted
+    vs = np.take_along_axis(v, order, axis=1)
+    ws = np.take_along_axis(w_pos, order, axis=1)
     bands_v, bands_w = band_means(ws, vs, WAIT_BANDS)
-    values = np.concatenate([head, bands_v], axis=2)
-    weights = np.concatenate([zero[:, :, None], bands_w], axis=2)
+    values = np.concatenate([head, bands_v], axis=1)
+    weights = np.concatenate([zero[:, None], bands_w], axis=1)
     if u is None:
         return values, weights
     # the same bands (cut by cumulative weight in v's order), averaging u instead
-    bands_u, _ = band_means(ws, np.take_along_axis(u, order, axis=2), WAIT_BANDS)
-    return values, weights, np.concatenate([head, bands_u], axis=2)
+    bands_u, _ = band_means(ws, np.take_along_axis(u, order, axis=1), WAIT_BANDS)
+    return values, weights, np.concatenate([head, bands_u], axis=1)
+
+
+def _weighted(weights: FloatArray) -> npt.NDArray[np.bool_]:
+    """Which (class, pool) rows of ``weights`` (..., J) hold some weight (non-zero, or nan).
+    One comparison per point index: faster than ``any`` over a short last axis."""
+    out = weights[..., 0] != 0
+    for j in range(1, weights.shape[-1]):
+        out |= weights[..., j] != 0
+    return out
+
+
+def _scatter(rows_out: FloatArray, rows: npt.NDArray[np.intp], n_c: int, n_p: int) -> FloatArray:
+    """Rows (A, J) of the pairs ``rows`` (flat indices c * P + p) into a (C, P, J) array of
+    zeros."""
+    out = np.zeros((n_c * n_p, rows_out.shape[1]))
+    out[rows] = rows_out
+    return out.reshape(n_c, n_p, -1)
 
 
 @dataclass(frozen=True)
@@ -1316,14 +1453,15 @@ class _Tiers:
         self.weights = np.zeros((n_t, n_m, n_c, WAIT_POINTS))
         self.weights[..., 0] = 1.0
         self.mean_all = np.zeros((n_t, n_m, n_c))
-        self.stable = np.ones((n_t, n_m), dtype=bool)
+        self.ok = np.ones((n_k, n_t, n_m), dtype=bool)  # each priority's law exists
         self.busy = np.zeros((n_k, n_t, n_m))
         self.rate = np.zeros((n_k, n_t, n_m))
         self.slot_s = np.zeros((n_k, n_t, n_m))
 
     def outcome(self) -> Outcome:
         """As ``stationary`` returns it: rows t-major, nan where no steady state exists."""
-        bad = ~self.stable
+        stable = self.ok.all(axis=0)
+        bad = ~stable
         for arr in (
             self.served,
             self.dropped,
@@ -1336,7 +1474,7 @@ class _Tiers:
         n_t, n_m, n_c = self.served.shape
         rows = n_t * n_m
         return Outcome(
-            self.stable.reshape(-1),
+            stable.reshape(-1),
             self.served.reshape(rows, n_c),
             self.dropped.reshape(rows, n_c),
             self.abandoned.reshape(rows, n_c),

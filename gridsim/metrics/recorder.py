@@ -218,46 +218,72 @@ class Recorder:
         if served_cp.sum() <= 0:
             return
         wait_v, wait_w = wait_points
-        k = service_points.shape[2]
+        n_r, n_c, n_p = served.shape
+        n_j, k = wait_v.shape[2], service_points.shape[2]
+        # Only the (class, pool) pairs with wait mass have latency points: a class is served at
+        # few pools (a few % of the pairs on a market of many models). Every other pair meets
+        # no SLO share and adds nothing to a histogram, so the work is on the pairs that have
+        # mass (A of them, flat index c * P + p, in order: sums over them add the same terms in
+        # the same order as over every pair).
+        pairs = np.flatnonzero((wait_w != 0).any(axis=2).ravel())
+        cls = pairs // n_p
+        # np.take: C-ordered (fancy indexing of the last axis is not), so the sum over regions
+        # runs region after region as over the whole array
+        served_a = np.take(served.reshape(n_r, n_c * n_p), pairs, axis=1)  # (R, A)
+        served_tot = served_cp.ravel()[pairs]  # (A,)
+        network_a = np.take(network_s, pairs % n_p, axis=1)  # (R, A)
         with np.errstate(invalid="ignore", divide="ignore"):
-            net = np.nan_to_num((served * network_s[:, None, :]).sum(axis=0) / served_cp)
-        lat = (2 * net)[:, :, None, None] + wait_v[:, :, :, None] + service_points[:, :, None, :]
+            net = np.nan_to_num((served_a * network_a).sum(axis=0) / served_tot)  # (A,)
+        v_a = wait_v.reshape(-1, n_j)[pairs]  # (A, J)
+        w_a = wait_w.reshape(-1, n_j)[pairs]
+        svc = service_points.reshape(-1, k)[pairs]  # (A, K)
+        lat = (2 * net)[:, None, None] + v_a[:, :, None] + svc[:, None, :]  # (A, J, K)
         # the first token's share of each wait point (staged pools: the entry's wait only)
-        before_first = wait_v if first_token_waits is None else first_token_waits
-        ttft = (2 * net + prefill_mean)[:, :, None] + before_first  # (C, P, J)
-        w = np.repeat(wait_w[:, :, :, None] / k, k, axis=3)  # (C, P, J, K)
+        before_first = (
+            v_a if first_token_waits is None else first_token_waits.reshape(-1, n_j)[pairs]
+        )
+        ttft = (2 * net + prefill_mean.ravel()[pairs])[:, None] + before_first  # (A, J)
+        w = np.repeat(w_a[:, :, None] / k, k, axis=2)  # (A, J, K)
         with np.errstate(invalid="ignore", divide="ignore"):
-            norm = np.nan_to_num(w / served_cp[:, :, None, None])  # mass per (c, p) sums to 1
-        ttft_ok = ttft[:, :, :, None] <= np.asarray(self.layout.ttft_slo_s)[:, None, None, None]
-        e2e_ok = lat <= np.asarray(self.layout.e2e_slo_s)[:, None, None, None]
-        met_share = (norm * (ttft_ok & e2e_ok)).sum(axis=(2, 3))  # (C, P)
-        served_crp = np.transpose(served, (1, 0, 2))
-        self.served += served_crp
-        self.met_slo += served_crp * met_share[:, None, :]
-        self.input_served += served_crp * tokens[0][:, None, None]
-        self.output_served += served_crp * tokens[1][:, None, None]
-        if keep == 0.0 or not self.latency_statistics:
+            # mass per pair sums to 1; equal over the K service points, so divided once per
+            # wait point (the same quotients as dividing w)
+            norm = np.nan_to_num(w_a / k / served_tot[:, None])  # (A, J)
+        ttft_ok = ttft[:, :, None] <= np.asarray(self.layout.ttft_slo_s)[cls][:, None, None]
+        e2e_ok = lat <= np.asarray(self.layout.e2e_slo_s)[cls][:, None, None]
+        met_share = np.zeros(n_c * n_p)
+        met_share[pairs] = (norm[:, :, None] * (ttft_ok & e2e_ok)).sum(axis=(1, 2))
+        # The counters change only where something was served (every other term adds 0):
+        # those (class, pool) pairs, all regions at once (each pair once: no repeated index).
+        got = np.flatnonzero((served != 0).any(axis=0).ravel())
+        c_got, p_got = got // n_p, got % n_p
+        served_got = np.take(served.reshape(n_r, n_c * n_p), got, axis=1).T  # (S, R)
+        self.served[c_got, :, p_got] += served_got
+        self.met_slo[c_got, :, p_got] += served_got * met_share[got][:, None]
+        self.input_served[c_got, :, p_got] += served_got * tokens[0][c_got][:, None]
+        self.output_served[c_got, :, p_got] += served_got * tokens[1][c_got][:, None]
+        if keep == 0.0 or not self.latency_statistics or not pairs.size:
             return
         if keep < 1.0:  # only the share after warm-up goes into the statistics
             w = w * keep
-            wait_w = wait_w * keep
+            w_a = w_a * keep
         # Each (class, pool) is one mixture component of J x K latency points; classes, nodes
         # and pools take their components whole (partitions, built once per layout), regions
         # mix them by their share of what the pool served.
         from scipy import sparse
 
-        n_c, n_p = served_cp.shape
-        comps = n_c * n_p
+        comps = pairs.size
         with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.nan_to_num(served / served_cp[None])  # (R, C, P)
+            share = np.nan_to_num(served_a / served_tot[None])  # (R, A)
         # sparse once here, not once per metric inside add_mixture: a region uses few pools
-        by_region = sparse.csr_matrix(share.reshape(share.shape[0], comps))
-        mixes: dict[str, Mix] = {**_flow_mixes(self.layout), "region": by_region}
+        mixes: dict[str, Mix] = {
+            **{g: group_of[pairs] for g, group_of in _flow_mixes(self.layout).items()},
+            "region": sparse.csr_matrix(share),
+        }
         # Waits and first tokens do not depend on the service point: J points suffice.
         for m, v, wt in (
             ("latency_s", lat, w),
-            ("wait_s", wait_v, wait_w),
-            ("ttft_s", ttft, wait_w),
+            ("wait_s", v_a, w_a),
+            ("ttft_s", ttft, w_a),
         ):
             targets = [(self.hists[(g, m)], mix) for g, mix in mixes.items()]
             add_mixture(targets, np.asarray(v).reshape(comps, -1), wt.reshape(comps, -1))

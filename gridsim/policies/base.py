@@ -162,35 +162,138 @@ class PolicyBase:
         """Water-filling: each class's demand from each region goes to its pools in ``order``
         (classes x regions -> pools) where ``fits`` (regions x classes x pools) allows, each
         pool up to ``limit`` of its slots (what is queued there counts as used); what does not
-        fit is spread over the allowed pools up, in proportion to their slots."""
-        room = state.slots * limit - state.queued_work_rate  # slot-seconds/s still free
-        work = state.demand_rps[:, :, None] * state.service_s[None, :, :]  # (R, C, P)
-        shares = np.zeros(work.shape)
-        alive = state.alive
-        for c, per_region in enumerate(order):
-            for r, pools in enumerate(per_region):
-                if state.demand_rps[r, c] <= 0:
-                    continue
-                left = 1.0
-                for p in pools:
-                    if not (alive[p] and fits[r, c, p]) or room[p] <= 0:
-                        continue
-                    take = min(left, room[p] / work[r, c, p])
-                    shares[r, c, p] += take
-                    room[p] -= take * work[r, c, p]
-                    left -= take
-                    if left <= 1e-12:
-                        break
-                if left > 1e-12:
-                    up = [p for p in pools if alive[p]]
-                    if up:
-                        weights = state.slots[up] / max(state.slots[up].sum(), 1e-12)
-                        shares[r, c, up] += left * weights
+        fit is spread over the allowed pools up, in proportion to their slots.
+
+        The demands are taken one by one, classes then regions, as ``_fill_one`` does; this
+        does the same in vectorised passes. Most demands go whole to their first pool with
+        room: in each pass, those of a group of pools (demands that can reach the same pools,
+        ``_FillPlan``) up to the first that does not fit whole are placed at once, and that one
+        is placed on its own. Groups share no pool, so each pass advances every group."""
+        plan = self._fill_plan(order)
+        room = np.append(state.slots * limit - state.queued_work_rate, -1.0)  # + the padding
+        shares = np.zeros((*state.demand_rps.shape, state.slots.size))
+        demand = state.demand_rps[plan.pair_r, plan.pair_c]
+        # the pools each demand may fill, in order (fixed for the call; room is not)
+        usable = plan.valid & fits.reshape(-1)[plan.flat] & state.alive[plan.pool]
+        pending = np.flatnonzero(demand > 0)  # demands still to place, in order
+        n_pools = state.slots.size
+        while pending.size:
+            cand = plan.cand[pending]
+            ok = usable[pending] & (room[cand] > 0)
+            has = ok.any(axis=1)
+            first = np.where(has, cand[np.arange(pending.size), ok.argmax(axis=1)], n_pools)
+            c = plan.pair_c[pending]
+            work = demand[pending] * state.service_s[c, np.minimum(first, n_pools - 1)]
+            # work placed at each pool by the demands before (and with) each one
+            by_pool = np.argsort(first, kind="stable")
+            cum = np.cumsum(work[by_pool])
+            starts = np.flatnonzero(np.r_[True, first[by_pool][1:] != first[by_pool][:-1]])
+            seg = np.repeat(starts, np.diff(np.r_[starts, pending.size]))
+            cum -= cum[seg] - work[by_pool][seg]
+            whole = np.empty(pending.size, dtype=bool)
+            # a margin for rounding: the one-by-one pass must find the room it takes here
+            whole[by_pool] = cum <= room[first[by_pool]] * (1 - 1e-9)
+            whole &= has
+            # per group, the demands before its first that does not fit whole are placed whole
+            group = plan.group[pending]
+            bad = np.flatnonzero(~whole)
+            groups, at = np.unique(group[bad], return_index=True)
+            stop = np.full(plan.n_groups, pending.size)
+            stop[groups] = bad[at]
+            pos = np.arange(pending.size)
+            done = pos < stop[group]
+            shares[plan.pair_r[pending[done]], c[done], first[done]] = 1.0
+            # one by one, in order, as _fill_one would: the same rounding, bit for bit
+            np.subtract.at(room, first[done], work[done])
+            for q in pending[bad[at]]:
+                r, ci = int(plan.pair_r[q]), int(plan.pair_c[q])
+                self._fill_one(state, shares, room, order[ci][r], fits, r, ci)
+            pending = pending[pos > stop[group]]
         return shares
+
+    @staticmethod
+    def _fill_one(
+        state: FlowState,
+        shares: FloatArray,
+        room: FloatArray,
+        pools: tuple[int, ...],
+        fits: npt.NDArray[np.bool_],
+        r: int,
+        c: int,
+    ) -> None:
+        """One demand (region ``r``, class ``c``) water-filled over ``pools`` in order: into
+        ``shares``, out of ``room``."""
+        alive = state.alive
+        work = state.demand_rps[r, c] * state.service_s[c]
+        left = 1.0
+        for p in pools:
+            if not (alive[p] and fits[r, c, p]) or room[p] <= 0:
+                continue
+            take = min(left, room[p] / work[p])
+            shares[r, c, p] += take
+            room[p] -= take * work[p]
+            left -= take
+            if left <= 1e-12:
+                break
+        if left > 1e-12:
+            up = [p for p in pools if alive[p]]
+            if up:
+                weights = state.slots[up] / max(state.slots[up].sum(), 1e-12)
+                shares[r, c, up] += left * weights
+
+    def _fill_plan(self, order: tuple[tuple[tuple[int, ...], ...], ...]) -> _FillPlan:
+        """``fill``'s fixed arrays for ``order`` (a policy's own, fixed tuple: kept by it)."""
+        cache: dict[int, _FillPlan] = self.__dict__.setdefault("_fill_plans", {})
+        plan = cache.get(id(order))
+        if plan is None or plan.order is not order:
+            plan = cache[id(order)] = _FillPlan(order, self.candidate_mask.shape)
+        return plan
 
     def _empty(self) -> FloatArray:
         g = self.grid
         return np.zeros((len(g.region_ids), len(g.classes), len(g.pools)))
+
+
+class _FillPlan:
+    """``fill``'s fixed arrays for one ``order``: its demands (class-major, then region), each
+    one's pools in order (padded), and groups of demands that can reach the same pools
+    (connected through their pool lists: a demand only ever changes its group's room)."""
+
+    def __init__(
+        self, order: tuple[tuple[tuple[int, ...], ...], ...], shape: tuple[int, int, int]
+    ) -> None:
+        _n_r, n_c, n_p = shape
+        self.order = order  # kept so that its id is not reused while the plan is cached
+        pairs = [(c, r) for c, per_region in enumerate(order) for r in range(len(per_region))]
+        self.pair_c = np.array([c for c, _ in pairs], dtype=np.intp)
+        self.pair_r = np.array([r for _, r in pairs], dtype=np.intp)
+        width = max((len(order[c][r]) for c, r in pairs), default=0)
+        self.cand = np.full((len(pairs), max(width, 1)), n_p, dtype=np.intp)  # n_p: padding
+        for i, (c, r) in enumerate(pairs):
+            self.cand[i, : len(order[c][r])] = order[c][r]
+        self.valid = self.cand < n_p
+        self.pool = np.where(self.valid, self.cand, 0)  # the padding read as pool 0 (masked)
+        self.flat = (self.pair_r * n_c + self.pair_c)[:, None] * n_p + self.pool
+        # union-find over pools, joined by each demand's pool list
+        parent = list(range(n_p + 1))
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for c, r in pairs:
+            pools = order[c][r]
+            for p in pools[1:]:
+                a, b = find(pools[0]), find(p)
+                if a != b:
+                    parent[a] = b
+        roots = np.array([find(p) for p in range(n_p + 1)])
+        _, pool_group = np.unique(roots, return_inverse=True)
+        self.n_groups = int(pool_group.max()) + 1
+        # a demand with no pool: the padding's group (it places nothing)
+        self.group = pool_group[self.cand[:, 0]]
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ def plot_market_plans(result: Result) -> Figure | None:
     margin = np.array([_f(plans[n].get("margin_cny")) for n in names]) / scale
     ax.scatter(pos, margin, marker="D", s=40, c="k", label="margin", zorder=3)
     ax.axhline(0, color="k", lw=0.8)
+    ax.margins(y=0.12)  # room above the tallest bar for the legend
     ax.set_xticks(pos, names, rotation=20 if len(names) > 4 else 0, ha="right", fontsize=9)
     ax.set_ylabel(f"{unit} over the horizon")
     ax.grid(alpha=0.3, axis="y")
