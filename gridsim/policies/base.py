@@ -181,6 +181,14 @@ class PolicyBase:
             cand = plan.cand[pending]
             ok = usable[pending] & (room[cand] > 0)
             has = ok.any(axis=1)
+            if not has.all():
+                # No pool of theirs has room, and room only shrinks: these demands take no
+                # room whatever comes before them, so they are spread at once (as _fill_one
+                # spreads them: over their pools up, by slots). Under overload most are these.
+                self._spread(state, shares, plan, pending[~has])
+                pending, cand, ok, has = pending[has], cand[has], ok[has], has[has]
+                if not pending.size:
+                    break
             first = np.where(has, cand[np.arange(pending.size), ok.argmax(axis=1)], n_pools)
             c = plan.pair_c[pending]
             work = demand[pending] * state.service_s[c, np.minimum(first, n_pools - 1)]
@@ -210,6 +218,29 @@ class PolicyBase:
                 self._fill_one(state, shares, room, order[ci][r], fits, r, ci)
             pending = pending[pos > stop[group]]
         return shares
+
+    @staticmethod
+    def _spread(
+        state: FlowState, shares: FloatArray, plan: _FillPlan, demands: npt.NDArray[np.intp]
+    ) -> None:
+        """Demands that found no room: each spread whole over its pools that are up, in
+        proportion to their slots (``_fill_one``'s last step with nothing placed before)."""
+        pools = plan.pool[demands]  # (k, width)
+        up = plan.valid[demands] & state.alive[pools]
+        slots = np.where(up, state.slots[pools], 0.0)
+        total = np.maximum(slots.sum(axis=1, keepdims=True), 1e-12)
+        weights = slots / total
+        rows = np.flatnonzero(up.any(axis=1))
+        if not rows.size:
+            return
+        r = np.repeat(plan.pair_r[demands[rows]], pools.shape[1])
+        c = np.repeat(plan.pair_c[demands[rows]], pools.shape[1])
+        keep = up[rows].reshape(-1)
+        np.add.at(
+            shares,
+            (r[keep], c[keep], pools[rows].reshape(-1)[keep]),
+            weights[rows].reshape(-1)[keep],
+        )
 
     @staticmethod
     def _fill_one(
