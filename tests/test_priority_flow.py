@@ -206,3 +206,40 @@ def test_priority_numbers_not_order_matter(tmp_path: Path) -> None:
         2 / 3,
         abs_tol=2e-3,
     )
+
+
+def test_earlier_priority_waits_for_a_slot_the_later_holds(tmp_path: Path) -> None:
+    """Non-preemptive: 200 slots, 10 s jobs, gold (priority 0) 12 / s and free (priority 1)
+    12 / s, a one-minute maximum wait. Free keeps every slot busy (it is shed to the 80 slots
+    gold leaves), so a gold arrival always waits for a slot to free. Slots free at
+    D = 200 / 10 s = 20 a second and gold's queue is served at that rate: an M/M/1 queue of
+    12 arrivals and 20 departures a second, waits exponential with mean 1 / (20 - 12) =
+    0.125 s (Cobham, 1 / (D (1 - 12 / 20))). The decomposition alone (gold on 200 slots at
+    120 Erlangs) gave gold no wait."""
+    sc = scenario(tmp_path, {"gold": (12.0, 0), "free": (12.0, 1)}, admission={"max_wait": 60})
+    wait = gs.run(sc).summary["by_class"]["gold"]["wait_s"]
+    assert wait["share_waited"] == pytest.approx(1.0, abs=1e-3)
+    assert wait["mean"] == pytest.approx(0.125, rel=0.01)
+
+
+def test_earlier_priority_leaves_while_it_waits(tmp_path: Path) -> None:
+    """As above, but gold's users leave after exactly 0.25 s in the queue. Gold's offered
+    wait, given a wait, is that of an M/M/1+D queue (Zeltyn & Mandelbaum with one server):
+    density proportional to exp(12 H(x) - 20 x), H(x) = min(x, 0.25), i.e. e^(-8x) up to
+    0.25 s (mass (1 - e^-2) / 8) and e^(3 - 20x) beyond (mass e^-2 / 20): gold abandons
+    (e^-2 / 20) / ((1 - e^-2) / 8 + e^-2 / 20) = 5.89 % of its arrivals. Free gets the slots
+    gold's leavers free: 80 + 0.0589 x 120 Erlangs of its 120."""
+    scenario(tmp_path, {"gold": (12.0, 0), "free": (12.0, 1)}, admission={"max_wait": 60})
+    path = tmp_path / "s.yaml"  # as ``scenario`` wrote it, with gold's patience added
+    doc = yaml.safe_load(path.read_text())
+    doc["demand"]["classes"][0]["patience"] = {"dist": "constant", "value": 0.25}
+    path.write_text(yaml.safe_dump(doc))
+    sc = gs.load_scenario(path)
+    s = gs.run(sc).summary
+    tail = math.exp(-2) / 20
+    want = tail / ((1 - math.exp(-2)) / 8 + tail)
+    gold, free = requests(s, "gold"), requests(s, "free")
+    assert gold["abandoned"] / gold["arrived"] == pytest.approx(want, rel=0.02)
+    assert gold["dropped"] < 1e-6 * gold["arrived"]
+    free_erlangs = SLOTS - 120 * (1 - want)
+    assert free["served"] / free["arrived"] == pytest.approx(free_erlangs / 120, abs=3e-3)

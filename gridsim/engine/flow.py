@@ -72,6 +72,9 @@ WAIT_BANDS = 8  # a block's waits per (class, pool): no wait, then this many equ
 _UNIFORM_POINTS = (np.arange(WAIT_POINTS - 1) + 0.5) / (WAIT_POINTS - 1)
 NICE_INTERVALS_S = (60, 300, 600, 900, 1800, 3600, 7200, 21600, 86400, 7 * 86400)
 MAX_SERIES_BINS = 20_000
+# below this chance of every slot being busy, the earlier priorities keep the decomposition's
+# waits (``FlowEngine._nonpreemptive``)
+FULL_POOL_MIN = 0.01
 
 
 class FlowEngine(EngineBase):
@@ -392,11 +395,12 @@ class FlowEngine(EngineBase):
           need, the last ones get what is left and are shed (dropped or abandoned) first.
           A second pass takes from priority k the slots the later priorities hold that turn
           over more slowly than its own work (slow batch under chat: an arrival finding every
-          slot busy waits for one of them to free). Known limit: in a pool that later
-          priorities keep full, an earlier priority's arrival still waits for a departure,
-          which the decomposition does not see when the later work is not slower; its waits
-          and abandonment are then underestimated (e.g. paid chat above free chat at rho 1.3:
-          0.1 % abandoned at flow fidelity, 0.7 % at request fidelity).
+          slot busy waits for one of them to free). Then ``_nonpreemptive``: in a pool that
+          later priorities keep full, an earlier priority's arrival still waits for a
+          departure, which the decomposition does not see (paid chat above free chat at rho
+          1.3 abandoned 0.1 % at flow fidelity, 0.6 % at request fidelity); the priorities
+          above the last get the pool's chance of being full and Cobham's waits for a slot,
+          and the later ones are recomputed on the slots that leaves them.
         """
         n_t, n_c, n_m = new.shape
         unbounded = all(law is None for law in rules.patience)
@@ -437,6 +441,19 @@ class FlowEngine(EngineBase):
                     self._tier_law(acc, k, tier, new, dt, svc, cv2, free, rules, rows)
                     used[k] = free
                 busy_before = busy_before + acc.busy[k]
+        fixed = self._nonpreemptive(acc, new, dt, svc, cv2, servers, rules)
+        if fixed.any():
+            # The corrected priorities hold a little less (their leavers): the later ones
+            # get those slots (only the rows whose slots changed are recomputed).
+            busy_before = np.zeros((n_t, n_m))
+            for k, tier in enumerate(self.tiers):
+                free = servers - busy_before
+                free = np.where(free > 1e-9 * servers, free, 0.0) - cut[k]
+                rows = (free != used[k]) & ~fixed[k]
+                if rows.any():
+                    self._tier_law(acc, k, tier, new, dt, svc, cv2, free, rules, rows)
+                    used[k] = np.where(rows, free, used[k])
+                busy_before = busy_before + acc.busy[k]
         return acc.outcome()
 
     def _tier_law(
@@ -466,6 +483,7 @@ class FlowEngine(EngineBase):
         acc.busy[k][rows] = 0.0
         acc.rate[k][rows] = 0.0
         acc.slot_s[k][rows] = 0.0
+        acc.p_wait[k][rows] = 0.0
         acc.ok[k][rows] = True
         sel = np.flatnonzero(rows & (arriving > 0))  # rows t-major
         if not sel.size:
@@ -529,6 +547,156 @@ class FlowEngine(EngineBase):
         acc.busy[k][t_i, m_i] = load_s * (by_work * served).sum(axis=1)
         acc.rate[k][t_i, m_i] = lam_s * (share * served).sum(axis=1)
         acc.slot_s[k][t_i, m_i] = load_s / lam_s
+        # an arrival that waits found every slot it may take busy: turned away at once (no
+        # slot left) or served after a wait (weights beyond the first point), or leaving
+        no_wait = np.nan_to_num(out.wait_weights[:, :, 0])
+        # (clipped: the shares' sum is 1 only to rounding, and a weight scaled by a
+        # negative -1e-16 is one the histograms refuse)
+        acc.p_wait[k][t_i, m_i] = np.clip(1.0 - (share * no_wait).sum(axis=1), 0.0, 1.0)
+
+    def _nonpreemptive(
+        self,
+        acc: _Tiers,
+        new: FloatArray,
+        dt: FloatArray,
+        svc: FloatArray,
+        cv2: FloatArray,
+        servers: FloatArray,
+        rules: _Rules,
+    ) -> npt.NDArray[np.bool_]:
+        """Non-preemptive waits of the priorities above the last one, into ``acc`` (the
+        decomposition's results); returns the (K, T, M) rows corrected.
+
+        The decomposition puts priority k on the slots the earlier priorities leave and so
+        ignores the slots the later ones hold. Non-preemptive, they hold them until they
+        finish: when the later priorities keep the pool full, an arrival of priority k finds
+        every slot busy as often as an arrival of the last priority does, and waits for one
+        to free. So, for each priority k above the last one present at a station:
+
+        - P(wait) = P(every slot busy): the last priority's chance of waiting (its own law,
+          on the slots the others leave; 1 when they leave none);
+        - given a wait, the queue of priorities 0..k is served by the pool's departures,
+          D = n / (mean slot time of what it serves) a second. Cobham's non-preemptive form
+          gives its mean, 1 / (D (1 - s_{k-1})(1 - s_k)), s_k the arrivals/s of priorities
+          0..k over D (arrivals, not work: each departure takes one request, whatever its
+          length; with one slot time for all, as in Cobham, the two are the same). The
+          request engine agrees with arrival shares (slow batch ahead of chat: with work
+          shares batch's wait would be 14 % too long);
+        - the wait's law given a wait is that of an M/M/1+G queue whose arrivals are
+          priority k's, with its patience and the maximum wait, served at
+          D_k = lambda_k + D (1 - s_{k-1})(1 - s_k): without patience an exponential with
+          Cobham's mean; with it, priority k's own leavers thin its queue (``stationary``
+          with one slot, its wait scaled by the pool's Allen-Cunneen factor as ``_cobham``
+          scales Cobham's). Its waits then give the abandonment (the patience law averaged
+          over them) and the drops (the mass beyond the maximum wait).
+
+        A station is corrected for priority k only where this raises k's chance of waiting
+        above its decomposition law's and priorities 0..k alone fit (s_k < 1): a priority
+        that fills the pool itself is at the fluid limit the decomposition gets right. A
+        queue limit is not applied to the corrected priorities: the request engine pushes
+        out the last priority's requests to make room for theirs."""
+        n_t, _, n_m = new.shape
+        n_k = len(self.tiers)
+        fixed = np.zeros((n_k, n_t, n_m), dtype=bool)
+        if n_k < 2:
+            return fixed
+        lam_k = np.stack([new[:, tier].sum(axis=1) for tier in self.tiers]) / dt[None, :, None]
+        present = lam_k > 0
+        # the last priority with arrivals at each station and P(every slot busy) it sees
+        last = n_k - 1 - np.argmax(present[::-1], axis=0)
+        p_full = np.take_along_axis(acc.p_wait, last[None], axis=0)[0]
+        busy = acc.busy.sum(axis=0)
+        stable = acc.ok.all(axis=0) & (busy > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # slots freed a second by a pool that is full, n / (mean slot time of the served)
+            freed = np.where(stable, servers * acc.rate.sum(axis=0) / busy, 0.0)
+            s = np.where(freed > 0, np.cumsum(lam_k, axis=0) / freed, np.inf)
+        for k, tier in enumerate(self.tiers[:-1]):
+            s_before = s[k - 1] if k else np.zeros((n_t, n_m))
+            rows = stable & present[k] & (k < last) & (s[k] < 1) & (p_full > acc.p_wait[k])
+            # a pool full less than 1 % of the time: waits of 1 % x a fraction of a slot
+            # time change nothing a planner reads, and each row costs an M/M/1+G law
+            rows &= p_full >= FULL_POOL_MIN
+            if rows.any():
+                # (only the rows' rates are read: elsewhere s may be infinite)
+                with np.errstate(invalid="ignore"):
+                    gap = np.where(rows, freed * (1 - s_before) * (1 - s[k]), 0.0)
+                rate = lam_k[k] + gap
+                fixed[k] = self._wait_for_slot(
+                    acc, k, tier, new, dt, svc, cv2, rate, p_full, rules, rows
+                )
+        return fixed
+
+    def _wait_for_slot(
+        self,
+        acc: _Tiers,
+        k: int,
+        tier: npt.NDArray[np.intp],
+        new: FloatArray,
+        dt: FloatArray,
+        svc: FloatArray,
+        cv2: FloatArray,
+        rate: FloatArray,
+        p_full: FloatArray,
+        rules: _Rules,
+        rows: npt.NDArray[np.bool_],
+    ) -> npt.NDArray[np.bool_]:
+        """Priority ``k`` at the (T, M) ``rows``: it waits with probability ``p_full``, and
+        then as in an M/M/1+G queue of its arrivals served at ``rate`` a second (see
+        ``_nonpreemptive``); into ``acc``. Returns the rows it changed."""
+        n_m = new.shape[2]
+        sel = np.flatnonzero(rows)
+        t_i, m_i = np.divmod(sel, n_m)
+        n_s = new[:, tier, :][t_i, :, m_i]  # (S, K)
+        arr_s = n_s.sum(axis=1)
+        lam_s = arr_s / dt[t_i]
+        work_s = n_s * svc[tier][:, m_i].T
+        work_tot = work_s.sum(axis=1)
+        share = n_s / arr_s[:, None]
+        by_work = np.divide(
+            work_s, work_tot[:, None], out=np.zeros_like(work_s), where=work_tot[:, None] > 0
+        )
+        # the pool's Allen-Cunneen factor, as ``_cobham`` scales Cobham's waits
+        every = new[t_i, :, m_i]  # (S, C)
+        every = every / every.sum(axis=1, keepdims=True)
+        cs2 = (every * cv2[:, m_i].T).sum(axis=1)
+        kappa = np.maximum((every @ self.ca2 + cs2) / 2, 1e-9)
+        laws = [rules.patience[c] for c in tier]
+        one = stationary(
+            np.ones(sel.size),
+            lam_s,
+            lam_s / rate[t_i, m_i],
+            share,
+            laws,
+            rules.max_wait_s,
+            None,
+            kappa,
+            by_work,
+        )
+        # the M/M/1+G law given a wait, times P(every slot busy)
+        no_wait = one.wait_weights[:, :, 0]
+        waits = 1.0 - no_wait  # (S, K)
+        good = one.stable & (waits > 1e-12).all(axis=1)
+        p = p_full[t_i, m_i][:, None]
+        scale = np.divide(p, waits, out=np.zeros_like(waits), where=good[:, None])
+        served = 1.0 - p + (one.served - no_wait) * scale
+        weights = one.wait_weights * scale[:, :, None]
+        weights[:, :, 0] = 1.0 - p
+        g = good
+        at = (t_i[g, None], m_i[g, None], tier[None, :])
+        acc.served[at] = served[g]
+        acc.dropped[at] = (one.dropped * scale)[g]
+        acc.abandoned[at] = (one.abandoned * scale)[g]
+        acc.values[at] = one.wait_values[g]
+        acc.weights[at] = weights[g]
+        acc.mean_all[at] = (one.mean_wait_all_s * scale)[g]
+        load_s = work_tot / dt[t_i]
+        acc.busy[k][t_i[g], m_i[g]] = (load_s * (by_work * served).sum(axis=1))[g]
+        acc.rate[k][t_i[g], m_i[g]] = (lam_s * (share * served).sum(axis=1))[g]
+        acc.p_wait[k][t_i[g], m_i[g]] = p[g, 0]
+        out = np.zeros_like(rows)
+        out[t_i[g], m_i[g]] = True
+        return out
 
     def _kappa(self, share: FloatArray, cv2: FloatArray) -> FloatArray:
         """Allen-Cunneen's (ca^2 + cs^2) / 2 per (tick, station) from the classes' shares of
@@ -1457,6 +1625,8 @@ class _Tiers:
         self.busy = np.zeros((n_k, n_t, n_m))
         self.rate = np.zeros((n_k, n_t, n_m))
         self.slot_s = np.zeros((n_k, n_t, n_m))
+        # P(a request of priority k waits): P(every slot busy) as its law sees the pool
+        self.p_wait = np.zeros((n_k, n_t, n_m))
 
     def outcome(self) -> Outcome:
         """As ``stationary`` returns it: rows t-major, nan where no steady state exists."""
