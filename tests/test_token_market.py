@@ -47,7 +47,7 @@ def test_thirty_models_five_plans_three_tiers_and_pooled_small_models() -> None:
     _expanded, market = expand(sc)
     assert market is not None
     models = {c.model for c in market.classes if c.model is not None}
-    assert len(models) >= 30
+    assert len(models) == 30 and len(sc.market.plans) == 5  # as the README and header say
     assert {c.tier for c in market.classes if c.tier} == {"reserved", "paid", "free"}
     pooled = [p for n in sc.nodes for p in n.pools if p.models is not None]
     assert pooled and all(len(p.models or []) >= 10 for p in pooled)
