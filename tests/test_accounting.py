@@ -816,6 +816,9 @@ PROJECT = [
     ("growth-continued.yaml", ["horizon.start=2026-04-29", "horizon.duration=3d"]),
     ("growth-saturating.yaml", ["horizon.start=2026-04-29", "horizon.duration=3d"]),
     ("hub-outage.yaml", []),
+    # the token market (30 models, three tiers: priority pools) over its first day
+    ("token-market.yaml", ["horizon.duration=1d"]),
+    ("token-market-dedicated.yaml", ["horizon.duration=1d"]),
     ("validation/cross_fidelity.yaml", []),
     ("validation/disaggregated.yaml", []),
     ("validation/mmc.yaml", []),
