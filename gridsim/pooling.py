@@ -56,9 +56,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from scipy import stats
+import numpy as np
 
 from gridsim.catalog.types import Accelerator, LLMModel
+from gridsim.erlang import erlang_c
 from gridsim.serving import (
     HBM_BYTES_PER_GB,
     LoadedReplica,
@@ -260,26 +261,13 @@ def pooled_replica(
 # --- Erlang C sizing -------------------------------------------------------------------------
 
 
-def erlang_c(servers: int, load_erlangs: float) -> float:
-    """Probability an arrival waits in M/M/c (1 when the load reaches the servers): Erlang B
-    as the Poisson ratio P(X = c) / P(X <= c) in log space (stable for thousands of servers),
-    then C = c B / (c - a (1 - B))."""
-    c, a = servers, load_erlangs
-    if a <= 0:
-        return 0.0
-    if c <= a:
-        return 1.0
-    b = math.exp(stats.poisson.logpmf(c, a) - stats.poisson.logcdf(c, a))
-    return c * b / (c - a * (1.0 - b))
-
-
 def p_start_within(servers: int, load_erlangs: float, mean_hold_s: float, wait_s: float) -> float:
     """P(W <= t) of M/M/c: 1 - C(c, a) exp(-(c - a) t / h); 0 when the queue is unstable."""
     if load_erlangs <= 0:
         return 1.0
     if servers <= load_erlangs:
         return 0.0
-    tail = erlang_c(servers, load_erlangs) * math.exp(
+    tail = float(erlang_c(np.array([float(servers)]), np.array([load_erlangs]))[0]) * math.exp(
         -(servers - load_erlangs) * wait_s / mean_hold_s
     )
     return 1.0 - tail

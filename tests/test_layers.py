@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.scenario.units", 0),
     ("gridsim.scenario.errors", 0),
     ("gridsim.numbers", 0),  # formatting numbers for people
+    ("gridsim.erlang", 0),  # Erlang C, for the engines' laws and pooling's sizing
     ("gridsim.kpis", 0),  # the KPI registry (imports numbers lazily)
     # 1: catalogue and metrics primitives, and the policy names the scenario layer checks
     ("gridsim.catalog", 1),

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from scipy import special, stats
 
 from gridsim.demand import LengthSampler
+from gridsim.erlang import erlang_c
 from gridsim.scenario.demand_spec import Constant, Distribution, Exponential, Lognormal
 
 FloatArray = npt.NDArray[np.float64]
@@ -29,20 +30,6 @@ def _band_means(n: int) -> FloatArray:
 
 
 _EXP_BAND_MEANS = _band_means(EXP_POINTS)
-
-
-def erlang_c(servers: FloatArray, load: FloatArray) -> FloatArray:
-    """P(wait > 0) in M/M/c with ``servers`` slots at offered ``load`` (Erlang), via the Poisson
-    pmf/cdf ratio in log space (stable for thousands of servers); 1 when load >= servers.
-    Non-integer slot counts use the continuous extension through the gamma function."""
-    c = np.broadcast_to(servers, load.shape)
-    a = np.maximum(load, 1e-300)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        log_pmf = c * np.log(a) - a - special.gammaln(c + 1)
-        cdf = special.gammaincc(c, a)  # P(X <= c-1) for Poisson(a), continuous in c
-        top = np.exp(log_pmf) * c / (c - a)
-        out = top / (cdf + top)
-    return np.where(load >= c, 1.0, np.where(load <= 0, 0.0, np.nan_to_num(out, nan=1.0)))
 
 
 def wait_points(
