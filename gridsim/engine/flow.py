@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, overload
 
 import numpy as np
@@ -72,6 +72,8 @@ WAIT_BANDS = 8  # a block's waits per (class, pool): no wait, then this many equ
 _UNIFORM_POINTS = (np.arange(WAIT_POINTS - 1) + 0.5) / (WAIT_POINTS - 1)
 NICE_INTERVALS_S = (60, 300, 600, 900, 1800, 3600, 7200, 21600, 86400, 7 * 86400)
 MAX_SERIES_BINS = 20_000
+# a steady stretch takes at most this many (law x region x class x pool) split cells at once
+STRETCH_CELLS = 4_000_000
 # below this chance of every slot being busy, the earlier priorities keep the decomposition's
 # waits (``FlowEngine._nonpreemptive``)
 FULL_POOL_MIN = 0.01
@@ -427,8 +429,12 @@ class FlowEngine(EngineBase):
                 held = np.concatenate([held[1:], pad])
                 freed = np.concatenate([freed[1:], pad])
                 cut = np.maximum(held - acc.slot_s * freed, 0.0)
-                if not (cut > 1e-6 * servers[None]).any():
+                # per tick (a law must not depend on the ticks computed beside it): a tick
+                # whose cuts are all negligible keeps its first pass
+                needed = (cut > 1e-6 * servers[None]).any(axis=(0, 2))
+                if not needed.any():
                     break
+                cut[:, ~needed] = 0.0
             busy_before = np.zeros((n_t, n_m))  # Erlangs served of the priorities so far
             for k, tier in enumerate(self.tiers):
                 free = servers - busy_before
@@ -738,76 +744,110 @@ class FlowEngine(EngineBase):
     def _steady(
         self, i: int, arrivals: FloatArray, widths: FloatArray, acc: _Block, static: bool
     ) -> int:
-        """Ticks from ``i`` on in which every pool is at its steady state; returns how many."""
-        _n_r, n_c, n_p = self.shape
-        shares = self.policy.allocate(self._state(arrivals[i] / widths[i], widths[i]))
-        if static:
-            end = arrivals.shape[0]
-        else:
-            # A policy that reads demand splits equal demand equally (nothing is queued):
-            # the ticks with the same demand as tick i share its split.
-            same = _same_rows(arrivals[i:].reshape(arrivals.shape[0] - i, -1), arrivals[i])
-            end = i + (int(np.argmin(same)) if not same.all() else same.size)
-        arr = arrivals[i:end]
-        # per class, (ticks x regions) @ (regions x pools): one batched matrix product
-        new = np.matmul(arr.transpose(2, 0, 1), shares.transpose(1, 0, 2)).transpose(1, 0, 2)
-        # one law per distinct row of loads (demand is constant within each clock hour)
-        flat = new.reshape(new.shape[0], -1)
+        """Ticks from ``i`` on in which every pool is at its steady state; returns how many.
+
+        Nothing is queued, so each tick's split and laws depend on its demand alone, which is
+        constant within a clock hour: the rest of the block is taken at once, one split and
+        one law per distinct row of demand (the policy's ``allocate_many`` and ``_laws`` over
+        all of them, which costs far less than one call per hour), and kept up to the first
+        tick in which some pool has no steady state."""
+        n_r, n_c, n_p = self.shape
+        arr = arrivals[i:]
+        flat = arr.reshape(arr.shape[0], -1)
         changed = np.concatenate([[True], ~np.atleast_1d(_same_rows(flat[1:], flat[:-1]))])
         firsts = np.flatnonzero(changed)
-        row = np.cumsum(changed) - 1
-        outcome, lam_u, load_u = self._laws(new[firsts], widths[i:end][firsts])
-        stable_law = np.asarray(outcome.stable.reshape(len(firsts), n_p).all(axis=1))
+        # at most STRETCH_CELLS split cells at once (a long block of a large grid)
+        n_u = min(firsts.size, max(1, STRETCH_CELLS // max(n_r * n_c * n_p, 1)))
+        end = int(firsts[n_u]) if n_u < firsts.size else arr.shape[0]
+        arr, firsts = arr[:end], firsts[:n_u]
+        row = np.cumsum(changed[:end]) - 1  # each tick's law
+        dt_u = widths[i : i + end][firsts]
+        state = self._state(arr[0] / dt_u[0], float(dt_u[0]))  # nothing queued: dt is moot
+        if static:
+            shares_u = self.policy.allocate(state)[None]
+            law_shares = np.zeros(n_u, dtype=np.intp)
+        else:
+            allocate_many = getattr(self.policy, "allocate_many", None)
+            rates = arr[firsts] / dt_u[:, None, None]
+            if allocate_many is not None:
+                shares_u = allocate_many(state, rates)
+            else:  # a policy written to the protocol alone
+                shares_u = np.stack(
+                    [self.policy.allocate(replace(state, demand_rps=d)) for d in rates]
+                )
+            law_shares = np.arange(n_u)
+        # the (region, class, pool) cells some split sends anything to: a class goes to few
+        # of the pools, and dense (ticks, R, C, P) arrays would cost more than the laws
+        # (a flat search of a boolean array: np.nonzero of a float array is much slower)
+        cells = np.flatnonzero((shares_u != 0).any(axis=0).reshape(-1))
+        r_nz, c_nz, p_nz = np.unravel_index(cells, (n_r, n_c, n_p))
+        at = (r_nz, c_nz, p_nz)  # distinct cells: plain fancy-index adds
+        share_cells = shares_u.reshape(shares_u.shape[0], -1)[:, cells]  # (U or 1, N)
+        tick_shares = share_cells[law_shares[row]]  # (ticks, N)
+        flow_t = arr[:, r_nz, c_nz] * tick_shares  # requests per tick and cell
+        # per class, each law's (ticks x regions) @ (regions x pools): batched matrix products
+        bounds = np.append(firsts, end)
+        new = np.empty((end, n_c, n_p))
+        for u in range(n_u):
+            t0, t1 = bounds[u], bounds[u + 1]
+            split = shares_u[law_shares[u]].transpose(1, 0, 2)
+            new[t0:t1] = np.matmul(arr[t0:t1].transpose(2, 0, 1), split).transpose(1, 0, 2)
+        outcome, lam_u, load_u = self._laws(new[firsts], dt_u)
+        stable_law = np.asarray(outcome.stable.reshape(n_u, n_p).all(axis=1))
         later = self.later
         if later.size:
             # what each law admits at a staged pool's entry reaches its later stations
             ent = self.entry_of[later]
-            kept = np.nan_to_num(outcome.served.reshape(len(firsts), n_p, n_c)[:, ent, :])
+            kept = np.nan_to_num(outcome.served.reshape(n_u, n_p, n_c)[:, ent, :])
             new_l = new[firsts][:, :, ent] * kept.transpose(0, 2, 1)  # (U, C, L)
-            out_l, lam_l, load_l = self._laws(new_l, widths[i:end][firsts], later, False)
-            stable_law &= np.asarray(out_l.stable.reshape(len(firsts), later.size).all(axis=1))
+            out_l, lam_l, load_l = self._laws(new_l, dt_u, later, False)
+            stable_law &= np.asarray(out_l.stable.reshape(n_u, later.size).all(axis=1))
         stable = stable_law[row]
         bad = np.flatnonzero(~stable)
-        k = int(bad[0]) if bad.size else new.shape[0]
+        k = int(bad[0]) if bad.size else end
         if k == 0:
             return 0
         j = i + k
-        n_u = len(firsts)
-        served = outcome.served.reshape(n_u, n_p, n_c)[row[:k]]  # (k, P, C)
-        # Per region: the tick's flow x the pool's shares (summed over the stretch), on the
-        # (region, class, pool) cells the policy sends anything to: a class goes to few of
-        # the pools, and a dense (k, R, C, P) array would cost more than the laws.
-        # (a flat search of a boolean array: np.nonzero of a 3-d float array is 15x slower)
-        r_nz, c_nz, p_nz = np.unravel_index(np.flatnonzero(shares.reshape(-1) != 0), shares.shape)
-        flow_t = arr[:k, r_nz, c_nz] * shares[r_nz, c_nz, p_nz]  # (k, N)
-        at = (r_nz, c_nz, p_nz)  # distinct cells: plain fancy-index adds
-        law_t = row[:k, None]  # each tick's law, per cell
-        acc.routed[at] += flow_t.sum(axis=0)
-        acc.unrouted += arr[:k].sum(axis=0) * _unrouted(shares)
-        served_t = outcome.served.reshape(n_u, n_p, n_c)[law_t, p_nz, c_nz]  # (k, N)
-        acc.admitted[at] += (flow_t * served_t).sum(axis=0)
+        law_t = row[:k]
+        flow_t = flow_t[:k]
+        served = outcome.served.reshape(n_u, n_p, n_c)[law_t]  # (k, P, C)
+        shape_u = (n_u, n_p, n_c)
         if self.outages:
             self.admitted_rps = np.zeros(self.shape)
-            self.admitted_rps[at] = flow_t[-1] * served_t[-1] / widths[i + k - 1]
-        dropped_t = outcome.dropped.reshape(n_u, n_p, n_c)[law_t, p_nz, c_nz]
-        acc.dropped[at] += (flow_t * dropped_t).sum(axis=0)
-        abandoned_t = outcome.abandoned.reshape(n_u, n_p, n_c)[law_t, p_nz, c_nz]
-        acc.abandoned[at] += (flow_t * abandoned_t).sum(axis=0)
+        # law by law, as the ticks of one law were added up when each took a call of its own
+        for u in range(int(law_t[-1]) + 1):
+            t0, t1 = bounds[u], min(bounds[u + 1], k)
+            f = flow_t[t0:t1]  # (ticks, N)
+            acc.routed[at] += f.sum(axis=0)
+            acc.unrouted += arr[t0:t1].sum(axis=0) * _unrouted(shares_u[law_shares[u]])
+            served_u = outcome.served.reshape(shape_u)[u, p_nz, c_nz]  # (N,)
+            acc.admitted[at] += (f * served_u).sum(axis=0)
+            acc.dropped[at] += (f * outcome.dropped.reshape(shape_u)[u, p_nz, c_nz]).sum(axis=0)
+            abandoned_u = outcome.abandoned.reshape(shape_u)[u, p_nz, c_nz]
+            acc.abandoned[at] += (f * abandoned_u).sum(axis=0)
+            if self.outages and t1 == k:
+                self.admitted_rps[at] = f[-1] * served_u / widths[j - 1]
         new_k = new[:k]
-        acc.lam[i:j] = lam_u[row[:k]]
-        acc.work_rate[i:j] = load_u[row[:k]]
+        acc.lam[i:j] = lam_u[law_t]
+        acc.work_rate[i:j] = load_u[law_t]
         acc.busy[i:j] = np.einsum("tcp,tpc,cp->tp", new_k, served, self.svc_mean)
-        mean_all = outcome.mean_wait_all_s.reshape(len(firsts), n_p, n_c)[row[:k]]
+        mean_all = outcome.mean_wait_all_s.reshape(n_u, n_p, n_c)[law_t]
         acc.queue_s[i:j] = np.einsum("tcp,tpc->tp", new_k, mean_all)
-        # per region, (ticks x classes) @ (classes x pools)
-        acc.region_flow[i:j] = np.matmul(arr[:k].transpose(1, 0, 2), shares).transpose(1, 0, 2)
+        # per region, each law's (ticks x classes) @ (classes x pools)
+        for u in range(int(law_t[-1]) + 1):
+            t0, t1 = bounds[u], min(bounds[u + 1], k)
+            split = shares_u[law_shares[u]]
+            flows = np.matmul(arr[t0:t1].transpose(1, 0, 2), split).transpose(1, 0, 2)
+            acc.region_flow[i + t0 : i + t1] = flows
         # waits: each distinct law once, weighted by the requests that met it
-        per_law = np.zeros((len(firsts), n_c, n_p))
-        np.add.at(per_law, row[:k], new_k)
-        vals = outcome.wait_values.reshape(len(firsts), n_p, n_c, WAIT_POINTS)
-        wts = outcome.wait_weights.reshape(len(firsts), n_p, n_c, WAIT_POINTS)
+        per_law = np.zeros((n_u, n_c, n_p))
+        # (the ticks of a law are consecutive: one sum per law, in tick order)
+        n_k = int(law_t[-1]) + 1
+        per_law[:n_k] = np.add.reduceat(new_k, firsts[:n_k], axis=0)
+        vals = outcome.wait_values.reshape(n_u, n_p, n_c, WAIT_POINTS)
+        wts = outcome.wait_weights.reshape(n_u, n_p, n_c, WAIT_POINTS)
         used = per_law.sum(axis=(1, 2)) > 0
-        for u in np.flatnonzero(used):
+        for u in np.flatnonzero(used).tolist():
             acc.waits(
                 vals[u].transpose(1, 0, 2), wts[u].transpose(1, 0, 2) * per_law[u][:, :, None]
             )

@@ -13,13 +13,14 @@ Two decisions over one Grid:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from gridsim.grid import Grid
+from gridsim.policies.fill import water_fill
 from gridsim.policies.registry import policy_factory
 
 FloatArray = npt.NDArray[np.float64]
@@ -152,6 +153,15 @@ class PolicyBase:
         np.put_along_axis(shares, best[:, :, None], 1.0, axis=2)
         return shares * mask.any(axis=2, keepdims=True)
 
+    def allocate_many(self, state: FlowState, demand_rps: FloatArray) -> FloatArray:
+        """``allocate`` for several demands at once, each with ``state``'s slots, queues and
+        pools up: ``demand_rps`` (U, regions, classes) gives (U, regions, classes, pools). The
+        flow engine asks this for the clock hours of a stretch in which nothing is queued.
+        This default calls ``allocate`` once per demand; a policy may do it in one pass."""
+        if demand_rps.shape[0] == 0:
+            return np.zeros((0, *demand_rps.shape[1:], state.slots.size))
+        return np.stack([self.allocate(replace(state, demand_rps=d)) for d in demand_rps])
+
     def fill(  # a policy that calls this must set demand_dependent = True
         self,
         state: FlowState,
@@ -164,113 +174,38 @@ class PolicyBase:
         pool up to ``limit`` of its slots (what is queued there counts as used); what does not
         fit is spread over the allowed pools up, in proportion to their slots.
 
-        The demands are taken one by one, classes then regions, as ``_fill_one`` does; this
-        does the same in vectorised passes. Most demands go whole to their first pool with
-        room: in each pass, those of a group of pools (demands that can reach the same pools,
-        ``_FillPlan``) up to the first that does not fit whole are placed at once, and that one
-        is placed on its own. Groups share no pool, so each pass advances every group."""
-        plan = self._fill_plan(order)
-        room = np.append(state.slots * limit - state.queued_work_rate, -1.0)  # + the padding
-        shares = np.zeros((*state.demand_rps.shape, state.slots.size))
-        demand = state.demand_rps[plan.pair_r, plan.pair_c]
-        # the pools each demand may fill, in order (fixed for the call; room is not)
-        usable = plan.valid & fits.reshape(-1)[plan.flat] & state.alive[plan.pool]
-        pending = np.flatnonzero(demand > 0)  # demands still to place, in order
-        n_pools = state.slots.size
-        while pending.size:
-            cand = plan.cand[pending]
-            ok = usable[pending] & (room[cand] > 0)
-            has = ok.any(axis=1)
-            if not has.all():
-                # No pool of theirs has room, and room only shrinks: these demands take no
-                # room whatever comes before them, so they are spread at once (as _fill_one
-                # spreads them: over their pools up, by slots). Under overload most are these.
-                self._spread(state, shares, plan, pending[~has])
-                pending, cand, ok, has = pending[has], cand[has], ok[has], has[has]
-                if not pending.size:
-                    break
-            first = np.where(has, cand[np.arange(pending.size), ok.argmax(axis=1)], n_pools)
-            c = plan.pair_c[pending]
-            work = demand[pending] * state.service_s[c, np.minimum(first, n_pools - 1)]
-            # work placed at each pool by the demands before (and with) each one
-            by_pool = np.argsort(first, kind="stable")
-            cum = np.cumsum(work[by_pool])
-            starts = np.flatnonzero(np.r_[True, first[by_pool][1:] != first[by_pool][:-1]])
-            seg = np.repeat(starts, np.diff(np.r_[starts, pending.size]))
-            cum -= cum[seg] - work[by_pool][seg]
-            whole = np.empty(pending.size, dtype=bool)
-            # a margin for rounding: the one-by-one pass must find the room it takes here
-            whole[by_pool] = cum <= room[first[by_pool]] * (1 - 1e-9)
-            whole &= has
-            # per group, the demands before its first that does not fit whole are placed whole
-            group = plan.group[pending]
-            bad = np.flatnonzero(~whole)
-            groups, at = np.unique(group[bad], return_index=True)
-            stop = np.full(plan.n_groups, pending.size)
-            stop[groups] = bad[at]
-            pos = np.arange(pending.size)
-            done = pos < stop[group]
-            shares[plan.pair_r[pending[done]], c[done], first[done]] = 1.0
-            # one by one, in order, as _fill_one would: the same rounding, bit for bit
-            np.subtract.at(room, first[done], work[done])
-            for q in pending[bad[at]]:
-                r, ci = int(plan.pair_r[q]), int(plan.pair_c[q])
-                self._fill_one(state, shares, room, order[ci][r], fits, r, ci)
-            pending = pending[pos > stop[group]]
-        return shares
+        The demands are taken one by one, classes then regions (``fill_many``)."""
+        out: FloatArray = self.fill_many(state, state.demand_rps[None], order, fits, limit)[0]
+        return out
 
-    @staticmethod
-    def _spread(
-        state: FlowState, shares: FloatArray, plan: _FillPlan, demands: npt.NDArray[np.intp]
-    ) -> None:
-        """Demands that found no room: each spread whole over its pools that are up, in
-        proportion to their slots (``_fill_one``'s last step with nothing placed before)."""
-        pools = plan.pool[demands]  # (k, width)
-        up = plan.valid[demands] & state.alive[pools]
-        slots = np.where(up, state.slots[pools], 0.0)
-        total = np.maximum(slots.sum(axis=1, keepdims=True), 1e-12)
-        weights = slots / total
-        rows = np.flatnonzero(up.any(axis=1))
-        if not rows.size:
-            return
-        r = np.repeat(plan.pair_r[demands[rows]], pools.shape[1])
-        c = np.repeat(plan.pair_c[demands[rows]], pools.shape[1])
-        keep = up[rows].reshape(-1)
-        np.add.at(
-            shares,
-            (r[keep], c[keep], pools[rows].reshape(-1)[keep]),
-            weights[rows].reshape(-1)[keep],
-        )
-
-    @staticmethod
-    def _fill_one(
+    def fill_many(
+        self,
         state: FlowState,
-        shares: FloatArray,
-        room: FloatArray,
-        pools: tuple[int, ...],
+        demand_rps: FloatArray,
+        order: tuple[tuple[tuple[int, ...], ...], ...],
         fits: npt.NDArray[np.bool_],
-        r: int,
-        c: int,
-    ) -> None:
-        """One demand (region ``r``, class ``c``) water-filled over ``pools`` in order: into
-        ``shares``, out of ``room``."""
-        alive = state.alive
-        work = state.demand_rps[r, c] * state.service_s[c]
-        left = 1.0
-        for p in pools:
-            if not (alive[p] and fits[r, c, p]) or room[p] <= 0:
-                continue
-            take = min(left, room[p] / work[p])
-            shares[r, c, p] += take
-            room[p] -= take * work[p]
-            left -= take
-            if left <= 1e-12:
-                break
-        if left > 1e-12:
-            up = [p for p in pools if alive[p]]
-            if up:
-                weights = state.slots[up] / max(state.slots[up].sum(), 1e-12)
-                shares[r, c, up] += left * weights
+        limit: float = FILL_UTILISATION,
+    ) -> FloatArray:
+        """``fill`` for each of the demands ``demand_rps`` (U, regions, classes), each from the
+        same room: (U, regions, classes, pools). The demands are taken one by one, in order
+        (``gridsim.policies.fill``, compiled)."""
+        plan = self._fill_plan(order)
+        room = state.slots * limit - state.queued_work_rate
+        shares = np.zeros((*demand_rps.shape, state.slots.size))
+        usable = plan.valid & fits.reshape(-1)[plan.flat] & state.alive[plan.pool]
+        water_fill(
+            np.ascontiguousarray(demand_rps, dtype=np.float64),
+            plan.pair_r,
+            plan.pair_c,
+            plan.cand,
+            usable,
+            np.ascontiguousarray(state.service_s, dtype=np.float64),
+            np.ascontiguousarray(room, dtype=np.float64),
+            np.ascontiguousarray(state.slots, dtype=np.float64),
+            np.ascontiguousarray(state.alive, dtype=np.bool_),
+            shares,
+        )
+        return shares
 
     def _fill_plan(self, order: tuple[tuple[tuple[int, ...], ...], ...]) -> _FillPlan:
         """``fill``'s fixed arrays for ``order`` (a policy's own, fixed tuple: kept by it)."""
@@ -286,9 +221,8 @@ class PolicyBase:
 
 
 class _FillPlan:
-    """``fill``'s fixed arrays for one ``order``: its demands (class-major, then region), each
-    one's pools in order (padded), and groups of demands that can reach the same pools
-    (connected through their pool lists: a demand only ever changes its group's room)."""
+    """``fill``'s fixed arrays for one ``order``: its demands (class-major, then region) and
+    each one's pools in order (padded with the number of pools)."""
 
     def __init__(
         self, order: tuple[tuple[tuple[int, ...], ...], ...], shape: tuple[int, int, int]
@@ -305,26 +239,6 @@ class _FillPlan:
         self.valid = self.cand < n_p
         self.pool = np.where(self.valid, self.cand, 0)  # the padding read as pool 0 (masked)
         self.flat = (self.pair_r * n_c + self.pair_c)[:, None] * n_p + self.pool
-        # union-find over pools, joined by each demand's pool list
-        parent = list(range(n_p + 1))
-
-        def find(x: int) -> int:
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        for c, r in pairs:
-            pools = order[c][r]
-            for p in pools[1:]:
-                a, b = find(pools[0]), find(p)
-                if a != b:
-                    parent[a] = b
-        roots = np.array([find(p) for p in range(n_p + 1)])
-        _, pool_group = np.unique(roots, return_inverse=True)
-        self.n_groups = int(pool_group.max()) + 1
-        # a demand with no pool: the padding's group (it places nothing)
-        self.group = pool_group[self.cand[:, 0]]
 
 
 @dataclass(frozen=True)

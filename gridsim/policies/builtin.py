@@ -82,6 +82,9 @@ class _Ranked(PolicyBase):
         """Fill pools in score order while they have free slots; spill the rest."""
         return self.fill(state, self.ranked, self.candidate_mask)
 
+    def allocate_many(self, state: FlowState, demand_rps: FloatArray) -> FloatArray:
+        return self.fill_many(state, demand_rps, self.ranked, self.candidate_mask)
+
 
 class Cheapest(_Ranked):
     """The pool with the lowest electricity cost (price x PUE) that has a free slot."""
@@ -115,6 +118,9 @@ class LatencySlo(PolicyBase):
         """Fill the nearest pools whose network round trip fits the class's TTFT budget, each
         up to the utilisation where queues stay short; spill the rest."""
         return self.fill(state, self.candidates, self.network_fits)
+
+    def allocate_many(self, state: FlowState, demand_rps: FloatArray) -> FloatArray:
+        return self.fill_many(state, demand_rps, self.candidates, self.network_fits)
 
     @cached_property
     def network_fits(self) -> npt.NDArray[np.bool_]:
@@ -162,3 +168,6 @@ class EastWest(LatencySlo):
         """Tolerant classes fill western pools first (within the network budget), then the
         rest as latency_slo would."""
         return self.fill(state, self.west_first, self.network_fits)
+
+    def allocate_many(self, state: FlowState, demand_rps: FloatArray) -> FloatArray:
+        return self.fill_many(state, demand_rps, self.west_first, self.network_fits)
