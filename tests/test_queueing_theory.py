@@ -447,3 +447,38 @@ def test_references_against_a_long_simulation(a: float) -> None:
         refs = th.mmc_patience(8, a, [law for _, law in mix], [s for s, _ in mix])
         for k in (0, 1):
             sim_check(refs[k], [r[k] for r in runs], f"mixed class {k} a={a}")
+
+
+def discrete_patience(values: np.ndarray) -> th.Patience:
+    """Patience equally likely to be each of ``values`` (sorted): a trace's empirical law."""
+    v = np.sort(np.asarray(values, np.float64))
+    n = v.size
+    return th.Patience(
+        lambda x: float((v > x).sum()) / n,
+        lambda x: float(np.minimum(v, x).sum()) / n,
+        lambda x: float(v[v <= x].sum()) / n,
+        lambda x: np.searchsorted(v, np.asarray(x, np.float64), side="right") / n,
+        lambda rng, size: rng.choice(v, size),
+        tuple(float(x) for x in v),
+    )
+
+
+@pytest.mark.parametrize(("c", "rho"), [(8, 0.8), (8, 1.2), (100, 2.0)])
+def test_empirical_patience(c: int, rho: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """M/M/c+G with patience resampled from a trace (``empirical``, here 40 values from 0.1 s
+    to 4 s) against the integral reference over the same discrete law: the compiled
+    quadrature's empirical cdf (a search of the sorted values)."""
+    from types import SimpleNamespace
+
+    from gridsim.demand import lengths
+    from gridsim.scenario.demand_spec import Empirical
+
+    values = np.linspace(0.1, 4.0, 40)
+    trace = SimpleNamespace(input_tokens=values, output_tokens=values)
+    monkeypatch.setattr(lengths, "load_trace", lambda path: trace)
+    q = queueing()
+    law = q.patience_law(Empirical(dist="empirical", trace="x.csv", field="input"))
+    a = rho * c
+    out = solve([c], [a], [[1.0]], [law])
+    ref = th.mmc_patience(c, a, [discrete_patience(values)], [1.0])[0]
+    assert not mismatches(out, 0, 0, ref, c), mismatches(out, 0, 0, ref, c)

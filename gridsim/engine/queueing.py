@@ -11,6 +11,7 @@ import numpy.typing as npt
 from scipy import special, stats
 
 from gridsim.demand import LengthSampler
+from gridsim.engine import mmng
 from gridsim.erlang import erlang_c
 from gridsim.scenario.demand_spec import Constant, Distribution, Exponential, Lognormal
 
@@ -59,8 +60,15 @@ WAIT_POINTS = 1 + EXP_POINTS  # a pool's wait law as points: no wait, then equal
 _UNIFORM_NODES = 160  # quadrature nodes over the patience range ...
 _GEOMETRIC_NODES = 96  # ... near zero, where a lightly loaded pool's waits live ...
 _PEAK_NODES = 61  # ... and around the most likely wait of an overloaded one
+# the nodes over [0, 1] of the range (uniform, geometric) and around the peak (in widths:
+# either side of it when overloaded, else the first decay lengths from 0)
+_UNIFORM_BASE = np.linspace(0.0, 1.0, _UNIFORM_NODES)
+_GEOMETRIC_BASE = np.geomspace(1e-9, 1.0, _GEOMETRIC_NODES)
+_PEAK_OFFSETS_OVER = np.linspace(-10.0, 10.0, _PEAK_NODES)
+_PEAK_OFFSETS_UNDER = np.linspace(0.0, 30.0, _PEAK_NODES)
 _CHAIN_STATES_MAX = 200_000  # queue lengths followed by the finite-buffer chain
 NEGLIGIBLE_WAIT_LOG = 40.0
+EMPIRICAL_KINKS_MAX = 64  # an empirical patience with at most this many values gets kink nodes
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,11 @@ class PatienceLaw:
     upper_s: float  # cdf(upper_s) >= 1 - 1e-12
     mean_s: float
     kinks_s: tuple[float, ...] = ()  # where the cdf jumps (constant patience)
+    # the law as the compiled quadrature reads it (``gridsim.engine.mmng``): its kind and
+    # parameters, and the sorted values of an empirical law
+    kind: int = mmng.EXPONENTIAL
+    params: tuple[float, float] = (1.0, 1.0)
+    support: tuple[float, ...] = ()
 
 
 def patience_law(spec: Distribution | None) -> PatienceLaw | None:
@@ -79,15 +92,20 @@ def patience_law(spec: Distribution | None) -> PatienceLaw | None:
         return None
     if isinstance(spec, Exponential):
         m = float(spec.mean)
-        return PatienceLaw(lambda x: -np.expm1(-np.maximum(x, 0.0) / m), 28.0 * m, m)
+        return PatienceLaw(
+            lambda x: -np.expm1(-np.maximum(x, 0.0) / m), 28.0 * m, m, (), mmng.EXPONENTIAL, (m, m)
+        )
     if isinstance(spec, Constant):
         v = float(spec.value)
-        return PatienceLaw(lambda x: (x > v).astype(np.float64), v, v, (v,))
+        return PatienceLaw(lambda x: (x > v).astype(np.float64), v, v, (v,), mmng.CONSTANT, (v, v))
     if isinstance(spec, Lognormal):
         s = float(spec.sigma)
         scale = float(spec.mean) * math.exp(-0.5 * s * s)
         law = stats.lognorm(s, scale=scale)
-        return PatienceLaw(lambda x: law.cdf(x), float(law.ppf(1 - 1e-12)), float(spec.mean))
+        upper = float(law.ppf(1 - 1e-12))
+        return PatienceLaw(
+            lambda x: law.cdf(x), upper, float(spec.mean), (), mmng.LOGNORMAL, (s, scale)
+        )
     values = np.sort(np.asarray(LengthSampler(spec, tokens=False).support(), np.float64))
     n = values.size
 
@@ -95,7 +113,19 @@ def patience_law(spec: Distribution | None) -> PatienceLaw | None:
         out: FloatArray = np.searchsorted(values, x, side="left") / n  # P(patience < x)
         return out
 
-    return PatienceLaw(ecdf, float(values[-1]), float(values.mean()))
+    # the cdf jumps at each distinct value: where there are few, quadrature nodes go there (as
+    # at a constant patience); a long trace's many small jumps the uniform nodes resolve
+    distinct = np.unique(values)
+    kinks = tuple(float(x) for x in distinct) if distinct.size <= EMPIRICAL_KINKS_MAX else ()
+    return PatienceLaw(
+        ecdf,
+        float(values[-1]),
+        float(values.mean()),
+        kinks,
+        mmng.EMPIRICAL,
+        (float(n), float(n)),
+        tuple(float(x) for x in values),
+    )
 
 
 @dataclass(frozen=True)
@@ -283,7 +313,8 @@ def _impatient(
     tau: float | None,
     kap: FloatArray,
 ) -> None:
-    """M/M/n+G (Zeltyn & Mandelbaum) by quadrature over the offered wait, in y = V / kappa."""
+    """M/M/n+G (Zeltyn & Mandelbaum) by quadrature over the offered wait, in y = V / kappa:
+    set up here, computed pool by pool by ``gridsim.engine.mmng.mmng_rows`` (compiled)."""
     c_, l_, a_ = n[idx], lam[idx], a[idx]
     s_ = work_share[idx]  # (m, C): the mixture that shapes the queue
     k_ = kap[idx]
@@ -305,13 +336,12 @@ def _impatient(
     # Integrate up to the maximum wait (everyone past it is dropped), else to where every
     # impatient class has left (beyond it the offered wait's density falls off linearly).
     upper = max((law.upper_s for law in laws if law is not None), default=0.0)
-    bounded = tau is not None
     x_end = np.full(m, tau if tau is not None else upper)
     y_end = x_end / k_
 
     # Classes often share a law (several without patience, or one law object): everything
-    # per class below depends on the class only through its law, so it is computed once per
-    # distinct law (``distinct``, axis 1 of the (pool, law, node) arrays) and spread to the
+    # per class depends on the class only through its law, so it is computed once per
+    # distinct law (``distinct``, axis 1 of the (pool, law) arrays) and spread to the
     # classes (``of_cls``) at the end.
     distinct: list[PatienceLaw | None] = []
     of_cls = np.empty(n_cls, dtype=np.intp)
@@ -321,132 +351,57 @@ def _impatient(
             distinct.append(law)
         of_cls[ci] = j
     n_law = len(distinct)
-    patient_l = np.array([law is None for law in distinct])
     impatient_cls = [ci for ci, law in enumerate(laws) if law is not None]
-
-    def g_law(y: FloatArray, k_rows: FloatArray) -> FloatArray:
-        """P(patience < kappa y) per distinct law: (r, L, ...) for y (r, ...) of pools whose
-        kappa is ``k_rows`` (r,)."""
-        x = y * k_rows.reshape((-1,) + (1,) * (y.ndim - 1))
-        g = np.zeros((x.shape[0], n_law, *x.shape[1:]))
-        for j, law in enumerate(distinct):
-            if law is not None:
-                g[:, j] = law.cdf(x)
-        return g
-
     # Each impatient law's share of the work: the classes' shares summed per law (in class
-    # order), so that the mixture below is one term per law, not per class.
-    impatient_laws = sorted({int(of_cls[ci]) for ci in impatient_cls})
+    # order), so that the mixture is one term per law, not per class.
+    impatient_laws = np.array(sorted({int(of_cls[ci]) for ci in impatient_cls}), dtype=np.intp)
     s_law = np.zeros((m, n_law))
     for ci in impatient_cls:
         s_law[:, of_cls[ci]] += s_[:, ci]
-
-    def mix(g: FloatArray, s_rows: FloatArray) -> FloatArray:
-        """The work-weighted patience mixture G from ``g_law``'s (r, L, ...) and the pools'
-        work shares per law ``s_rows`` (r, L): one term per impatient law."""
-        out_ = np.zeros((g.shape[0], *g.shape[2:]))
-        for j in impatient_laws:
-            out_ += s_rows[:, j].reshape((-1,) + (1,) * (g.ndim - 2)) * g[:, j]
-        return out_
-
-    def g_mix(rows: npt.NDArray[np.intp]) -> Callable[[FloatArray], FloatArray]:
-        """G at y (len(rows), ...) for the pools ``rows``, as ``mix(g_law(y))`` adds it up
-        (the bisection's many small calls: no (r, L, ...) array, each law once)."""
-        k_rows = k_[rows]
-        terms = [(s_law[rows, j], j) for j in impatient_laws]
-
-        def g_at(y: FloatArray) -> FloatArray:
-            shape = (-1,) + (1,) * (y.ndim - 1)
-            x = y * k_rows.reshape(shape)
-            cdf: dict[int, FloatArray] = {}
-            out_ = np.zeros(y.shape)
-            for s_c, j in terms:
-                if j not in cdf:
-                    law = distinct[j]
-                    assert law is not None
-                    cdf[j] = law.cdf(x)
-                out_ += s_c.reshape(shape) * cdf[j]
-            return out_
-
-        return g_at
-
-    # Nodes: uniform, geometric near 0, around the peak of the density, at kinks (twice).
-    unif = np.linspace(0.0, 1.0, _UNIFORM_NODES)[None, :] * y_end[:, None]
-    geom = np.geomspace(1e-9, 1.0, _GEOMETRIC_NODES)[None, :] * y_end[:, None]
-    peak, width = _density_peak(l_, nmu, y_end, g_mix, unif)
-    # overloaded: around the peak; else over the first 30 decay lengths from 0
-    offsets = np.where(
-        (peak > 0)[:, None],
-        np.linspace(-10.0, 10.0, _PEAK_NODES)[None, :],
-        np.linspace(0.0, 30.0, _PEAK_NODES)[None, :],
+    kinds = np.array([mmng.PATIENT if d is None else d.kind for d in distinct], dtype=np.intp)
+    pa = np.array([1.0 if d is None else d.params[0] for d in distinct])
+    pb = np.array([1.0 if d is None else d.params[1] for d in distinct])
+    supports = [np.asarray(() if d is None else d.support, np.float64) for d in distinct]
+    offsets = np.zeros(n_law + 1, dtype=np.intp)
+    offsets[1:] = np.cumsum([x.size for x in supports])
+    support = np.concatenate([np.zeros(0), *supports])
+    kinks = np.array([kx for law in laws if law is not None for kx in law.kinks_s], np.float64)
+    served = np.empty((m, n_law))
+    dropped = np.empty((m, n_law))
+    abandoned = np.empty((m, n_law))
+    values = np.empty((m, n_law, EXP_POINTS))
+    weights = np.empty((m, n_law, EXP_POINTS))
+    p0 = np.empty(m)
+    mean_all = np.empty((m, n_law))
+    mmng.mmng_rows(
+        l_,
+        nmu,
+        k_,
+        s_law,
+        slope_tail,
+        y_end,
+        x_end,
+        _log_erlang_ratio(c_, a_),
+        tau is not None,
+        kinds,
+        pa,
+        pb,
+        support,
+        offsets,
+        impatient_laws,
+        kinks,
+        _UNIFORM_BASE,
+        _GEOMETRIC_BASE,
+        _PEAK_OFFSETS_OVER,
+        _PEAK_OFFSETS_UNDER,
+        served,
+        dropped,
+        abandoned,
+        values,
+        weights,
+        p0,
+        mean_all,
     )
-    around = np.clip(peak[:, None] + width[:, None] * offsets, 0.0, y_end[:, None])
-    kinks = [kx for law in laws if law is not None for kx in law.kinks_s]
-    kink_nodes = [
-        np.minimum(np.array([kx, kx * (1 + 1e-9)])[None, :] / k_[:, None], y_end[:, None])
-        for kx in kinks
-    ]
-    y = np.sort(np.concatenate([unif, geom, around, *kink_nodes], axis=1), axis=1)  # (m, M)
-    gl = g_law(y, k_)  # (m, L, M)
-    gm = mix(gl, s_law)
-    dy = np.diff(y, axis=1)
-    h_mix = _cumsum0(dy * (1 - 0.5 * (gm[:, 1:] + gm[:, :-1])))
-    phi = l_[:, None] * h_mix - nmu[:, None] * y
-    # the tail beyond y_end: linear, slope -n mu (everyone gone by then) or lambda q_inf - n mu
-    tail_slope = np.where(np.full(m, bounded), -nmu, slope_tail)
-    top = np.maximum(phi.max(axis=1), phi[:, -1])
-    e = np.exp(phi - top[:, None])
-    seg = _exp_segments(phi, e, dy)  # (m, M-1) int of exp(phi - top) over each segment
-    tail = e[:, -1] / -tail_slope
-    log_j = top + np.log(seg.sum(axis=1) + tail)
-    log_e = _log_erlang_ratio(c_, a_)
-    log_den = np.logaddexp(log_e, np.log(l_) + log_j)
-    p0 = np.exp(log_e - log_den)  # P(V = 0)
-    scale = np.exp(np.log(l_) + top - log_den)  # turns exp(phi - top) mass into probability
-    mass = seg * scale[:, None]  # P(V in segment)
-    mass_tail = tail * scale
-    # Each segment's own mean wait (phi linear on it) and the laws' patience there.
-    y_seg = y[:, :-1] + _segment_mean(phi, dy)
-    g_mid = g_law(y_seg, k_)  # (m, L, M-1)
-    n_seg = y_seg.shape[1]
-    # Served after waiting, per law, and one more point for the tail (the patient, when
-    # nothing drops them); laid out (pool, law, point) so that sums run along memory.
-    w = np.zeros((m, n_law, n_seg + 1))
-    stay = w[:, :, :n_seg]
-    np.subtract(1.0, g_mid, out=stay)
-    stay *= mass[:, None, :]
-    if not bounded:
-        w[:, :, n_seg] = mass_tail[:, None] * patient_l[None, :]
-    leave = mass[:, None, :] * g_mid
-    served = p0[:, None] + stay.sum(axis=2)
-    abandoned = leave.sum(axis=2)
-    dropped = np.zeros((m, n_law))
-    tail_wait = x_end + k_ / -tail_slope  # mean wait of the tail (past every patience)
-    if bounded:
-        dropped += mass_tail[:, None]
-    else:
-        served += mass_tail[:, None] * patient_l[None, :]
-        abandoned += mass_tail[:, None] * ~patient_l[None, :]
-    # Time in queue of all: E[min(V, patience)] = H_c(V) (dropped on arrival: 0), with H_c
-    # by the trapezoid rule on the nodes and interpolated linearly to each segment's mean wait:
-    # sum_j mass_j (H_c(y_j) + frac_j dH_j), H_c(y_j) = kappa sum_{i<j} dH_i. Summed the other
-    # way round, each increment dH_i weighs the mass of the segments after it (one cumulative
-    # sum per pool rather than one per law and pool).
-    d_h = gl[:, :, 1:] + gl[:, :, :-1]  # becomes dy (1 - (g0 + g1) / 2): (m, L, M-1), / kappa
-    d_h *= -0.5  # in place: these are the largest arrays here
-    d_h += 1.0
-    d_h *= dy[:, None, :]
-    frac = (y_seg - y[:, :-1]) / np.maximum(dy, 1e-300)
-    after = _cumsum0(mass[:, ::-1])[:, -2::-1]  # (m, M-1): mass of the segments after each
-    mean_all = (d_h * (after + mass * frac)[:, None, :]).sum(axis=2) * k_[:, None]
-    if not bounded:
-        h_end = d_h.sum(axis=2) * k_[:, None]  # H_c at y_end
-        mean_all += mass_tail[:, None] * np.where(patient_l, tail_wait[:, None], h_end)
-    # The served's waits: equal-mass bands of the waiting part.
-    v = np.empty((m, 1, n_seg + 1))
-    v[:, 0, :n_seg] = y_seg * k_[:, None]  # waits (s)
-    v[:, 0, n_seg] = tail_wait
-    values, weights = band_means(w, v, EXP_POINTS)
     out.served[idx] = served[:, of_cls]
     out.dropped[idx] = dropped[:, of_cls]
     out.abandoned[idx] = abandoned[:, of_cls]
@@ -454,72 +409,6 @@ def _impatient(
     out.weights[idx, :, 1:] = weights[:, of_cls]
     out.weights[idx, :, 0] = p0[:, None]
     out.mean_all[idx] = mean_all[:, of_cls]
-
-
-def _density_peak(
-    lam: FloatArray,
-    nmu: FloatArray,
-    y_end: FloatArray,
-    g_mix: Callable[[npt.NDArray[np.intp]], Callable[[FloatArray], FloatArray]],
-    y_u: FloatArray,
-) -> tuple[FloatArray, FloatArray]:
-    """Where the offered-wait density peaks (G(y*) = 1 - n mu / lambda, 0 if underloaded) and
-    its width there, 1 / sqrt(lambda g(y*)); bracketed on the uniform nodes ``y_u``, then
-    bisected. ``g_mix(rows)``: G at y (len(rows), ...) for the pools ``rows`` (only the
-    overloaded ones are evaluated)."""
-    target = 1.0 - nmu / lam
-    over = target > 0
-    width = np.minimum(1.0 / np.maximum(nmu - lam, 1e-300), y_end)
-    peak = np.zeros_like(y_end)
-    if not over.any():
-        return peak, width
-    k = np.flatnonzero(over)
-    m_u = y_u.shape[1]
-    g_at = g_mix(k)
-    first = np.clip((g_at(y_u[k]) < target[k, None]).sum(axis=1), 1, m_u - 1)
-    lo = y_u[k, first - 1]
-    hi = y_u[k, first]
-
-    for _ in range(30):
-        mid = 0.5 * (lo + hi)
-        below = g_at(mid) < target[k]
-        lo = np.where(below, mid, lo)
-        hi = np.where(below, hi, mid)
-    pk = 0.5 * (lo + hi)
-    ye = y_end[k]
-    h = np.maximum(1e-3 * ye, 1e-12)
-    wk = np.maximum(ye, 1e-12)
-    for _ in range(3):
-        up, down = np.minimum(pk + h, ye), np.maximum(pk - h, 0.0)
-        dens = (g_at(up) - g_at(down)) / np.maximum(up - down, 1e-300)
-        wk = np.where(dens > 0, 1.0 / np.sqrt(np.maximum(lam[k] * dens, 1e-300)), wk)
-        wk = np.clip(wk, 1e-9 * np.maximum(ye, 1e-12), ye)
-        h = np.maximum(0.1 * wk, 1e-12)
-    peak[k] = pk
-    width[k] = wk
-    return peak, width
-
-
-def _exp_segments(phi: FloatArray, e: FloatArray, dy: FloatArray) -> FloatArray:
-    """Integral of exp(phi - top) over each segment, exp of the linear interpolation of phi
-    (exact where phi is linear: no patience within the segment)."""
-    d = phi[:, 1:] - phi[:, :-1]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        exact = dy * (e[:, 1:] - e[:, :-1]) / d
-    small = np.abs(d) < 1e-6
-    approx = dy * 0.5 * (e[:, 1:] + e[:, :-1])
-    out: FloatArray = np.where(small, approx, exact)
-    return out
-
-
-def _segment_mean(phi: FloatArray, dy: FloatArray) -> FloatArray:
-    """Mean offset within each segment of a density exp(phi), phi linear on the segment:
-    h (1 / (1 - e^-d) - 1/d) for a rise d over the segment."""
-    d = phi[:, 1:] - phi[:, :-1]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        off = dy * (1.0 / -np.expm1(-d) - 1.0 / d)
-    out: FloatArray = np.where(np.abs(d) < 1e-6, 0.5 * dy * (1 + d / 6), off)
-    return np.clip(out, 0.0, dy)
 
 
 def band_means(w: FloatArray, v: FloatArray, bands: int) -> tuple[FloatArray, FloatArray]:
