@@ -22,7 +22,8 @@ from matplotlib.dates import date2num
 from scipy import optimize
 
 import gridsim as gs
-from gridsim.engine.capacity import SHORTFALL_DEFINITION, slo_load
+from gridsim.engine.capacity import SHORTFALL_DEFINITION, START_QUANTILE, slo_load
+from gridsim.erlang import erlang_c
 from gridsim.grid import build_grid
 from gridsim.report.figures import plot_demand_capacity, time_axis
 from gridsim.run import Result
@@ -93,6 +94,21 @@ def test_slo_load_meets_the_erlang_c_criterion() -> None:
         assert got == pytest.approx(expected, rel=1e-9)
     # no SLO budget: the slots themselves; no slots: nothing
     assert slo_load(np.array([50.0, 0.0]), np.array([math.inf, 0.1])).tolist() == [50.0, 0.0]
+    # many pools at once (the solver's steps run on all together), fractional slots and budgets
+    # so short that the bracket starts at no load: each load meets the criterion, and one a
+    # millionth above it does not
+    rng = np.random.default_rng(3)
+    slots = np.concatenate([rng.uniform(0.5, 5000.0, 300), [1.0, 2.5, 7.0]])
+    x = np.concatenate([10 ** rng.uniform(-3.0, 3.0, 300), [1e-4, 1e-3, 1e-2]])
+    got = slo_load(slots, x)
+    log_bound = math.log(1 - START_QUANTILE)
+
+    def log_tail(a: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(erlang_c(slots, a)) - (slots - a) * x
+
+    assert (log_tail(got) <= log_bound + 1e-12).all()
+    assert (log_tail(got * (1 + 1e-6) + 1e-9) > log_bound).all()
 
 
 def test_capacity_gap_of_two_hubs_by_hand() -> None:
