@@ -482,3 +482,48 @@ def test_empirical_patience(c: int, rho: float, monkeypatch: pytest.MonkeyPatch)
     out = solve([c], [a], [[1.0]], [law])
     ref = th.mmc_patience(c, a, [discrete_patience(values)], [1.0])[0]
     assert not mismatches(out, 0, 0, ref, c), mismatches(out, 0, 0, ref, c)
+
+
+def test_mmng_rows_do_not_depend_on_threads() -> None:
+    """The M/M/n+G rows are computed in chunks, one a thread: the outcome of many pools is the
+    same, bit for bit, on one thread as on several, and the same as each pool alone."""
+    import numba
+
+    rng = np.random.default_rng(7)
+    m = 64  # enough rows for several chunks
+    servers = rng.integers(2, 200, m).astype(np.float64)
+    loads = servers * rng.uniform(0.5, 2.5, m)
+    share = rng.dirichlet(np.ones(3), m)
+    laws = [exp_law(20.0), exp_law(90.0), None]
+    fields = ("served", "dropped", "abandoned", "wait_values", "wait_weights", "mean_wait_all_s")
+
+    def run(n_threads: int) -> Any:
+        before = numba.get_num_threads()
+        numba.set_num_threads(n_threads)
+        try:
+            return solve(list(servers), list(loads), share.tolist(), laws, max_wait_s=300.0)
+        finally:
+            numba.set_num_threads(before)
+
+    one = run(1)
+    many = run(numba.config.NUMBA_NUM_THREADS)
+    for name in fields:
+        np.testing.assert_array_equal(getattr(many, name), getattr(one, name), err_msg=name)
+    for i in (0, m // 2, m - 1):  # a pool alone: its own row, whatever the chunk it fell in
+        alone = solve([servers[i]], [loads[i]], [share[i].tolist()], laws, max_wait_s=300.0)
+        for name in fields:
+            np.testing.assert_array_equal(getattr(alone, name)[0], getattr(one, name)[i])
+
+
+def test_quadrature_nodes_merge_in_order() -> None:
+    """The quadrature's node groups (each in order) are merged: the array a sort would give."""
+    from gridsim.engine.mmng import _merge_sorted
+
+    rng = np.random.default_rng(3)
+    for n_a, n_b in ((0, 5), (5, 0), (160, 96), (7, 61)):
+        a = np.sort(rng.uniform(0, 1, n_a))
+        shared = min(n_b // 2, n_a)  # some values in both: ties
+        b = np.sort(np.concatenate([rng.uniform(0, 1, n_b - shared), a[:shared]]))
+        out = np.empty(n_a + n_b)
+        _merge_sorted(a, n_a, b, n_b, out)
+        np.testing.assert_array_equal(out, np.sort(np.concatenate([a, b])))

@@ -14,6 +14,13 @@ Patience laws are coded ``kinds`` (per distinct law): ``PATIENT`` (never leaves)
 from __future__ import annotations
 
 import math
+import os
+from typing import Any
+
+# The OpenMP threads of the row chunks sleep between calls instead of spinning (libgomp's
+# default spins, taking a core from the engine's own thread and from the other processes of a
+# sweep). Read when numba first starts its threads; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba
 import numpy as np
@@ -26,6 +33,8 @@ BoolArray = npt.NDArray[np.bool_]
 PATIENT, EXPONENTIAL, CONSTANT, LOGNORMAL, EMPIRICAL = -1, 0, 1, 2, 3
 _SQRTH = 0.70710678118654752440  # 1 / sqrt(2), as the normal cdf (cephes ndtr) uses it
 _LOG2 = math.log(2.0)
+# below this many rows a chunk, one thread does them all (starting threads costs more)
+ROWS_PER_CHUNK_MIN = 8
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -51,6 +60,32 @@ def _cdf(  # pragma: no cover - compiled
         n = hi - lo
         return np.searchsorted(support[lo:hi], x, side="left") / n
     return 0.0
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _cdf_at(  # pragma: no cover - compiled
+    kind: int,
+    pa: float,
+    pb: float,
+    support: FloatArray,
+    lo: int,
+    hi: int,
+    y: FloatArray,
+    k: float,
+    out: FloatArray,
+) -> None:
+    """``_cdf`` at each ``y[q] * k`` into ``out`` (as long as ``y`` or ``out``, the shorter):
+    the law's kind chosen once, not once a point, the same sums."""
+    n = min(y.size, out.size)
+    if kind == PATIENT:
+        for q in range(n):
+            out[q] = 0.0
+    elif kind == EXPONENTIAL:
+        for q in range(n):
+            out[q] = -math.expm1(-max(y[q] * k, 0.0) / pa)
+    else:
+        for q in range(n):
+            out[q] = _cdf(kind, pa, pb, support, lo, hi, y[q] * k)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -87,7 +122,33 @@ def _logaddexp(x: float, y: float) -> float:  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def mmng_rows(  # pragma: no cover - compiled
+def _merge_sorted(  # pragma: no cover - compiled
+    a: FloatArray, n_a: int, b: FloatArray, n_b: int, out: FloatArray
+) -> None:
+    """The first ``n_a`` of ``a`` and ``n_b`` of ``b`` (each in order) into ``out``, in order."""
+    i = j = q = 0
+    while i < n_a and j < n_b:
+        if b[j] < a[i]:
+            out[q] = b[j]
+            j += 1
+        else:
+            out[q] = a[i]
+            i += 1
+        q += 1
+    while i < n_a:
+        out[q] = a[i]
+        i += 1
+        q += 1
+    while j < n_b:
+        out[q] = b[j]
+        j += 1
+        q += 1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _rows(  # pragma: no cover - compiled
+    lo_row: int,
+    hi_row: int,
     lam: FloatArray,
     nmu: FloatArray,
     kap: FloatArray,
@@ -116,20 +177,15 @@ def mmng_rows(  # pragma: no cover - compiled
     p0_out: FloatArray,
     mean_all: FloatArray,
 ) -> None:
-    """Each pool (row) of arrivals/s ``lam``, full-pool service rate ``nmu``, Allen-Cunneen
-    factor ``kap``, the impatient laws' work shares ``s_law`` (m, L), the slope of the
-    offered wait's log density past the last node when nothing drops (``slope_tail``), its
-    range ``y_end`` = ``x_end`` / kappa and log Erlang ratio ``log_e``; ``bounded``: a maximum
-    wait of ``x_end`` drops everyone beyond it. Writes per (row, law): ``served``,
-    ``dropped``, ``abandoned``, ``mean_all`` (time in queue of all), the served's waits as
-    band means ``values`` with ``weights`` (m, L, bands); per row P(no wait) ``p0_out``."""
-    m = lam.size
+    """Rows ``lo_row`` to ``hi_row`` of ``mmng_rows``, with scratch arrays of their own."""
     n_law = kinds.size
     n_un, n_ge, n_pk, n_k = unif_base.size, geom_base.size, off_over.size, kinks.size
     n_nodes = n_un + n_ge + n_pk + 2 * n_k
     n_seg = n_nodes - 1
     bands = values.shape[2]
     y = np.empty(n_nodes)
+    y_a = np.empty(n_nodes)  # scratch for the merge of the nodes
+    y_b = np.empty(n_nodes)
     gl = np.empty((n_law, n_nodes))
     phi = np.empty(n_nodes)
     e = np.empty(n_nodes)
@@ -137,6 +193,7 @@ def mmng_rows(  # pragma: no cover - compiled
     seg = np.empty(n_seg)
     mass = np.empty(n_seg)
     y_seg = np.empty(n_seg)
+    g_seg = np.empty(n_seg)  # a law's cdf at the segments' mean waits
     frac = np.empty(n_seg)
     after = np.empty(n_seg)
     v = np.empty(n_seg + 1)
@@ -145,7 +202,7 @@ def mmng_rows(  # pragma: no cover - compiled
     cm = np.empty(n_seg + 2)
     moment = np.empty(bands + 1)
     levels = np.empty(bands + 1)
-    for i in range(m):
+    for i in range(lo_row, hi_row):
         k, ye, lm, nm = kap[i], y_end[i], lam[i], nmu[i]
         s_row = s_law[i]
         # --- where the offered-wait density peaks (G(y*) = 1 - n mu / lambda) and its width
@@ -183,24 +240,27 @@ def mmng_rows(  # pragma: no cover - compiled
                 wk = min(max(wk, 1e-9 * max(ye, 1e-12)), ye)
                 h = max(0.1 * wk, 1e-12)
             peak, width = pk, wk
-        # --- nodes: uniform, geometric near 0, around the peak, at kinks (twice)
+        # --- nodes: uniform, geometric near 0, around the peak, at kinks (twice): each group
+        # is in order already, so they are merged (the array a sort would give, in linear time)
+        n_ug = n_un + n_ge
         for q in range(n_un):
-            y[q] = unif_base[q] * ye
+            y_a[q] = unif_base[q] * ye
         for q in range(n_ge):
-            y[n_un + q] = geom_base[q] * ye
+            y[q] = geom_base[q] * ye
+        _merge_sorted(y_a, n_un, y, n_ge, y_b)
         offs = off_over if peak > 0 else off_under
-        for q in range(n_pk):
-            y[n_un + n_ge + q] = min(max(peak + width * offs[q], 0.0), ye)
-        base = n_un + n_ge + n_pk
-        for q in range(n_k):
-            y[base + 2 * q] = min(kinks[q] / k, ye)
-            y[base + 2 * q + 1] = min(kinks[q] * (1 + 1e-9) / k, ye)
-        y.sort()
+        for q in range(n_pk):  # (clipping keeps the peak's nodes in order)
+            y_a[q] = min(max(peak + width * offs[q], 0.0), ye)
+        _merge_sorted(y_b, n_ug, y_a, n_pk, y)
+        if n_k:
+            for q in range(n_k):
+                y_a[2 * q] = min(kinks[q] / k, ye)
+                y_a[2 * q + 1] = min(kinks[q] * (1 + 1e-9) / k, ye)
+            y_a[: 2 * n_k].sort()
+            _merge_sorted(y, n_ug + n_pk, y_a, 2 * n_k, y_b)
+            y[:] = y_b
         for j in range(n_law):
-            for q in range(n_nodes):
-                gl[j, q] = _cdf(
-                    kinds[j], pa[j], pb[j], support, offsets[j], offsets[j + 1], y[q] * k
-                )
+            _cdf_at(kinds[j], pa[j], pb[j], support, offsets[j], offsets[j + 1], y, k, gl[j])
         # --- the log density phi = lambda H(y) - n mu y, H by the trapezoid rule on G
         h_mix = 0.0
         phi[0] = lm * h_mix - nm * y[0]
@@ -258,10 +318,9 @@ def mmng_rows(  # pragma: no cover - compiled
             leave_sum = 0.0
             mean_j = 0.0
             h_end = 0.0
+            _cdf_at(kinds[j], pa[j], pb[j], support, offsets[j], offsets[j + 1], y_seg, k, g_seg)
             for q in range(n_seg):
-                g_mid = _cdf(
-                    kinds[j], pa[j], pb[j], support, offsets[j], offsets[j + 1], y_seg[q] * k
-                )
+                g_mid = g_seg[q]
                 w[q] = (1.0 - g_mid) * mass[q]
                 stay_sum += w[q]
                 leave_sum += mass[q] * g_mid
@@ -319,3 +378,89 @@ def mmng_rows(  # pragma: no cover - compiled
                     mean_b = 1.7976931348623157e308 if mean_b > 0 else -1.7976931348623157e308
                 values[i, j, b] = mean_b
                 weights[i, j, b] = total / bands
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def _chunks(  # pragma: no cover - compiled
+    n_chunks: int,
+    lam: FloatArray,
+    nmu: FloatArray,
+    kap: FloatArray,
+    s_law: FloatArray,
+    slope_tail: FloatArray,
+    y_end: FloatArray,
+    x_end: FloatArray,
+    log_e: FloatArray,
+    bounded: bool,
+    kinds: IntArray,
+    pa: FloatArray,
+    pb: FloatArray,
+    support: FloatArray,
+    offsets: IntArray,
+    imp: IntArray,
+    kinks: FloatArray,
+    unif_base: FloatArray,
+    geom_base: FloatArray,
+    off_over: FloatArray,
+    off_under: FloatArray,
+    served: FloatArray,
+    dropped: FloatArray,
+    abandoned: FloatArray,
+    values: FloatArray,
+    weights: FloatArray,
+    p0_out: FloatArray,
+    mean_all: FloatArray,
+) -> None:
+    """``mmng_rows`` in ``n_chunks`` chunks of rows, one a thread."""
+    m = lam.size
+    for c in numba.prange(n_chunks):
+        _rows(
+            c * m // n_chunks,
+            (c + 1) * m // n_chunks,
+            lam,
+            nmu,
+            kap,
+            s_law,
+            slope_tail,
+            y_end,
+            x_end,
+            log_e,
+            bounded,
+            kinds,
+            pa,
+            pb,
+            support,
+            offsets,
+            imp,
+            kinks,
+            unif_base,
+            geom_base,
+            off_over,
+            off_under,
+            served,
+            dropped,
+            abandoned,
+            values,
+            weights,
+            p0_out,
+            mean_all,
+        )
+
+
+def mmng_rows(*arrays: Any) -> None:
+    """Each pool (row) of arrivals/s ``lam``, full-pool service rate ``nmu``, Allen-Cunneen
+    factor ``kap``, the impatient laws' work shares ``s_law`` (m, L), the slope of the
+    offered wait's log density past the last node when nothing drops (``slope_tail``), its
+    range ``y_end`` = ``x_end`` / kappa and log Erlang ratio ``log_e``; ``bounded``: a maximum
+    wait of ``x_end`` drops everyone beyond it. Writes per (row, law): ``served``,
+    ``dropped``, ``abandoned``, ``mean_all`` (time in queue of all), the served's waits as
+    band means ``values`` with ``weights`` (m, L, bands); per row P(no wait) ``p0_out``."""
+    # Rows are independent: a few chunks, one a thread, each with scratch arrays of its own
+    # (the results do not depend on the number of threads). Few rows: one thread does them
+    # all, as starting threads would cost more.
+    m = arrays[0].size
+    n_chunks = min(numba.get_num_threads(), m // ROWS_PER_CHUNK_MIN)
+    if n_chunks > 1:
+        _chunks(n_chunks, *arrays)
+    else:
+        _rows(0, m, *arrays)
