@@ -783,15 +783,10 @@ class FlowEngine(EngineBase):
         r_nz, c_nz, p_nz = np.unravel_index(cells, (n_r, n_c, n_p))
         at = (r_nz, c_nz, p_nz)  # distinct cells: plain fancy-index adds
         share_cells = shares_u.reshape(shares_u.shape[0], -1)[:, cells]  # (U or 1, N)
-        tick_shares = share_cells[law_shares[row]]  # (ticks, N)
-        flow_t = arr[:, r_nz, c_nz] * tick_shares  # requests per tick and cell
-        # per class, each law's (ticks x regions) @ (regions x pools): batched matrix products
-        bounds = np.append(firsts, end)
-        new = np.empty((end, n_c, n_p))
-        for u in range(n_u):
-            t0, t1 = bounds[u], bounds[u + 1]
-            split = shares_u[law_shares[u]].transpose(1, 0, 2)
-            new[t0:t1] = np.matmul(arr[t0:t1].transpose(2, 0, 1), split).transpose(1, 0, 2)
+        flow_t = arr[:, r_nz, c_nz] * share_cells[law_shares[row]]  # requests per tick and cell
+        # each tick's requests per class and pool: the cells' summed over regions
+        cp = c_nz * n_p + p_nz
+        new = _cell_sums(flow_t, cp, n_c * n_p).reshape(end, n_c, n_p)
         outcome, lam_u, load_u = self._laws(new[firsts], dt_u)
         stable_law = np.asarray(outcome.stable.reshape(n_u, n_p).all(axis=1))
         later = self.later
@@ -812,45 +807,43 @@ class FlowEngine(EngineBase):
         flow_t = flow_t[:k]
         served = outcome.served.reshape(n_u, n_p, n_c)[law_t]  # (k, P, C)
         shape_u = (n_u, n_p, n_c)
+        # The ticks of a law are consecutive: each law's requests per cell over its ticks
+        # (n_l laws met in the k ticks), then each outcome share cell by cell.
+        n_l = int(law_t[-1]) + 1
+        f_law = _law_sums(flow_t, firsts[:n_l], k)  # (n_l, N)
+        acc.routed[at] += f_law.sum(axis=0)
+        served_c = outcome.served.reshape(shape_u)[:n_l, p_nz, c_nz]  # (n_l, N)
+        acc.admitted[at] += (f_law * served_c).sum(axis=0)
+        acc.dropped[at] += (f_law * outcome.dropped.reshape(shape_u)[:n_l, p_nz, c_nz]).sum(axis=0)
+        acc.abandoned[at] += (f_law * outcome.abandoned.reshape(shape_u)[:n_l, p_nz, c_nz]).sum(
+            axis=0
+        )
         if self.outages:
             self.admitted_rps = np.zeros(self.shape)
-        # law by law, as the ticks of one law were added up when each took a call of its own
-        for u in range(int(law_t[-1]) + 1):
-            t0, t1 = bounds[u], min(bounds[u + 1], k)
-            f = flow_t[t0:t1]  # (ticks, N)
-            acc.routed[at] += f.sum(axis=0)
-            acc.unrouted += arr[t0:t1].sum(axis=0) * _unrouted(shares_u[law_shares[u]])
-            served_u = outcome.served.reshape(shape_u)[u, p_nz, c_nz]  # (N,)
-            acc.admitted[at] += (f * served_u).sum(axis=0)
-            acc.dropped[at] += (f * outcome.dropped.reshape(shape_u)[u, p_nz, c_nz]).sum(axis=0)
-            abandoned_u = outcome.abandoned.reshape(shape_u)[u, p_nz, c_nz]
-            acc.abandoned[at] += (f * abandoned_u).sum(axis=0)
-            if self.outages and t1 == k:
-                self.admitted_rps[at] = f[-1] * served_u / widths[j - 1]
+            self.admitted_rps[at] = flow_t[k - 1] * served_c[n_l - 1] / widths[j - 1]
+        # demand sent nowhere (every candidate pool down): the share no cell of its region
+        # and class took
+        left = 1.0 - _cell_sums(share_cells, r_nz * n_c + c_nz, n_r * n_c)  # (U or 1, R x C)
+        left = np.where(left > 1e-9, left, 0.0).reshape(-1, n_r, n_c)
+        if left.any():
+            arr_law = _law_sums(arr, firsts[:n_l], k)  # (n_l, R, C)
+            acc.unrouted += (arr_law * left[law_shares[:n_l]]).sum(axis=0)
         new_k = new[:k]
         acc.lam[i:j] = lam_u[law_t]
         acc.work_rate[i:j] = load_u[law_t]
         acc.busy[i:j] = np.einsum("tcp,tpc,cp->tp", new_k, served, self.svc_mean)
         mean_all = outcome.mean_wait_all_s.reshape(n_u, n_p, n_c)[law_t]
         acc.queue_s[i:j] = np.einsum("tcp,tpc->tp", new_k, mean_all)
-        # per region, each law's (ticks x classes) @ (classes x pools)
-        for u in range(int(law_t[-1]) + 1):
-            t0, t1 = bounds[u], min(bounds[u + 1], k)
-            split = shares_u[law_shares[u]]
-            flows = np.matmul(arr[t0:t1].transpose(1, 0, 2), split).transpose(1, 0, 2)
-            acc.region_flow[i + t0 : i + t1] = flows
-        # waits: each distinct law once, weighted by the requests that met it
-        per_law = np.zeros((n_u, n_c, n_p))
-        # (the ticks of a law are consecutive: one sum per law, in tick order)
-        n_k = int(law_t[-1]) + 1
-        per_law[:n_k] = np.add.reduceat(new_k, firsts[:n_k], axis=0)
-        vals = outcome.wait_values.reshape(n_u, n_p, n_c, WAIT_POINTS)
-        wts = outcome.wait_weights.reshape(n_u, n_p, n_c, WAIT_POINTS)
-        used = per_law.sum(axis=(1, 2)) > 0
-        for u in np.flatnonzero(used).tolist():
-            acc.waits(
-                vals[u].transpose(1, 0, 2), wts[u].transpose(1, 0, 2) * per_law[u][:, :, None]
-            )
+        r_p = r_nz * n_p + p_nz
+        acc.region_flow[i:j] = _cell_sums(flow_t[:k], r_p, n_r * n_p).reshape(k, n_r, n_p)
+        # waits: each distinct law once, weighted by the requests that met it; all the laws'
+        # points in one part (C, P, laws, J), a view of the values (the block keeps only the
+        # pairs that met a wait)
+        per_law = _cell_sums(f_law, cp, n_c * n_p).reshape(n_l, n_c, n_p)
+        vals = outcome.wait_values.reshape(n_u, n_p, n_c, WAIT_POINTS)[:n_l]
+        wts = outcome.wait_weights.reshape(n_u, n_p, n_c, WAIT_POINTS)[:n_l]
+        wts = wts * per_law.transpose(0, 2, 1)[:, :, :, None]
+        acc.waits(vals.transpose(2, 1, 0, 3), wts.transpose(2, 1, 0, 3))
         if later.size:
             self._steady_later(i, k, row, new_l, out_l, lam_l, load_l, acc)
         return k
@@ -1403,8 +1396,8 @@ class _Block:
         self.busy = np.zeros((n_t, n_p))  # slot-seconds served
         self.queue_s = np.zeros((n_t, n_p))  # request-seconds waiting
         self.region_flow = np.zeros((n_t, n_r, n_p))  # requests from each region to each pool
-        self._values: list[FloatArray] = []  # (C, P, J) waits of admitted requests
-        self._weights: list[FloatArray] = []  # (C, P, J) how many requests had them
+        self._values: list[FloatArray] = []  # (C, P, J) or (C, P, laws, J) waits
+        self._weights: list[FloatArray] = []  # ... and how many requests had them
         # ... of ticks stepped one by one: tick -> its (C, P, J) waits and weights (a tick's
         # own arrays, not one (C, P, ticks x J) pair: a long block steps few of its ticks)
         self._ticks: dict[int, tuple[FloatArray, FloatArray]] = {}
@@ -1412,7 +1405,11 @@ class _Block:
         self._pairs = np.zeros((n_c, n_p), dtype=bool)
 
     def waits(self, values: FloatArray, weights: FloatArray) -> None:
+        """Wait points of the block's requests: (C, P, J), or (C, P, laws, J) for several
+        laws' points at once (law after law, as one call a law would give them)."""
         pairs = _weighted(weights)
+        if pairs.ndim == 3:
+            pairs = np.asarray(pairs.any(axis=2))
         if pairs.any():
             self._values.append(values)
             self._weights.append(weights)
@@ -1467,7 +1464,7 @@ class _Block:
     def wait_law(self) -> tuple[FloatArray, FloatArray]:
         """The block's waits per (class, pool): the no-wait mass, then equal-mass bands."""
         n_c, n_p = self._pairs.shape
-        n_pts = sum(part.shape[2] for part in self._values)
+        n_pts = sum(part[0, 0].size for part in self._values)
         if self._ticks:  # the stepped ticks' points come last, J a tick, in tick order
             n_pts += self.n_t * WAIT_POINTS
         if not n_pts:
@@ -1490,8 +1487,8 @@ class _Block:
         n_pairs = self._pairs.size
         # indexed by class and pool: a part may be a transposed view (no copy of it first)
         cls, pool = np.divmod(rows, self._pairs.shape[1])
-        parts_v = [part[cls, pool] for part in self._values]
-        parts_w = [part[cls, pool] for part in self._weights]
+        parts_v = [part[cls, pool].reshape(rows.size, -1) for part in self._values]
+        parts_w = [part[cls, pool].reshape(rows.size, -1) for part in self._weights]
         if self._ticks:
             tick_v = np.zeros((rows.size, self.n_t, WAIT_POINTS))
             tick_w = np.zeros((rows.size, self.n_t, WAIT_POINTS))
@@ -1716,6 +1713,25 @@ def _same_rows(rows: FloatArray, ref: FloatArray) -> npt.NDArray[np.bool_]:
     scale = np.maximum(np.abs(ref).max(axis=-1, keepdims=True), 1e-300)
     out: npt.NDArray[np.bool_] = (np.abs(rows - ref) <= 1e-9 * scale).all(axis=-1)
     return out
+
+
+def _law_sums(values: FloatArray, firsts: npt.NDArray[np.intp], end: int) -> FloatArray:
+    """``values`` (T, ...) summed over each law's ticks: ``firsts[u]`` to the next first (the
+    last to ``end``). (``np.add.reduceat`` over the first axis is many times slower.)"""
+    out = np.empty((firsts.size, *values.shape[1:]))
+    stops = [*firsts[1:].tolist(), end]
+    for u, (t0, t1) in enumerate(zip(firsts.tolist(), stops, strict=True)):
+        np.sum(values[t0:t1], axis=0, out=out[u])
+    return out
+
+
+def _cell_sums(values: FloatArray, keys: npt.NDArray[np.intp], size: int) -> FloatArray:
+    """Each row of ``values`` (T, N) summed by ``keys`` (N,) into (T, size): one bincount for
+    every row (cells in order, so each sum adds its terms in cell order)."""
+    n_t = values.shape[0]
+    flat = (np.arange(n_t)[:, None] * size + keys[None, :]).ravel()
+    sums = np.bincount(flat, values.ravel(), n_t * size)
+    return np.asarray(sums, dtype=np.float64).reshape(n_t, size)
 
 
 def _unrouted(shares: FloatArray) -> FloatArray:
