@@ -304,15 +304,20 @@ class CapacityTracker:
 
     def _slo_loads(self, slots: FloatArray, x: FloatArray) -> FloatArray:
         """``slo_load`` per (slots, t / h), each distinct pair solved once for the run."""
-        keys = np.column_stack([slots.reshape(-1), x.reshape(-1)])
-        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        # one complex key per pair (slots real, x imaginary): np.unique of a flat complex
+        # array sorts far faster than of rows, in the same (slots, x) order
+        keys = np.empty(slots.size, dtype=np.complex128)
+        keys.real = slots.reshape(-1)
+        keys.imag = x.reshape(-1)
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        pairs = list(zip(uniq.real.tolist(), uniq.imag.tolist(), strict=True))
         cache = self._cache
-        missing = [i for i, (c, v) in enumerate(uniq.tolist()) if (c, v) not in cache]
+        missing = [i for i, pair in enumerate(pairs) if pair not in cache]
         if missing:
-            solved = slo_load(uniq[missing, 0], uniq[missing, 1])
+            solved = slo_load(uniq.real[missing], uniq.imag[missing])
             for i, a in zip(missing, solved.tolist(), strict=True):
-                cache[(float(uniq[i, 0]), float(uniq[i, 1]))] = a
-        values = np.array([cache[(c, v)] for c, v in uniq.tolist()])
+                cache[pairs[i]] = a
+        values = np.array([cache[pair] for pair in pairs])
         out: FloatArray = values[inverse.reshape(-1)].reshape(slots.shape)
         return out
 

@@ -203,8 +203,9 @@ def stationary(
         else:
             work = share if work_share is None else np.asarray(work_share, np.float64)
             _impatient(out, idx, n, lam, a, share, work, patience, max_wait_s, kap)
-    # Shares are differences of probabilities: keep float noise from making one negative.
-    out.weights[out.stable] = np.maximum(out.weights[out.stable], 0.0)
+    # Shares are differences of probabilities: keep float noise from making one negative
+    # (in place over every row: an unstable row's nan stays nan)
+    np.maximum(out.weights, 0.0, out=out.weights)
     work = share if work_share is None else np.asarray(work_share, np.float64)
     _within_slots(out, n, a, work, patience)
     return Outcome(
