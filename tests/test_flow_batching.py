@@ -140,7 +140,7 @@ def test_water_fill_follows_the_rule_demand_by_demand() -> None:
     for d, (c, r) in enumerate(pairs):
         cand[d, : len(order[c][r])] = order[c][r]
         use[d, : len(order[c][r])] = usable[r, c, order[c][r]]
-    shares = np.zeros((n_u, n_r, n_c, n_p))
+    compact = np.zeros((n_u, *cand.shape))  # demand d's share of its pool cand[d, j]
     water_fill(
         demand,
         np.array([r for _, r in pairs], dtype=np.intp),
@@ -151,8 +151,13 @@ def test_water_fill_follows_the_rule_demand_by_demand() -> None:
         room0,
         slots,
         alive,
-        shares,
+        compact,
     )
+    shares = np.zeros((n_u, n_r, n_c, n_p))
+    for d, (c, r) in enumerate(pairs):
+        for j, p in enumerate(order[c][r]):
+            shares[:, r, c, p] = compact[:, d, j]
+    assert not compact[:, cand == n_p].any()  # nothing on the padding
     for u in range(n_u):
         want = _fill_reference(demand[u], order, usable, service_s, room0, slots, alive)
         np.testing.assert_allclose(shares[u], want, rtol=1e-12, atol=1e-15)
@@ -163,3 +168,78 @@ def test_water_fill_follows_the_rule_demand_by_demand() -> None:
     )
     expect = np.where((demand > 0) & reachable[None], 1.0, 0.0)
     np.testing.assert_allclose(placed, expect, atol=1e-9)
+
+
+def test_policy_cells_equal_the_dense_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A water-filling policy gives the flow engine its split on its candidate cells
+    (``allocate_cells``); without it the engine finds the cells in the dense split. The two
+    runs agree to the last bit (the token market overloaded three times over: every tier
+    sheds, the fill spills)."""
+    from gridsim.policies.builtin import EastWest
+
+    sets = ["horizon.duration=2d", "events=[{kind: demand_shock, at: 0s, factor: 3.0}]"]
+    path = _token_market(tmp_path)
+    calls: list[int] = []
+    cells = EastWest.allocate_cells
+
+    def counted(self: Any, *args: Any) -> Any:
+        calls.append(1)
+        return cells(self, *args)
+
+    monkeypatch.setattr(EastWest, "allocate_cells", counted)
+    sparse, a = _run(path, sets, monkeypatch, cells=STRETCH_CELLS)
+    assert calls  # the engine took the cells
+    monkeypatch.setattr(flow, "_cells_method", lambda policy: None)  # the dense split
+    dense, b = _run(path, sets, monkeypatch, cells=STRETCH_CELLS)
+    for name in ("served", "dropped", "abandoned", "met_slo", "busy"):
+        np.testing.assert_array_equal(getattr(sparse, name), getattr(dense, name), err_msg=name)
+    assert a == b
+
+
+def test_cells_only_from_the_class_of_the_rule() -> None:
+    """The engine takes ``allocate_cells`` only from the class that defines ``allocate``: a
+    subclass that changes the rule without its own cells must not get its parent's."""
+    from gridsim.policies.base import make_policy
+    from gridsim.policies.builtin import EastWest
+
+    grid = build_grid(load_scenario(ROOT / "scenarios" / "baseline.yaml"))
+
+    class Mine(EastWest):
+        def allocate(self, state: Any) -> Any:
+            return super().allocate(state)
+
+    assert flow._cells_method(make_policy("east_west", grid)) is not None
+    assert flow._cells_method(make_policy("nearest", grid)) is None  # no cells of its own
+    assert flow._cells_method(Mine(grid)) is None
+
+
+def test_policy_split_follows_the_rule() -> None:
+    """The east-west policy's split on the baseline (its cells, ``allocate_cells``, and the
+    dense split built from them), hour by hour against the rule in plain Python."""
+    from gridsim.policies.base import FILL_UTILISATION, FlowState, make_policy
+
+    grid = build_grid(load_scenario(ROOT / "scenarios" / "baseline.yaml"))
+    policy: Any = make_policy("east_west", grid)
+    n_r, n_c, n_p = len(grid.region_ids), len(grid.classes), len(grid.pools)
+    rng = np.random.default_rng(5)
+    slots = np.array([max(p.slots, 1) for p in grid.pools], dtype=np.float64)
+    alive = rng.random(n_p) > 0.1
+    queued = rng.uniform(0, 0.5, n_p) * slots
+    state = FlowState(np.zeros((n_r, n_c)), policy.service_s, slots * alive, queued, alive)
+    # light to heavy: a thousandth of the slots' worth to ten times it (spills everywhere)
+    per_slot = slots.sum() / policy.service_s.mean() / (n_r * n_c)
+    demand = rng.uniform(0, 2, (3, n_r, n_c)) * np.array([1e-3, 0.5, 10.0])[:, None, None]
+    demand *= per_slot
+    dense = policy.allocate_many(state, demand)
+    cells, on_cells = policy.allocate_cells(state, demand)
+    assert np.array_equal(np.sort(cells), cells)
+    assert not dense.reshape(3, -1)[:, np.setdiff1d(np.arange(dense[0].size), cells)].any()
+    np.testing.assert_array_equal(dense.reshape(3, -1)[:, cells], on_cells)
+    usable = policy.network_fits & alive[None, None, :]
+    room0 = slots * alive * FILL_UTILISATION - queued
+    for u in range(3):
+        order = [[list(policy.west_first[c][r]) for r in range(n_r)] for c in range(n_c)]
+        want = _fill_reference(demand[u], order, usable, policy.service_s, room0, slots, alive)
+        np.testing.assert_allclose(dense[u], want, rtol=1e-12, atol=1e-15)

@@ -763,26 +763,30 @@ class FlowEngine(EngineBase):
         row = np.cumsum(changed[:end]) - 1  # each tick's law
         dt_u = widths[i : i + end][firsts]
         state = self._state(arr[0] / dt_u[0], float(dt_u[0]))  # nothing queued: dt is moot
+        # The split on the (region, class, pool) cells it sends anything to: a class goes to
+        # few of the pools, and dense (ticks, R, C, P) arrays would cost more than the laws.
         if static:
-            shares_u = self.policy.allocate(state)[None]
+            cells, share_cells = _dense_cells(self.policy.allocate(state)[None])
             law_shares = np.zeros(n_u, dtype=np.intp)
         else:
-            allocate_many = getattr(self.policy, "allocate_many", None)
             rates = arr[firsts] / dt_u[:, None, None]
-            if allocate_many is not None:
-                shares_u = allocate_many(state, rates)
-            else:  # a policy written to the protocol alone
-                shares_u = np.stack(
-                    [self.policy.allocate(replace(state, demand_rps=d)) for d in rates]
-                )
+            allocate_cells = _cells_method(self.policy)
+            if allocate_cells is not None:  # the cells the policy may use
+                cells, share_cells = allocate_cells(state, rates)
+                used = (share_cells != 0).any(axis=0)
+                cells, share_cells = cells[used], share_cells[:, used]
+            else:
+                allocate_many = getattr(self.policy, "allocate_many", None)
+                if allocate_many is not None:
+                    shares_u = allocate_many(state, rates)
+                else:  # a policy written to the protocol alone
+                    shares_u = np.stack(
+                        [self.policy.allocate(replace(state, demand_rps=d)) for d in rates]
+                    )
+                cells, share_cells = _dense_cells(shares_u)
             law_shares = np.arange(n_u)
-        # the (region, class, pool) cells some split sends anything to: a class goes to few
-        # of the pools, and dense (ticks, R, C, P) arrays would cost more than the laws
-        # (a flat search of a boolean array: np.nonzero of a float array is much slower)
-        cells = np.flatnonzero((shares_u != 0).any(axis=0).reshape(-1))
         r_nz, c_nz, p_nz = np.unravel_index(cells, (n_r, n_c, n_p))
         at = (r_nz, c_nz, p_nz)  # distinct cells: plain fancy-index adds
-        share_cells = shares_u.reshape(shares_u.shape[0], -1)[:, cells]  # (U or 1, N)
         flow_t = arr[:, r_nz, c_nz] * share_cells[law_shares[row]]  # requests per tick and cell
         # each tick's requests per class and pool: the cells' summed over regions
         cp = c_nz * n_p + p_nz
@@ -1713,6 +1717,26 @@ def _same_rows(rows: FloatArray, ref: FloatArray) -> npt.NDArray[np.bool_]:
     scale = np.maximum(np.abs(ref).max(axis=-1, keepdims=True), 1e-300)
     out: npt.NDArray[np.bool_] = (np.abs(rows - ref) <= 1e-9 * scale).all(axis=-1)
     return out
+
+
+def _cells_method(policy: Any) -> Any:
+    """The policy's ``allocate_cells``, if the class that defines its ``allocate`` defines it
+    too: a subclass that changes the rule but not this method must not get its parent's
+    cells (``allocate_many`` and the dense split are used then)."""
+    mro = type(policy).__mro__
+    owner = next((k for k in mro if "allocate" in k.__dict__), None)
+    if owner is None or "allocate_cells" not in owner.__dict__:
+        return None
+    return policy.allocate_cells
+
+
+def _dense_cells(shares: FloatArray) -> tuple[npt.NDArray[np.intp], FloatArray]:
+    """The flat (region, class, pool) cells some split of ``shares`` (U, R, C, P) sends
+    anything to, in increasing order, and the splits on them (U, N). (A flat search of a
+    boolean array: np.nonzero of a float array is much slower.)"""
+    flat = shares.reshape(shares.shape[0], -1)
+    cells = np.flatnonzero((flat != 0).any(axis=0))
+    return cells, flat[:, cells]
 
 
 def _law_sums(values: FloatArray, firsts: npt.NDArray[np.intp], end: int) -> FloatArray:

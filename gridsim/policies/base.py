@@ -25,6 +25,9 @@ from gridsim.policies.registry import policy_factory
 
 FloatArray = npt.NDArray[np.float64]
 Route = tuple[int, float, float, float]
+# A split on the cells it may use: flat (region, class, pool) indices (N,), in increasing
+# order, and each demand's shares of them (U, N); every other cell is 0
+Cells = tuple[npt.NDArray[np.intp], FloatArray]
 INF = float("inf")
 FILL_UTILISATION = 0.95  # fluid stand-in for "a slot is free / the SLO holds": fill to here
 
@@ -157,7 +160,11 @@ class PolicyBase:
         """``allocate`` for several demands at once, each with ``state``'s slots, queues and
         pools up: ``demand_rps`` (U, regions, classes) gives (U, regions, classes, pools). The
         flow engine asks this for the clock hours of a stretch in which nothing is queued.
-        This default calls ``allocate`` once per demand; a policy may do it in one pass."""
+        This default calls ``allocate`` once per demand; a policy may do it in one pass.
+
+        A policy that sends each region's class to a few known cells may also define
+        ``allocate_cells(state, demand_rps) -> Cells``: the same split on those cells only
+        (the water-filling policies do; the engine then skips the dense array)."""
         if demand_rps.shape[0] == 0:
             return np.zeros((0, *demand_rps.shape[1:], state.slots.size))
         return np.stack([self.allocate(replace(state, demand_rps=d)) for d in demand_rps])
@@ -189,9 +196,27 @@ class PolicyBase:
         """``fill`` for each of the demands ``demand_rps`` (U, regions, classes), each from the
         same room: (U, regions, classes, pools). The demands are taken one by one, in order
         (``gridsim.policies.fill``, compiled)."""
+        cells, shares_cells = self.fill_cells(state, demand_rps, order, fits, limit)
+        shares = np.zeros((*demand_rps.shape, state.slots.size))
+        # each (region, class, pool) cell once in a plan: its share is set, not added
+        shares.reshape(demand_rps.shape[0], -1)[:, cells] = shares_cells
+        return shares
+
+    def fill_cells(
+        self,
+        state: FlowState,
+        demand_rps: FloatArray,
+        order: tuple[tuple[tuple[int, ...], ...], ...],
+        fits: npt.NDArray[np.bool_],
+        limit: float = FILL_UTILISATION,
+    ) -> Cells:
+        """``fill_many`` on the cells ``order`` names only: their flat (region, class, pool)
+        indices (N,), in increasing order, and the shares (U, N). Every other cell is 0. On a
+        national grid a class's candidates are a few pools, about 1 % of the cells: the flow
+        engine's steady stretches work on these."""
         plan = self._fill_plan(order)
         room = state.slots * limit - state.queued_work_rate
-        shares = np.zeros((*demand_rps.shape, state.slots.size))
+        compact = np.zeros((demand_rps.shape[0], *plan.cand.shape))
         usable = plan.valid & fits.reshape(-1)[plan.flat] & state.alive[plan.pool]
         water_fill(
             np.ascontiguousarray(demand_rps, dtype=np.float64),
@@ -203,9 +228,9 @@ class PolicyBase:
             np.ascontiguousarray(room, dtype=np.float64),
             np.ascontiguousarray(state.slots, dtype=np.float64),
             np.ascontiguousarray(state.alive, dtype=np.bool_),
-            shares,
+            compact,
         )
-        return shares
+        return plan.cells, compact.reshape(compact.shape[0], -1)[:, plan.cell_slots]
 
     def _fill_plan(self, order: tuple[tuple[tuple[int, ...], ...], ...]) -> _FillPlan:
         """``fill``'s fixed arrays for ``order`` (a policy's own, fixed tuple: kept by it)."""
@@ -239,6 +264,14 @@ class _FillPlan:
         self.valid = self.cand < n_p
         self.pool = np.where(self.valid, self.cand, 0)  # the padding read as pool 0 (masked)
         self.flat = (self.pair_r * n_c + self.pair_c)[:, None] * n_p + self.pool
+        # the cells the order names, in increasing order, and where each is in (demand, rank)
+        slots_valid = np.flatnonzero(self.valid.reshape(-1))
+        cells = self.flat.reshape(-1)[slots_valid]
+        if np.unique(cells).size != cells.size:
+            raise ValueError("a fill order names a pool twice for one region and class")
+        by_cell = np.argsort(cells, kind="stable")
+        self.cells = cells[by_cell]
+        self.cell_slots = slots_valid[by_cell]
 
 
 @dataclass(frozen=True)

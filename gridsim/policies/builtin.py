@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridsim.grid import Grid
-from gridsim.policies.base import FloatArray, FlowState, PolicyBase, PoolView
+from gridsim.policies.base import Cells, FloatArray, FlowState, PolicyBase, PoolView
 
 
 class Nearest(PolicyBase):
@@ -85,6 +85,9 @@ class _Ranked(PolicyBase):
     def allocate_many(self, state: FlowState, demand_rps: FloatArray) -> FloatArray:
         return self.fill_many(state, demand_rps, self.ranked, self.candidate_mask)
 
+    def allocate_cells(self, state: FlowState, demand_rps: FloatArray) -> Cells:
+        return self.fill_cells(state, demand_rps, self.ranked, self.candidate_mask)
+
 
 class Cheapest(_Ranked):
     """The pool with the lowest electricity cost (price x PUE) that has a free slot."""
@@ -121,6 +124,9 @@ class LatencySlo(PolicyBase):
 
     def allocate_many(self, state: FlowState, demand_rps: FloatArray) -> FloatArray:
         return self.fill_many(state, demand_rps, self.candidates, self.network_fits)
+
+    def allocate_cells(self, state: FlowState, demand_rps: FloatArray) -> Cells:
+        return self.fill_cells(state, demand_rps, self.candidates, self.network_fits)
 
     @cached_property
     def network_fits(self) -> npt.NDArray[np.bool_]:
@@ -171,3 +177,6 @@ class EastWest(LatencySlo):
 
     def allocate_many(self, state: FlowState, demand_rps: FloatArray) -> FloatArray:
         return self.fill_many(state, demand_rps, self.west_first, self.network_fits)
+
+    def allocate_cells(self, state: FlowState, demand_rps: FloatArray) -> Cells:
+        return self.fill_cells(state, demand_rps, self.west_first, self.network_fits)

@@ -31,8 +31,9 @@ def water_fill(  # pragma: no cover - compiled (numba); its Python body is teste
     alive: npt.NDArray[np.bool_],
     shares: FloatArray,
 ) -> None:
-    """Fill ``shares`` (U, regions, classes, pools), zero on entry, for each of the U demand
-    rows ``demand_rps`` (U, regions, classes), each from the room ``room0`` (pools,).
+    """Fill ``shares`` (U, demands, width), zero on entry, for each of the U demand rows
+    ``demand_rps`` (U, regions, classes), each from the room ``room0`` (pools,): the share of
+    demand d sent to its pool ``cand[d, j]`` is ``shares[u, d, j]``.
 
     Demand d (``pair_r``, ``pair_c``, in the order they are placed) may fill its pools
     ``cand[d]`` (in order; a value past the last pool pads the row) where ``usable[d]``."""
@@ -57,7 +58,7 @@ def water_fill(  # pragma: no cover - compiled (numba); its Python body is teste
                     continue
                 work = dem * service_s[c, p]
                 take = min(left, room[p] / work)
-                shares[u, r, c, p] += take
+                shares[u, d, j] += take
                 room[p] -= take * work
                 left -= take
                 if left <= LEFT_TINY:
@@ -76,4 +77,4 @@ def water_fill(  # pragma: no cover - compiled (numba); its Python body is teste
                     if p >= n_p:
                         break
                     if alive[p]:
-                        shares[u, r, c, p] += left * (slots[p] / total)
+                        shares[u, d, j] += left * (slots[p] / total)
