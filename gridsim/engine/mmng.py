@@ -464,3 +464,40 @@ def mmng_rows(*arrays: Any) -> None:
         _chunks(n_chunks, *arrays)
     else:
         _rows(0, m, *arrays)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def spread_to_classes(  # pragma: no cover - compiled
+    rows: IntArray,
+    of_cls: IntArray,
+    served: FloatArray,
+    dropped: FloatArray,
+    abandoned: FloatArray,
+    values: FloatArray,
+    weights: FloatArray,
+    p0: FloatArray,
+    mean_all: FloatArray,
+    out_served: FloatArray,
+    out_dropped: FloatArray,
+    out_abandoned: FloatArray,
+    out_values: FloatArray,
+    out_weights: FloatArray,
+    out_mean_all: FloatArray,
+) -> None:
+    """``mmng_rows``' results per (row, law) into the outcome's rows ``rows`` per class (law
+    ``of_cls[c]``): P(no wait) first, then the bands. One pass, where fancy-indexed copies of
+    each array cost more than the copying itself."""
+    n_cls = of_cls.size
+    bands = values.shape[2]
+    for i in range(rows.size):
+        r = rows[i]
+        for c in range(n_cls):
+            j = of_cls[c]
+            out_served[r, c] = served[i, j]
+            out_dropped[r, c] = dropped[i, j]
+            out_abandoned[r, c] = abandoned[i, j]
+            out_mean_all[r, c] = mean_all[i, j]
+            out_weights[r, c, 0] = p0[i]
+            for b in range(bands):
+                out_values[r, c, 1 + b] = values[i, j, b]
+                out_weights[r, c, 1 + b] = weights[i, j, b]

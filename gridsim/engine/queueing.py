@@ -403,13 +403,23 @@ def _impatient(
         p0,
         mean_all,
     )
-    out.served[idx] = served[:, of_cls]
-    out.dropped[idx] = dropped[:, of_cls]
-    out.abandoned[idx] = abandoned[:, of_cls]
-    out.values[idx, :, 1:] = values[:, of_cls]
-    out.weights[idx, :, 1:] = weights[:, of_cls]
-    out.weights[idx, :, 0] = p0[:, None]
-    out.mean_all[idx] = mean_all[:, of_cls]
+    mmng.spread_to_classes(
+        idx.astype(np.intp),
+        of_cls,
+        served,
+        dropped,
+        abandoned,
+        values,
+        weights,
+        p0,
+        mean_all,
+        out.served,
+        out.dropped,
+        out.abandoned,
+        out.values,
+        out.weights,
+        out.mean_all,
+    )
 
 
 def band_means(w: FloatArray, v: FloatArray, bands: int) -> tuple[FloatArray, FloatArray]:
