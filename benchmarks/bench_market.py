@@ -81,7 +81,7 @@ def main() -> None:
             f"{1e3 * m['engine_s'] / cp:.2f} ms | {m['peak_rss_mb']:.0f} MB |"
         )
     for n, m in zip(counts, rows, strict=True):
-        print(f"top {n}: {phases(m)}")
+        print(f"top {n}: engine wall {rounds.spread(f'top{n}', 'engine_s')}; {phases(m)}")
     rounds.close()
 
 

@@ -789,17 +789,18 @@ class FlowEngine(EngineBase):
         r_nz, c_nz, p_nz = np.unravel_index(cells, (n_r, n_c, n_p))
         at = (r_nz, c_nz, p_nz)  # distinct cells: plain fancy-index adds
         flow_t = arr[:, r_nz, c_nz] * share_cells[law_shares[row]]  # requests per tick and cell
-        # each tick's requests per class and pool: the cells' summed over regions
+        # each law's requests per class and pool in a tick (its first): the cells' summed
+        # over regions
         cp = c_nz * n_p + p_nz
-        new = _cell_sums(flow_t, cp, n_c * n_p).reshape(end, n_c, n_p)
-        outcome, lam_u, load_u = self._laws(new[firsts], dt_u)
+        new_u = _cell_sums(flow_t[firsts], cp, n_c * n_p).reshape(n_u, n_c, n_p)
+        outcome, lam_u, load_u = self._laws(new_u, dt_u)
         stable_law = np.asarray(outcome.stable.reshape(n_u, n_p).all(axis=1))
         later = self.later
         if later.size:
             # what each law admits at a staged pool's entry reaches its later stations
             ent = self.entry_of[later]
             kept = np.nan_to_num(outcome.served.reshape(n_u, n_p, n_c)[:, ent, :])
-            new_l = new[firsts][:, :, ent] * kept.transpose(0, 2, 1)  # (U, C, L)
+            new_l = new_u[:, :, ent] * kept.transpose(0, 2, 1)  # (U, C, L)
             out_l, lam_l, load_l = self._laws(new_l, dt_u, later, False)
             stable_law &= np.asarray(out_l.stable.reshape(n_u, later.size).all(axis=1))
         stable = stable_law[row]
@@ -810,7 +811,6 @@ class FlowEngine(EngineBase):
         j = i + k
         law_t = row[:k]
         flow_t = flow_t[:k]
-        served = outcome.served.reshape(n_u, n_p, n_c)[law_t]  # (k, P, C)
         shape_u = (n_u, n_p, n_c)
         # The ticks of a law are consecutive: each law's requests per cell over its ticks
         # (n_l laws met in the k ticks), then each outcome share cell by cell.
@@ -833,12 +833,13 @@ class FlowEngine(EngineBase):
         if left.any():
             arr_law = _law_sums(arr, firsts[:n_l], k)  # (n_l, R, C)
             acc.unrouted += (arr_law * left[law_shares[:n_l]]).sum(axis=0)
-        new_k = new[:k]
         acc.lam[i:j] = lam_u[law_t]
         acc.work_rate[i:j] = load_u[law_t]
-        acc.busy[i:j] = np.einsum("tcp,tpc,cp->tp", new_k, served, self.svc_mean)
-        mean_all = outcome.mean_wait_all_s.reshape(n_u, n_p, n_c)[law_t]
-        acc.queue_s[i:j] = np.einsum("tcp,tpc->tp", new_k, mean_all)
+        # slot-seconds served and request-seconds queued per tick and pool, cell by cell
+        busy_c = served_c * self.svc_mean[c_nz, p_nz]  # (n_l, N) per request
+        acc.busy[i:j] = _cell_sums(flow_t * busy_c[law_t], p_nz, n_p)
+        mean_c = outcome.mean_wait_all_s.reshape(shape_u)[:n_l, p_nz, c_nz]
+        acc.queue_s[i:j] = _cell_sums(flow_t * mean_c[law_t], p_nz, n_p)
         r_p = r_nz * n_p + p_nz
         acc.region_flow[i:j] = _cell_sums(flow_t[:k], r_p, n_r * n_p).reshape(k, n_r, n_p)
         # waits: each distinct law once, weighted by the requests that met it; all the laws'
