@@ -835,13 +835,20 @@ class FlowEngine(EngineBase):
             acc.unrouted += (arr_law * left[law_shares[:n_l]]).sum(axis=0)
         acc.lam[i:j] = lam_u[law_t]
         acc.work_rate[i:j] = load_u[law_t]
-        # slot-seconds served and request-seconds queued per tick and pool, cell by cell
-        busy_c = served_c * self.svc_mean[c_nz, p_nz]  # (n_l, N) per request
-        acc.busy[i:j] = _cell_sums(flow_t * busy_c[law_t], p_nz, n_p)
+        # Per tick and pool: slot-seconds served, request-seconds queued, requests from each
+        # region. The ticks of a law have the same demand (to the 1e-9 that makes them one
+        # law): each is its law's first tick scaled by its own total (the accounting above
+        # adds each tick's own requests). Cell by cell once a law, not once a tick.
+        f_first = flow_t[firsts[:n_l]]  # (n_l, N)
+        total = arr[:k].reshape(k, -1).sum(axis=1)
+        first_total = total[firsts[:n_l]][law_t]
+        scale = np.divide(total, first_total, out=np.zeros(k), where=first_total > 0)[:, None]
+        busy_c = served_c * self.svc_mean[c_nz, p_nz]  # (n_l, N) slot-seconds a request
+        acc.busy[i:j] = _cell_sums(f_first * busy_c, p_nz, n_p)[law_t] * scale
         mean_c = outcome.mean_wait_all_s.reshape(shape_u)[:n_l, p_nz, c_nz]
-        acc.queue_s[i:j] = _cell_sums(flow_t * mean_c[law_t], p_nz, n_p)
-        r_p = r_nz * n_p + p_nz
-        acc.region_flow[i:j] = _cell_sums(flow_t[:k], r_p, n_r * n_p).reshape(k, n_r, n_p)
+        acc.queue_s[i:j] = _cell_sums(f_first * mean_c, p_nz, n_p)[law_t] * scale
+        region_u = _cell_sums(f_first, r_nz * n_p + p_nz, n_r * n_p)  # (n_l, R x P)
+        acc.region_flow[i:j] = (region_u[law_t] * scale).reshape(k, n_r, n_p)
         # waits: each distinct law once, weighted by the requests that met it; all the laws'
         # points in one part (C, P, laws, J), a view of the values (the block keeps only the
         # pairs that met a wait)
