@@ -749,9 +749,10 @@ class FlowEngine(EngineBase):
 
         Nothing is queued, so each tick's split and laws depend on its demand alone, which is
         constant within a clock hour: the rest of the block is taken at once, one split and
-        one law per distinct row of demand (the policy's ``allocate_many`` and ``_laws`` over
-        all of them, which costs far less than one call per hour), and kept up to the first
-        tick in which some pool has no steady state."""
+        one law per distinct row of demand (the policy's ``allocate_cells`` or
+        ``allocate_many`` and ``_laws`` over all of them, which costs far less than one call
+        per hour), and kept up to the first tick in which some pool has no steady state. The
+        work is on the (region, class, pool) cells the splits use, not on dense arrays."""
         n_r, n_c, n_p = self.shape
         arr = arrivals[i:]
         flat = arr.reshape(arr.shape[0], -1)
