@@ -38,12 +38,18 @@ ROWS_PER_CHUNK_MIN = 8
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _exponential_cdf(x: float, mean: float) -> float:  # pragma: no cover - compiled
+    """P(patience < x) for an exponential patience of ``mean``."""
+    return -math.expm1(-max(x, 0.0) / mean)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _cdf(  # pragma: no cover - compiled
     kind: int, pa: float, pb: float, support: FloatArray, lo: int, hi: int, x: float
 ) -> float:
     """P(patience < x) for one law."""
     if kind == EXPONENTIAL:
-        return -math.expm1(-max(x, 0.0) / pa)
+        return _exponential_cdf(x, pa)
     if kind == CONSTANT:
         return 1.0 if x > pa else 0.0
     if kind == LOGNORMAL:
@@ -82,7 +88,7 @@ def _cdf_at(  # pragma: no cover - compiled
             out[q] = 0.0
     elif kind == EXPONENTIAL:
         for q in range(n):
-            out[q] = -math.expm1(-max(y[q] * k, 0.0) / pa)
+            out[q] = _exponential_cdf(y[q] * k, pa)
     else:
         for q in range(n):
             out[q] = _cdf(kind, pa, pb, support, lo, hi, y[q] * k)

@@ -404,7 +404,7 @@ def _impatient(
         mean_all,
     )
     mmng.spread_to_classes(
-        idx.astype(np.intp),
+        np.asarray(idx, dtype=np.intp),
         of_cls,
         served,
         dropped,

@@ -212,8 +212,8 @@ class PolicyBase:
     ) -> Cells:
         """``fill_many`` on the cells ``order`` names only: their flat (region, class, pool)
         indices (N,), in increasing order, and the shares (U, N). Every other cell is 0. On a
-        national grid a class's candidates are a few pools, about 1 % of the cells: the flow
-        engine's steady stretches work on these."""
+        national grid a class's candidates are a few pools (about a tenth of the cells, of
+        which a tenth get any demand): the flow engine's steady stretches work on these."""
         plan = self._fill_plan(order)
         room = state.slots * limit - state.queued_work_rate
         compact = np.zeros((demand_rps.shape[0], *plan.cand.shape))
