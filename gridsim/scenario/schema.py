@@ -60,6 +60,7 @@ from gridsim.scenario.fields import (
     check_ref,
 )
 from gridsim.scenario.market_spec import Market, Plan
+from gridsim.scenario.training_spec import Power, Training, check_training_nodes
 from gridsim.scenario.uncertainty_spec import Uncertainty, check_paths
 from gridsim.scenario.units import format_duration
 
@@ -508,6 +509,16 @@ class Scenario(Model):
         description="token packages (plans) whose subscribers make the LLM classes' demand "
         "(gridsim.market)",
     )
+    training: Training | None = Field(
+        default=None,
+        description="training jobs on the cards inference leaves free, and the co-scheduling "
+        "policy (gridsim.training)",
+    )
+    power: Power | None = Field(
+        default=None,
+        description="hour-by-hour power: hourly carbon and green share, time-of-use prices, own "
+        "renewables (gridsim.power)",
+    )
     outputs: Outputs = Outputs()
     sweep: SweepSpec | None = Field(default=None, description="axes x seeds for gridsim sweep")
     uncertainty: Uncertainty | None = Field(
@@ -559,6 +570,7 @@ class Scenario(Model):
         _check_events(self)
         _check_fleet(self)
         _check_market(self, info)
+        _check_training(self)
         total_share = sum(c.share for c in self.demand.classes)
         if total_share > 1 + 1e-9:
             raise ValueError(f"class shares add up to {total_share:g}; they must not exceed 1")
@@ -586,6 +598,21 @@ def pool_serves(pool: Pool, cls: DemandClass) -> bool:
         return not pool.is_llm
     wanted = cls.model_ids
     return pool.is_llm and (not wanted or any(m in pool.model_ids for m in wanted))
+
+
+def _check_training(scenario: Scenario) -> None:
+    """Training and power name nodes that exist; training simulates the whole grid."""
+    bad = check_training_nodes(scenario.training, scenario.power, {n.id for n in scenario.nodes})
+    if bad:
+        path, msg = bad[0]
+        raise ValueError(f"{'.'.join(str(k) for k in path)}: {msg}")
+    if scenario.training is not None and (
+        scenario.demand.sample_fraction != 1.0 or scenario.demand.sample_pools is not None
+    ):
+        raise ValueError(
+            "training: jobs are sized in the whole grid's cards; set demand.sample_fraction: 1 "
+            "and remove demand.sample_pools (or remove training:)"
+        )
 
 
 def _check_market(scenario: Scenario, info: ValidationInfo) -> None:
