@@ -234,6 +234,9 @@ class FlowEngine(EngineBase):
                 k1 = k0 + 1
             # Demand for the block at once; events that change it end the block early.
             next_event = self.env.peek()
+            if next_event <= self.env.now:  # events at this very instant act before its tick
+                yield self.env.timeout(0)
+                continue
             if math.isfinite(next_event):
                 k1 = max(k0 + 1, min(k1, math.ceil(next_event / self.dt - 1e-9)))
             edges = np.minimum(np.arange(k0, k1 + 1) * self.dt, self.horizon_s)
