@@ -66,6 +66,7 @@ from gridsim.scenario.schema import DemandClass
 
 SECONDS_PER_YEAR = 8760.0 * 3600.0  # as serving.HOURS_PER_YEAR
 J_PER_KWH = 3.6e6
+TRAINING_CARD_S = "training_card_s"  # card-seconds lent to training (gridsim.training)
 IDLE = "(idle)"  # class/region label of cost from pools that served nothing
 GroupBy = Literal["pool", "node", "node_kind", "model", "region", "class"]
 
@@ -147,16 +148,17 @@ def pool_intervals(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.
     a = assumptions
     pools = result.pools.set_index("pool")
     ts = result.timeseries
-    mask = (ts["entity_kind"] == "pool") & ts["metric"].isin(["busy_slot_s", "capacity_slot_s"])
+    metrics = ["busy_slot_s", "capacity_slot_s", TRAINING_CARD_S]
+    mask = (ts["entity_kind"] == "pool") & ts["metric"].isin(metrics)
     if mask.any():
         wide = ts[mask].pivot_table(
             index=["entity_id", "time_s"], columns="metric", values="value", aggfunc="sum"
         )
-        wide = wide.reindex(columns=["busy_slot_s", "capacity_slot_s"], fill_value=0.0)
+        wide = wide.reindex(columns=metrics, fill_value=0.0)
         frame = wide.fillna(0.0).reset_index().rename(columns={"entity_id": "pool"})
         frame = frame[frame["pool"].isin(pools.index)]
     else:
-        frame = _whole_horizon(result)
+        frame = _whole_horizon(result).assign(**{TRAINING_CARD_S: 0.0})
     p = pools.loc[frame["pool"]]
     slots = p["slots"].to_numpy(dtype=float)
     it_w = _it_power_w(p, a)
@@ -167,14 +169,33 @@ def pool_intervals(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.
         # a pool built from nothing has no start slots: its cards' power per slot of a replica
         per_slot_w = np.where(slots > 0, it_w / slots, _slot_power_w(p, a))
         share = np.where(cap > 0, busy / cap, 0.0)
-    joules = per_slot_w * (idle * cap + (1.0 - idle) * np.minimum(busy, cap)) * p["pue"].to_numpy()
-    kwh = joules / J_PER_KWH
-    hour = (frame["time_s"].to_numpy(dtype=float) // 3600).astype(int) % 24
+    pue = p["pue"].to_numpy()
+    joules = per_slot_w * (idle * cap + (1.0 - idle) * np.minimum(busy, cap)) * pue
+    # cards lent to training (gridsim.training) run flat out: TDP x PUE while they train
+    train_j = frame[TRAINING_CARD_S].to_numpy(dtype=float) * p["accelerator_tdp_w"].to_numpy() * pue
+    kwh = (joules + train_j) / J_PER_KWH
+    time_s = frame["time_s"].to_numpy(dtype=float)
+    hour = (time_s // 3600).astype(int) % 24
     tou = np.asarray(a.tou_multipliers)[hour] if a.tou_multipliers is not None else 1.0
-    out = frame.assign(busy_share=share, energy_kwh=kwh)
+    out = frame.assign(busy_share=share, energy_kwh=kwh, training_kwh=train_j / J_PER_KWH)
     price = _prices_over_time(result, frame, p)
+    carbon = p["carbon_g_per_kwh"].to_numpy(dtype=float)
+    grid_kwh = kwh
+    hourly = hourly_power(result, frame, p)
+    if hourly is not None:  # the scenario's power: block: hourly carbon, TOU, own renewables
+        tou = tou * hourly["tou"]
+        carbon = hourly["carbon_g_per_kwh"]
+        # own renewables cover the node's energy up to their output in the interval, shared
+        # by its pools in proportion to their energy
+        node_kwh = pd.Series(kwh).groupby([p["node"].to_numpy(), time_s]).transform("sum")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cover = np.minimum(hourly["onsite_kwh"] / node_kwh.to_numpy(), 1.0)
+        own = kwh * np.nan_to_num(cover)
+        grid_kwh = kwh - own
+        out["onsite_kwh"] = own
+        out["green_kwh"] = own + grid_kwh * hourly["grid_green_share"]
     out["electricity_cny"] = kwh * price * tou
-    out["carbon_kg"] = kwh * p["carbon_g_per_kwh"].to_numpy() / 1e3
+    out["carbon_kg"] = grid_kwh * carbon / 1e3
     flows = result.flows
     if flows.empty:
         served = pd.Series(dtype=float)
@@ -186,6 +207,40 @@ def pool_intervals(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.
     out["tokens"] = busy * per_busy_s
     out["capacity_tokens"] = cap * per_busy_s
     return out.reset_index(drop=True)
+
+
+def hourly_power(
+    result: RunTables, frame: pd.DataFrame, p: pd.DataFrame
+) -> dict[str, np.ndarray[Any, Any]] | None:
+    """Per interval row of ``frame`` (pool rows ``p``), with the scenario's ``power:`` block:
+    the interval's mean time-of-use factor, grid carbon intensity and green share at the
+    pool's node, and the share of the node's energy in the interval its own renewables cover
+    (``gridsim.power.sites``). None without the block."""
+    sc = result.scenario
+    if sc.power is None or frame.empty:
+        return None
+    from gridsim.power.sites import interval_means, node_power
+
+    nodes = tuple(sorted(set(p["node"])))
+    first = p.groupby("node", sort=True).first()
+    carbon = {str(k): float(v) for k, v in first["carbon_g_per_kwh"].items()}
+    price = {str(k): float(v) for k, v in first["price_cny_per_kwh"].items()}
+    hourly = node_power(sc, nodes, carbon, price)
+    time_s = frame["time_s"].to_numpy(dtype=float)
+    interval = float(sc.outputs.timeseries_interval)
+    times, row = np.unique(time_s, return_inverse=True)
+    widths = np.minimum(interval, _horizon_s(result) - times)
+    col = np.array([nodes.index(n) for n in p["node"]], dtype=np.intp)
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    for key, series in (
+        ("tou", hourly.tou_factor),
+        ("carbon_g_per_kwh", hourly.carbon_g_per_kwh),
+        ("grid_green_share", hourly.grid_green_share),
+        ("onsite_kw", hourly.onsite_kw),
+    ):
+        out[key] = interval_means(series, times, widths)[row, col]
+    out["onsite_kwh"] = out.pop("onsite_kw") * widths[row] / 3600.0  # the node's, not the pool's
+    return out
 
 
 def _prices_over_time(

@@ -482,6 +482,102 @@ for _metric, _unit, _text, _agg in (
     _add(f"fleet_pool_{_metric.removeprefix('fleet_')}", ("fleet", "pools", "*", _metric), _unit,
          f"{_text} (from the inventory).", _agg, None, "pool row")  # fmt: skip
 
+# --- training and co-scheduling (scenarios with a training: block; gridsim.training) -------
+_TRAINING: tuple[tuple[str, str, str, Aggregation, bool | None], ...] = (
+    ("card_hours_available", "card-hours", "Card-hours the co-scheduling policy left free for "
+     "training over the horizon, whether or not jobs used them", "sum", None),
+    ("card_hours_done", "card-hours", "Training work done by the end of the horizon (lost work "
+     "excluded, work not yet checkpointed included)", "sum", True),
+    ("card_hours_run", "card-hours", "Card-hours training jobs held cards, lost work included",
+     "sum", None),
+    ("card_hours_lost", "card-hours", "Training work lost to preemptions (since each one's last "
+     "checkpoint)", "sum", False),
+    ("preemptions", "preemptions", "Times inference took back cards a training job held",
+     "sum", False),
+    ("jobs_finished", "jobs", "Training jobs finished within the horizon", "sum", True),
+    ("deadline_attainment", "%", "Share of the training jobs due within the horizon that "
+     "finished by their deadline", "mean", True),
+    ("utilization", "%", "Busy (serving or training) over up card-seconds of the pools that "
+     "lend cards to training", "mean", None),
+    ("utilization_inference_only", "%", "The same utilisation in the inference-only flow run "
+     "of the scenario", "mean", None),
+    ("sla_attainment_inference_only", "%", "SLA attainment of the inference-only flow run of "
+     "the scenario", "mean", True),
+    ("energy_kwh", "kWh", "Energy of the cards lent to training (TDP x PUE while they train)",
+     "sum", False),
+    ("electricity_cny", "CNY", "Electricity cost of training, hour by hour at the node's price",
+     "sum", False),
+    ("carbon_kg", "kg CO2", "Carbon of training's electricity, hour by hour at the grid's "
+     "intensity", "sum", False),
+    ("electricity_cny_per_card_hour", "CNY/card-hour", "Training's electricity cost per "
+     "card-hour run", "mean", False),
+    ("carbon_kg_per_card_hour", "kg CO2/card-hour", "Training's carbon per card-hour run",
+     "mean", False),
+    ("dedicated_capex_avoided_cny", "CNY", "What the card-hours done would cost in capex on "
+     "cards bought for training (card price over the amortisation hours)", "sum", True),
+    ("electricity_cny_inference_only", "CNY", "Electricity cost of the inference-only flow run",
+     "sum", False),
+    ("carbon_kg_inference_only", "kg CO2", "Carbon of the inference-only flow run", "sum",
+     False),
+    ("electricity_cny_with_training", "CNY", "Electricity cost of the run, training included "
+     "(as economics.electricity_cny)", "sum", False),
+    ("carbon_kg_with_training", "kg CO2", "Carbon of the run, training included (as "
+     "economics.carbon_kg)", "sum", False),
+)  # fmt: skip
+for _metric, _unit, _text, _agg, _better in _TRAINING:
+    _add(f"training_{_metric}", ("training", _metric), _unit, f"{_text}.", _agg, _better)
+for _metric, _unit, _text, _agg, _better in (
+    ("card_hours", "card-hours", "Work the job needs", "sum", None),
+    ("card_hours_done", "card-hours", "Work the job did by the end (lost work excluded)", "sum",
+     True),
+    ("card_hours_run", "card-hours", "Card-hours the job held cards", "sum", None),
+    ("card_hours_lost", "card-hours", "Work the job lost to preemptions", "sum", False),
+    ("preemptions", "preemptions", "Times inference took back the job's cards", "sum", False),
+    ("pauses", "pauses", "Times the job checkpointed and paused for greener or cheaper hours",
+     "sum", None),
+    ("resizes", "resizes", "Times the job checkpointed and restarted on more cards", "sum",
+     None),
+    ("started_at_s", "s", "When the job first ran, after the horizon start", "min", None),
+    ("finished_at_s", "s", "When the job finished, after the horizon start (empty: not within "
+     "the horizon)", "max", False),
+    ("deadline_s", "s", "The job's deadline, after the horizon start", "first", None),
+    ("met_deadline", "", "Whether the job finished by its deadline (empty: due after the "
+     "horizon, or none)", "min", True),
+):  # fmt: skip
+    _add(f"training_job_{_metric}", ("training", "jobs", "*", _metric), _unit, f"{_text}.",
+         _agg, _better, "job")  # fmt: skip
+_KINDS["training_job_met_deadline"] = "flag"
+_add("training_policy", ("training", "policy"), "", "The co-scheduling policy.", "first", None)
+_KINDS["training_policy"] = "text"
+_add("training_job_node", ("training", "jobs", "*", "node"), "", "Node the job ran at.",
+     "first", None, "job")  # fmt: skip
+_KINDS["training_job_node"] = "text"
+
+# --- power (scenarios with a power: block; gridsim.power) ----------------------------------
+_add("power_hourly", ("power", "hourly"), "", "Whether carbon and prices are hourly.", "first",
+     None)  # fmt: skip
+_KINDS["power_hourly"] = "flag"
+_add("green_target_share", ("power", "green_target_share"), "%", "The scenario's green-power "
+     "target for each site.", "first", None)  # fmt: skip
+_add("green_share", ("power", "green_share"), "%", "Green electricity over all electricity: "
+     "own renewables up to each site's draw plus the grid's hourly green share of the rest.",
+     "mean", True)  # fmt: skip
+_add("onsite_kwh", ("power", "onsite_kwh"), "kWh", "Electricity from the sites' own "
+     "renewables (up to their draw).", "sum", True)  # fmt: skip
+_add("sites_meeting_green_target", ("power", "sites_meeting_green_target"), "sites", "Sites "
+     "whose green share reaches the target.", "sum", True)  # fmt: skip
+for _metric, _unit, _text, _agg, _better in (
+    ("energy_kwh", "kWh", "Electricity of the site (serving and training)", "sum", None),
+    ("green_kwh", "kWh", "Green electricity of the site", "sum", True),
+    ("onsite_kwh", "kWh", "Electricity from the site's own renewables", "sum", True),
+    ("green_share", "%", "Green share of the site's electricity", "mean", True),
+    ("meets_green_target", "", "Whether the site's green share reaches the target", "min",
+     True),
+):  # fmt: skip
+    _add(f"site_{_metric}", ("power", "by_node", "*", _metric), _unit, f"{_text}.", _agg,
+         _better, "node")  # fmt: skip
+_KINDS["site_meets_green_target"] = "flag"
+
 # --- uncertainty (gridsim run --draws N) ---------------------------------------------------
 _add("uncertainty_draws", ("uncertainty", "draws"), "draws", "Monte Carlo draws run.", "first",
      None)  # fmt: skip
@@ -561,6 +657,10 @@ HEADLINE: tuple[str, ...] = (
     "market_margin_cny",
     "market_breakage_share",
     "market_free_shed_share",
+    # runs with training or power blocks only
+    "training_card_hours_done",
+    "training_utilization",
+    "green_share",
 )
 
 # Blocks of summary.json that are not KPIs: what ran and how, free text and inputs.

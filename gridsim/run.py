@@ -7,7 +7,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -20,6 +20,10 @@ from gridsim.latency_targets import target_report
 from gridsim.market.outputs import market_summary
 from gridsim.scenario import Scenario
 from gridsim.scenario.resolved import dump_resolved
+
+if TYPE_CHECKING:
+    from gridsim.grid import Grid
+    from gridsim.training.plan import TrainingPlan
 
 __all__ = ["Result", "fidelity_of", "manifest", "run"]  # fidelity_of lives in estimate.py
 
@@ -69,12 +73,14 @@ def run(
     scenario = scenario.model_copy(update={"seed": seed, "fidelity": chosen})
     started = time.perf_counter()
     grid = build_grid(scenario)
+    # training: the inference-only flow run it is planned on (and compared with), then the plan
+    plan, inference_only = training_plan(scenario, grid, seed)
     engine: RequestEngine | FlowEngine
     if chosen == "request":
         engine = RequestEngine(grid, seed=seed, progress=progress)
     else:
         engine = FlowEngine(grid, seed=seed, progress=progress)
-    output = engine.run(schedule(engine))
+    output = engine.run(schedule(engine) + (plan.actions(engine) if plan is not None else []))
     wall_s = time.perf_counter() - started
     summary = {
         "scenario": scenario.name,
@@ -103,12 +109,44 @@ def run(
     # capacity over time (replicas, cards, IT power) from the scenario's build-outs and
     # retirements, the same timeline economics bills
     result.timeseries = with_capacity_series(result, DEFAULT_ASSUMPTIONS.job_slot_power_w)
+    if plan is not None:  # the cards trained, which economics bills with the pools'
+        training_rows = plan.series(scenario.outputs.timeseries_interval, scenario.horizon.duration)
+        result.timeseries = pd.concat([result.timeseries, training_rows], ignore_index=True)
     result.summary["economics"] = economics_summary(result)
+    if plan is not None:
+        from gridsim.training.outcome import training_summary
+
+        assert inference_only is not None
+        result.summary["training"] = training_summary(plan, result, inference_only)
+    if scenario.power is not None:
+        from gridsim.power.summary import power_summary
+
+        result.summary["power"] = power_summary(result)
     # plans, models and tiers of a token market (or a model mix): revenue, breakage, shedding
     market = market_summary(result)
     if market is not None:
         result.summary["market"] = market
     return result
+
+
+def training_plan(
+    scenario: Scenario, grid: Grid, seed: int
+) -> tuple[TrainingPlan | None, Result | None]:
+    """The scenario's training plan and the inference-only flow run it was planned on (None,
+    None without a training: block). ``plan.actions(engine)`` are the engine's extra events."""
+    if scenario.training is None:
+        return None, None
+    from gridsim.training.plan import plan_training
+
+    inference_only = _inference_only(scenario, seed)
+    return plan_training(grid, inference_only.timeseries), inference_only
+
+
+def _inference_only(scenario: Scenario, seed: int) -> Result:
+    """The scenario without its training, at flow fidelity: the hour-by-hour inference load
+    the co-scheduler plans on, and the inference-only operation a run is compared with."""
+    alone = scenario.model_copy(update={"training": None, "fidelity": "flow"})
+    return run(alone, seed=seed, fidelity="flow")
 
 
 def manifest(scenario: Scenario, seed: int, fidelity: str, wall_s: float) -> dict[str, Any]:

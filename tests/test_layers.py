@@ -43,6 +43,9 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.metrics.*", 1),
     ("gridsim.policies", 1),  # the package's __init__ holds only the registry's names
     ("gridsim.policies.registry", 1),
+    ("gridsim.power", 1),  # hourly profiles and tariffs per province: package data
+    ("gridsim.power.profiles", 1),
+    ("gridsim.power.tariffs", 1),
     # 2: the scenario language (trace files are read while a scenario is validated)
     ("gridsim.scenario", 2),
     ("gridsim.scenario.*", 2),
@@ -54,6 +57,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.demand", 3),
     ("gridsim.demand.*", 3),
     ("gridsim.pooling", 3),  # several models on shared cards: memory, switches, Erlang C sizing
+    ("gridsim.power.sites", 3),  # each node's hourly carbon, price and green share
     ("gridsim.market.outputs", 7),  # a run's tables per plan, model and tier (as economics)
     ("gridsim.market", 3),  # token plans and model mixes, expanded into the engines' classes
     ("gridsim.market.*", 3),
@@ -67,8 +71,12 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.engine", 6),
     ("gridsim.engine.*", 6),
     ("gridsim.estimate", 6),
+    ("gridsim.training.outcome", 7),  # the training block, from a run's tables (as economics)
+    ("gridsim.training", 6),  # training on the cards the engines' pools lend, as engine actions
+    ("gridsim.training.*", 6),
     # 7: economics works on a run's tables
     ("gridsim.economics", 7),
+    ("gridsim.power.summary", 7),  # green share by site, from economics' intervals
     # 8
     ("gridsim.run", 8),
     # 9: writing and reporting one run (all run plotting lives in the report; `gridsim

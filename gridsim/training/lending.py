@@ -1,0 +1,216 @@
+"""Which cards each co-located LLM pool can lend to training, hour by hour.
+
+The co-scheduling policy decides, for every hour of the horizon and every pool that lends,
+how many of the pool's replicas training may take (``Lending.replicas``). Training is
+preemptible and inference comes first, so this is decided from inference's side:
+
+- **inference_first** (and carbon_aware, price_aware, which differ in when jobs run, not in
+  what is free): a pool keeps the fewest replicas at which its hour's peak offered load x
+  (1 + ``headroom``) still meets its SLO, the one criterion of the capacity KPIs
+  (``gridsim.engine.capacity.slo_load``: as an M/M/c queue with the mean hold of its work,
+  95 % of requests start within the strictest TTFT SLO of its classes); the rest can train.
+  The offered load is the pool's busy slot-seconds per second in an inference-only flow run
+  of the same scenario (``gridsim.training.run``): the operator's forecast of the hour, read
+  here as perfect. A pool loaded beyond its slots at the SLO lends nothing.
+- **day_night**: ``night_share`` of each pool's replicas trains from ``night_start_hour`` to
+  ``night_end_hour`` (China time) whatever inference needs; inference has the rest.
+
+Cards are lent in whole replicas of the pool, and only while the pool is up all the hour (the
+inference-only run's capacity gives both: build-outs, retirements and outages included). A
+pool keeps at least one replica serving, so its model stays reachable for routing.
+Disaggregated pools and job slots lend nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from gridsim.engine.capacity import slo_load
+from gridsim.grid import Grid
+from gridsim.scenario.training_spec import Training
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+HOUR_S = 3600.0
+
+
+@dataclass(frozen=True)
+class LendingPool:
+    """A co-located LLM pool that can lend whole replicas to training."""
+
+    index: int  # its station (and entry) index in the grid
+    name: str
+    node_id: str
+    accelerator: str
+    cards_per_replica: int
+    slots_per_replica: int
+    tdp_w: float
+    pue: float
+
+
+@dataclass(frozen=True)
+class Lending:
+    """Replicas each lending pool has up (``installed``) and may lend (``replicas``) in each
+    hour of the horizon: arrays (hours, pools)."""
+
+    pools: tuple[LendingPool, ...]
+    installed: IntArray
+    replicas: IntArray
+    reserved: IntArray  # replicas inference keeps (installed - replicas)
+
+    @property
+    def hours(self) -> int:
+        return int(self.replicas.shape[0])
+
+    def cards(self) -> IntArray:
+        """(hours, pools) cards that may train."""
+        per = np.array([p.cards_per_replica for p in self.pools], dtype=np.int64)
+        out: IntArray = self.replicas * per[None, :]
+        return out
+
+
+def lending_pools(grid: Grid) -> tuple[LendingPool, ...]:
+    """The grid's co-located LLM pools with at least one card per replica."""
+    out = []
+    for p in grid.pools:
+        sm = p.serving
+        if p.kind != "llm" or p.mode != "colocated" or not p.is_entry or sm is None:
+            continue
+        if len(grid.stations_of(p.index)) != 1 or p.slots_per_replica <= 0:
+            continue
+        out.append(
+            LendingPool(
+                index=p.index,
+                name=p.name,
+                node_id=p.node_id,
+                accelerator=str(p.accelerator),
+                cards_per_replica=int(sm.accelerators_per_replica),
+                slots_per_replica=int(p.slots_per_replica),
+                tdp_w=float(sm.accelerator.tdp_w),
+                pue=float(p.pue),
+            )
+        )
+    return tuple(out)
+
+
+def hours_of(grid: Grid) -> int:
+    return math.ceil(grid.scenario.horizon.duration / HOUR_S - 1e-9)
+
+
+def hourly_pool_series(
+    timeseries: pd.DataFrame, pools: tuple[LendingPool, ...], hours: int
+) -> tuple[FloatArray, FloatArray]:
+    """(hours, pools) peak offered load (busy slots: busy slot-seconds per second, the largest
+    interval of the hour) and the fewest slots up in any interval of the hour, from a run's
+    time series (interval at most an hour: coarser intervals count as their mean)."""
+    names = [p.name for p in pools]
+    ts = timeseries[
+        (timeseries["entity_kind"] == "pool")
+        & timeseries["entity_id"].isin(names)
+        & timeseries["metric"].isin(["busy_slot_s", "capacity_slot_s"])
+    ]
+    wide = ts.pivot_table(
+        index=["time_s", "entity_id"], columns="metric", values="value", aggfunc="sum"
+    ).reset_index()
+    times = np.sort(wide["time_s"].unique())
+    width = np.diff(np.append(times, np.inf))
+    width[-1] = width[-2] if width.size > 1 else HOUR_S
+    width_of = dict(zip(times, width, strict=True))
+    w = wide["time_s"].map(width_of).to_numpy(dtype=float)
+    h = np.minimum((wide["time_s"].to_numpy(dtype=float) // HOUR_S).astype(np.intp), hours - 1)
+    col = wide["entity_id"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.intp)
+    busy = np.zeros((hours, len(pools)))
+    slots_up = np.full((hours, len(pools)), np.inf)
+    np.maximum.at(busy, (h, col), wide["busy_slot_s"].fillna(0.0).to_numpy() / w)
+    np.minimum.at(slots_up, (h, col), wide["capacity_slot_s"].fillna(0.0).to_numpy() / w)
+    slots_up[~np.isfinite(slots_up)] = 0.0
+    return busy, slots_up
+
+
+def budget_over_hold(grid: Grid, pools: tuple[LendingPool, ...]) -> FloatArray:
+    """Per lending pool, its start budget (strictest TTFT, else end-to-end SLO of the classes
+    it serves) over the mean hold of its work (classes weighted by national request rates),
+    as the capacity KPIs read a pool (``gridsim.engine.capacity.CapacityTracker``)."""
+    from gridsim.engine.capacity import _budget_s  # one budget definition
+
+    classes = grid.scenario.demand.classes
+    idx = np.array([p.index for p in pools], dtype=np.intp)
+    serves = np.asarray(grid.serves)[:, idx]
+    budgets = np.array([_budget_s(c.slo.ttft, c.slo.e2e) for c in classes])
+    budget = np.where(serves, budgets[:, None], np.inf).min(axis=0, initial=np.inf)
+    holds = grid.service.station_holds(len(grid.pools))[:, idx]
+    rates = grid.demand.mean_rates(np.array([0.0, HOUR_S]))[0].sum(axis=0)
+    weights = np.where(serves, np.maximum(rates, 1e-300)[:, None], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hold = (weights * holds).sum(axis=0) / weights.sum(axis=0)
+        out: FloatArray = budget / np.where(np.isfinite(hold) & (hold > 0), hold, 1.0)
+    return out
+
+
+def replicas_needed(
+    load: FloatArray, installed: IntArray, slots_per_replica: IntArray, x: FloatArray
+) -> IntArray:
+    """(hours, pools) fewest replicas r <= installed with slo_load(r x slots per replica, x) >=
+    load (all installed where even they fall short): bisection on r, every cell at once."""
+    hi = installed.astype(np.int64).copy()
+    spr = np.broadcast_to(slots_per_replica[None, :], load.shape)
+    xs = np.broadcast_to(x[None, :], load.shape)
+    enough_at = slo_load((hi * spr).astype(float), xs) >= load
+    # where enough_at: r = hi meets the load and every r < lo does not (r = 0 serves nothing)
+    zero = load <= 0
+    lo = np.where(zero, 0, 1)
+    while True:
+        open_ = enough_at & (lo < hi)
+        if not open_.any():
+            break
+        mid = (lo + hi) // 2
+        ok = slo_load((mid * spr).astype(float), xs) >= load
+        hi = np.where(open_ & ok, mid, hi)
+        lo = np.where(open_ & ~ok, mid + 1, lo)
+    out: IntArray = np.where(zero, 0, np.where(enough_at, hi, installed)).astype(np.int64)
+    return out
+
+
+def lending(
+    grid: Grid,
+    training: Training,
+    busy_slots: FloatArray | None,
+    slots_up: FloatArray | None,
+) -> Lending:
+    """The replicas each lending pool may lend each hour under ``training.policy``.
+
+    ``busy_slots`` and ``slots_up`` are (hours, pools) from an inference-only run
+    (``hourly_pool_series``); without them (day_night needs no forecast) the pools' slots at
+    the start are up all the horizon.
+    """
+    pools = lending_pools(grid)
+    hours = hours_of(grid)
+    spr = np.array([p.slots_per_replica for p in pools], dtype=np.int64)
+    if slots_up is None:
+        up = np.array([grid.pools[p.index].slots for p in pools], dtype=float)
+        slots_up = np.broadcast_to(up[None, :], (hours, len(pools))).copy()
+    installed = np.floor(slots_up / np.maximum(spr, 1)[None, :] + 1e-9).astype(np.int64)
+    if training.policy == "day_night":
+        hour_of_day = np.arange(hours) % 24
+        a, b = training.night_start_hour, training.night_end_hour
+        night = (
+            (hour_of_day >= a) | (hour_of_day < b)
+            if a > b
+            else (hour_of_day >= a) & (hour_of_day < b)
+        )
+        lend = np.floor(installed * training.night_share + 1e-9).astype(np.int64)
+        lend = np.where(night[:, None], lend, 0)
+    else:
+        if busy_slots is None:
+            raise ValueError(f"co-scheduling policy {training.policy!r} needs inference loads")
+        load = busy_slots * (1.0 + training.headroom)
+        need = replicas_needed(load, installed, spr, budget_over_hold(grid, pools))
+        lend = installed - need
+    # a pool keeps at least one replica serving: its model stays up for the policy's routing
+    lend = np.clip(lend, 0, np.maximum(installed - 1, 0)).astype(np.int64)
+    return Lending(pools=pools, installed=installed, replicas=lend, reserved=installed - lend)

@@ -1,0 +1,176 @@
+"""A run's training plan: what each pool lends, hour by hour, the jobs' schedule on it, the
+engine actions that take the lent slots out of inference, and the tidy series of the cards
+trained.
+
+``gridsim.run`` builds it before the engine starts: the lending of inference_first (and the
+deferral policies) needs the hour's inference load, which it reads from an inference-only
+flow run of the same scenario (the operator's forecast, read as perfect); both fidelities then
+simulate inference on what the plan leaves it, so the same scenario trains the same
+card-hours at request and at flow fidelity.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from gridsim.grid import Grid
+from gridsim.metrics.recorder import series_frame
+from gridsim.power.sites import NodePower, node_power
+from gridsim.training.jobs import Schedule, schedule_jobs
+from gridsim.training.lending import (
+    HOUR_S,
+    Lending,
+    hourly_pool_series,
+    hours_of,
+    lending,
+    lending_pools,
+)
+
+FloatArray = npt.NDArray[np.float64]
+Action = tuple[float, Callable[[float], None]]
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    lending: Lending
+    schedule: Schedule
+    power: NodePower
+
+    def actions(self, engine: object) -> list[Action]:
+        """Engine actions: at each instant the lending changes, each pool's slots shrink by
+        the replicas lent (and grow by those handed back). ``engine`` has ``add_slots``."""
+        by_instant: dict[float, list[tuple[int, int]]] = defaultdict(list)
+        pools = self.lending.pools
+        for t, col, replicas in self.schedule.changes:
+            if replicas:
+                by_instant[t].append((pools[col].index, -replicas * pools[col].slots_per_replica))
+        add_slots = engine.add_slots  # type: ignore[attr-defined]
+
+        def act(changes: list[tuple[int, int]]) -> Callable[[float], None]:
+            def apply(t: float) -> None:
+                for p, n in changes:
+                    add_slots(p, n, t)
+
+            return apply
+
+        return [(t, act(ch)) for t, ch in sorted(by_instant.items())]
+
+    def lent_cards_at(self, times_s: FloatArray) -> FloatArray:
+        """(len(times), pools) cards lent just after each instant (the step function of the
+        schedule's changes)."""
+        pools = self.lending.pools
+        cpr = np.array([p.cards_per_replica for p in pools], dtype=float)
+        out = np.zeros((len(times_s), len(pools)))
+        changes = self.schedule.changes
+        if not changes:
+            return out
+        at = np.array([c[0] for c in changes])
+        cols = np.array([c[1] for c in changes], dtype=np.intp)
+        delta = np.array([c[2] for c in changes], dtype=float)
+        for j in range(len(pools)):
+            mine = cols == j
+            if not mine.any():
+                continue
+            steps = np.cumsum(delta[mine])
+            k = np.searchsorted(at[mine], times_s, side="right") - 1
+            out[:, j] = np.where(k >= 0, steps[np.maximum(k, 0)], 0.0) * cpr[j]
+        return out
+
+    def card_seconds(self, starts_s: FloatArray, ends_s: FloatArray) -> FloatArray:
+        """(intervals, pools) card-seconds trained in each [start, end): the integral of the
+        lent cards (lent replicas are all busy)."""
+        pools = self.lending.pools
+        cpr = np.array([p.cards_per_replica for p in pools], dtype=float)
+        changes = self.schedule.changes
+        out = np.zeros((len(starts_s), len(pools)))
+        if not changes:
+            return out
+        at = np.array([c[0] for c in changes])
+        cols = np.array([c[1] for c in changes], dtype=np.intp)
+        delta = np.array([c[2] for c in changes], dtype=float)
+        for j in range(len(pools)):
+            mine = cols == j
+            t, level = at[mine], np.cumsum(delta[mine])
+            if t.size == 0:
+                continue
+            # the step function's integral from 0: linear between changes
+            area = np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(t))])
+
+            def integral(
+                x: FloatArray, t: FloatArray = t, level: FloatArray = level, area: FloatArray = area
+            ) -> FloatArray:
+                k = np.searchsorted(t, x, side="right") - 1
+                kk = np.maximum(k, 0)
+                inside: FloatArray = np.where(k >= 0, area[kk] + level[kk] * (x - t[kk]), 0.0)
+                return inside
+
+            out[:, j] = (integral(ends_s) - integral(starts_s)) * cpr[j]
+        return out
+
+    def series(self, interval_s: float, horizon_s: float) -> pd.DataFrame:
+        """Tidy rows: per lending pool and interval of the run's series, ``training_card_s``
+        (card-seconds trained), ``training_cards`` (cards lent at the interval's start) and
+        ``lendable_cards`` (cards the policy leaves free for training then)."""
+        starts = np.arange(0.0, horizon_s, interval_s)
+        ends = np.minimum(starts + interval_s, horizon_s)
+        card_s = self.card_seconds(starts, ends)
+        cards = self.lent_cards_at(starts)
+        # the cards the policy leaves free, at each interval's start (hourly)
+        hour = np.minimum((starts // HOUR_S).astype(np.intp), self.lending.hours - 1)
+        free = self.lending.cards()[hour]
+        frames = []
+        for j, pool in enumerate(self.lending.pools):
+            if free[:, j].any():
+                frames.append(series_frame(starts, "pool", pool.name, "lendable_cards", free[:, j]))
+            if not card_s[:, j].any():
+                continue
+            frames.append(series_frame(starts, "pool", pool.name, "training_card_s", card_s[:, j]))
+            frames.append(series_frame(starts, "pool", pool.name, "training_cards", cards[:, j]))
+        if not frames:
+            return series_frame([], "pool", [], "training_card_s", [])
+        return pd.concat(frames, ignore_index=True)
+
+
+def node_hourly(grid: Grid) -> NodePower:
+    """The grid's nodes' hourly carbon, price and green share (``gridsim.power.sites``)."""
+    carbon: dict[str, float] = {}
+    price: dict[str, float] = {}
+    for p in grid.pools:
+        carbon.setdefault(p.node_id, p.carbon_g_per_kwh)
+        price.setdefault(p.node_id, p.price_cny_per_kwh)
+    nodes = tuple(n for n in grid.node_ids if n in carbon)
+    return node_power(grid.scenario, nodes, carbon, price, hours_of(grid))
+
+
+def plan_training(grid: Grid, inference_only: pd.DataFrame | None) -> TrainingPlan:
+    """The plan of ``grid.scenario.training`` given an inference-only run's time series."""
+    training = grid.scenario.training
+    if training is None:
+        raise ValueError("the scenario has no training: block")
+    hours = hours_of(grid)
+    busy = up = None
+    if inference_only is not None:
+        busy, up = hourly_pool_series(inference_only, lending_pools(grid), hours)
+    elif training.policy != "day_night":
+        raise ValueError(f"policy {training.policy!r} needs an inference-only run")
+    pools_lend = lending(grid, training, busy, up)
+    power = node_hourly(grid)
+    schedule = schedule_jobs(
+        training,
+        pools_lend,
+        grid.scenario.horizon.duration,
+        power.node_ids,
+        power.carbon_g_per_kwh,
+        power.price_cny_per_kwh,
+        grid.scenario.network.bandwidth_gbps,
+    )
+    return TrainingPlan(pools_lend, schedule, power)
+
+
+__all__ = ["HOUR_S", "TrainingPlan", "node_hourly", "plan_training"]
