@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from gridsim import economics
 from gridsim.report.maps import plot_map
 from gridsim.report.market_figures import PLOTS as MARKET_PLOTS
+from gridsim.report.power_figures import PLOTS as POWER_PLOTS
 from gridsim.report.style import DPI, PARTS, new_figure, time_axis
 from gridsim.run import Result
 
@@ -392,6 +393,7 @@ PLOTS = {
     "cost_energy": plot_cost_energy,
     "map": plot_map,
     **MARKET_PLOTS,  # token market runs only (summary["market"]); None otherwise
+    **POWER_PLOTS,  # runs with training or power blocks only; None otherwise
 }
 
 

@@ -31,6 +31,7 @@ from gridsim.numbers import (
     human_percent,
 )
 from gridsim.report.market_figures import CAPTIONS as MARKET_CAPTIONS
+from gridsim.report.power_figures import CAPTIONS as POWER_CAPTIONS
 from gridsim.run import Result
 from gridsim.scenario import Scenario
 
@@ -53,8 +54,10 @@ CAPTIONS = {
     "map": "Nodes, demand regions and the flows between them.",
     "fan": "Uncertainty: P10 / P50 / P90 over the Monte Carlo draws.",
     **MARKET_CAPTIONS,
+    **POWER_CAPTIONS,
 }
 MARKET = frozenset(MARKET_CAPTIONS)  # figures drawn in the token market section
+POWER = frozenset(POWER_CAPTIONS)  # figures drawn in the training and power section
 TOP_MODELS = 15  # rows of the market's models table before "others"
 NO_SHORTFALL = "none within the horizon"
 SOURCES = "SOURCES.md"  # the project's sources document, at the repository's root
@@ -239,10 +242,15 @@ def render(result: Result, figures: list[Path]) -> str:
         f"<p class='desc'>{_e(sc.description or 'no description')}</p>",
         _assumptions(result, econ),
         "<h2>Figures</h2>",
-        *(_figure(p) for p in figures if Path(p).stem != "fan" and Path(p).stem not in MARKET),
+        *(
+            _figure(p)
+            for p in figures
+            if Path(p).stem != "fan" and Path(p).stem not in MARKET | POWER
+        ),
         _capacity_gap(s),
         _cost_against_list_prices(s),
         _token_market(s, [p for p in figures if Path(p).stem in MARKET]),
+        _training_power(s, [p for p in figures if Path(p).stem in POWER]),
         _fleet(s),
         _uncertainty(s, fan),
         _network_targets(s),
@@ -932,6 +940,91 @@ def _token_market(summary: dict[str, Any], figures: list[Path]) -> str:
         )
     parts += [_figure(p) for p in figures]
     return "".join(parts)
+
+
+def _training_power(summary: dict[str, Any], figures: list[Path]) -> str:
+    """Training on the cards inference leaves free (``training``) and green power by site
+    (``power``): the figures of gridsim/training/outcome.py and gridsim/power/summary.py."""
+    training, power = summary.get("training"), summary.get("power")
+    if not isinstance(training, dict) and not isinstance(power, dict):
+        return ""
+    parts = ["<h2>Training and power</h2>"]
+    if isinstance(training, dict):
+        parts.append(f"<p class='desc'>{_e(_training_prose(summary, training))}</p>")
+        head = ["job", "node", "card-hours", "done", "lost", "preemptions", "started",
+                "finished", "deadline", "met"]  # fmt: skip
+        rows = [
+            [
+                str(name),
+                str(j.get("node") or MISSING),
+                human(j.get("card_hours")),
+                human(j.get("card_hours_done")),
+                human(j.get("card_hours_lost")),
+                human_count(j.get("preemptions")),
+                *(
+                    _dur(j[k]) if j.get(k) is not None else MISSING
+                    for k in ("started_at_s", "finished_at_s", "deadline_s")
+                ),
+                _meets(j.get("met_deadline")),
+            ]
+            for name, j in (training.get("jobs") or {}).items()
+        ]
+        parts += ["<h3>Jobs</h3>", _table(head, rows, text_columns=2)]
+        parts.append(
+            "<p class='sub'>Times after the horizon start. Done: work by the end, lost work "
+            "excluded; lost: work since the last checkpoint at each preemption.</p>"
+        )
+    if isinstance(power, dict):
+        target = power.get("green_target_share")
+        head = ["site", "electricity kWh", "own renewables kWh", "green share", "meets target"]
+        rows = [
+            [
+                str(node),
+                human(b.get("energy_kwh")),
+                human(b.get("onsite_kwh")),
+                human_percent(b.get("green_share")),
+                _meets(b.get("meets_green_target")),
+            ]
+            for node, b in (power.get("by_node") or {}).items()
+        ]
+        line = f"Green share of all electricity: {human_percent(power.get('green_share'))}"
+        if target is not None:
+            line += (
+                f" against a target of {human_percent(target)} a site; "
+                f"{human_count(power.get('sites_meeting_green_target'))} of "
+                f"{human_count(len(rows))} sites meet it"
+            )
+        line += (
+            ". Grid carbon, green share and time-of-use prices hour by hour per province."
+            if power.get("hourly")
+            else ". One carbon factor and one price per site."
+        )
+        parts += ["<h3>Green power by site</h3>", f"<p class='sub'>{_e(line)}</p>"]
+        parts.append(_table(head, rows))
+    parts += [_figure(p) for p in figures]
+    return "".join(parts)
+
+
+def _training_prose(summary: dict[str, Any], t: dict[str, Any]) -> str:
+    """One paragraph from the training block's figures."""
+    util, util0 = t.get("utilization"), t.get("utilization_inference_only")
+    sla, sla0 = summary.get("sla_attainment"), t.get("sla_attainment_inference_only")
+    return (
+        f"Co-scheduling policy {t.get('policy')}: the fleet lent "
+        f"{human(t.get('card_hours_available'), 'card-hours')} to training over the horizon; the "
+        f"jobs ran {human(t.get('card_hours_run'), 'card-hours')} and did "
+        f"{human(t.get('card_hours_done'), 'card-hours')} of work, losing "
+        f"{human(t.get('card_hours_lost'), 'card-hours')} to "
+        f"{human_count(t.get('preemptions'))} preemptions; "
+        f"{human_count(t.get('jobs_finished'))} of {human_count(len(t.get('jobs') or {}))} jobs "
+        f"finished (deadline attainment {human_percent(t.get('deadline_attainment'))}). "
+        f"Utilisation of the lending pools' cards: {human_percent(util)} against "
+        f"{human_percent(util0)} serving inference alone; SLA attainment "
+        f"{human_percent(sla, 2)} against {human_percent(sla0, 2)}. Training drew "
+        f"{human(t.get('energy_kwh'), 'kWh')} costing {human_money_cny(t.get('electricity_cny'))} "
+        f"and emitting {_mass_kg(t.get('carbon_kg'))}; on cards bought for it the same work "
+        f"would have cost {human_money_cny(t.get('dedicated_capex_avoided_cny'))} in capex."
+    )
 
 
 def _market_prose(market: dict[str, Any]) -> str:
