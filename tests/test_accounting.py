@@ -44,6 +44,7 @@ from gridsim.engine.flow import FlowEngine
 from gridsim.engine.request import RequestEngine
 from gridsim.estimate import expected_requests
 from gridsim.grid import Grid, build_grid
+from gridsim.run import training_plan
 from gridsim.scenario import Scenario, ScenarioError, load_scenario, load_scenario_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -325,8 +326,11 @@ def run_request(scenario: Scenario) -> dict[str, Any]:
 
 
 def run_flow(scenario: Scenario) -> tuple[FlowEngine, dict[str, Any]]:
-    engine = FlowEngine(build_grid(scenario), seed=scenario.seed)
-    summary: dict[str, Any] = engine.run(schedule(engine)).summary
+    grid = build_grid(scenario)
+    engine = FlowEngine(grid, seed=scenario.seed)
+    plan, _ = training_plan(scenario, grid, scenario.seed)  # cards lent to training
+    events = schedule(engine) + (plan.actions(engine) if plan is not None else [])
+    summary: dict[str, Any] = engine.run(events).summary
     return engine, summary
 
 
@@ -819,7 +823,10 @@ PROJECT = [
     # the token market (30 models, three tiers: priority pools) over its first day
     ("token-market.yaml", ["horizon.duration=1d"]),
     ("token-market-dedicated.yaml", ["horizon.duration=1d"]),
+    # a week of training on the fleet's valleys (two days of it), and the hand-worked day
+    ("day-night.yaml", ["horizon.duration=2d"]),
     ("validation/cross_fidelity.yaml", []),
+    ("validation/day-night.yaml", []),
     ("validation/disaggregated.yaml", []),
     ("validation/mmc.yaml", []),
     ("validation/overload.yaml", []),
