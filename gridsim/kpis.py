@@ -515,6 +515,10 @@ _TRAINING: tuple[tuple[str, str, str, Aggregation, bool | None], ...] = (
      "mean", False),
     ("dedicated_capex_avoided_cny", "CNY", "What the card-hours done would cost in capex on "
      "cards bought for training (card price over the amortisation hours)", "sum", True),
+    ("data_moved_tb", "TB", "Data of the training jobs placed away from their origin, moved "
+     "over the backbone before they start", "sum", None),
+    ("data_transfer_cny", "CNY", "What moving that data costs at the network price per GB",
+     "sum", False),
     ("electricity_cny_inference_only", "CNY", "Electricity cost of the inference-only flow run",
      "sum", False),
     ("carbon_kg_inference_only", "kg CO2", "Carbon of the inference-only flow run", "sum",

@@ -38,6 +38,17 @@ def test_every_job_finishes_by_its_deadline_under_inference_first() -> None:
     assert t["jobs_finished"] == len(t["jobs"]) and t["deadline_attainment"] == 1.0
 
 
+def test_data_of_jobs_placed_away_from_their_origin_is_moved() -> None:
+    """Each job's 100 TB sits in the YRD: those placed elsewhere moved it (priced at the
+    network price, 0 by default: no public price was found)."""
+    t = run()["training"]
+    away = sum(j["node"] != "yrd_demo_zone" for j in t["jobs"].values())
+    assert away >= 1
+    assert t["data_moved_tb"] == 100.0 * away and t["data_transfer_cny"] == 0.0
+    for j in t["jobs"].values():  # 100 TB over 400 Gb/s: 2,000 s, so the first whole hour
+        assert j["started_at_s"] >= (3600.0 if j["node"] != "yrd_demo_zone" else 0.0)
+
+
 def test_carbon_aware_deferral_lowers_training_carbon() -> None:
     first, green = run()["training"], run("carbon_aware")["training"]
     assert green["carbon_kg"] < first["carbon_kg"]

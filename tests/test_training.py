@@ -16,10 +16,14 @@ from typer.testing import CliRunner
 import gridsim as gs
 from gridsim.cli import app
 from gridsim.grid import build_grid
+from gridsim.policies.registry import coscheduler_factory
+from gridsim.power.profiles import grid_green_share
 from gridsim.scenario import ScenarioError, load_scenario
 from gridsim.scenario.training_spec import Training
 from gridsim.training.jobs import schedule_jobs
 from gridsim.training.lending import Lending, LendingPool, budget_over_hold, replicas_needed
+from gridsim.training.plan import plan_training
+from gridsim.training.policies import CoScheduler
 from tests.theory import erlang_c
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +103,73 @@ def test_same_seed_same_training() -> None:
     assert again.summary["training"] == hand_run("flow").summary["training"]
 
 
+def test_a_job_that_fits_the_night_valley() -> None:
+    """b cut to 18 card-hours: 6 h on 3 cards, done at 06:00 inside the valley, never
+    preempted; its cards go back to inference at 06:00 (a keeps its one card)."""
+    sets = ["training.jobs[b].card_hours=18"]
+    for fidelity in ("flow", "request"):
+        result = gs.run(load_scenario(HAND, sets=sets), fidelity=fidelity)
+        b = result.summary["training"]["jobs"]["b"]
+        assert b["finished_at_s"] == pytest.approx(6 * HOUR)
+        assert b["preemptions"] == 0 and b["card_hours_lost"] == 0.0
+        want = np.array([4] * 6 + [7] * 2 + [8] * 14 + [7] * 2) * SLOTS_PER_REPLICA
+        np.testing.assert_allclose(capacity_by_hour(result), want, rtol=1e-9)
+
+
+class HalfAllDay(CoScheduler):
+    """A user policy (``module:Class``): half of every pool trains all day."""
+
+    name = "half_all_day"
+
+    def lend(self, installed, busy, slots_per_replica, budget_over_hold):  # type: ignore[no-untyped-def]
+        return installed // int(self.params.get("divisor", 2))
+
+
+def test_a_user_policy_named_module_class() -> None:
+    sets = ["training.policy=tests.test_training:HalfAllDay", "training.params={divisor: 2}"]
+    result = gs.run(load_scenario(HAND, sets=sets), fidelity="flow")
+    t = result.summary["training"]
+    assert t["policy"] == "tests.test_training:HalfAllDay"
+    assert t["card_hours_available"] == pytest.approx(4 * 24)
+    # b runs from 00:00 on 3 cards without a break: 27 / 3 = 9 h
+    assert t["jobs"]["b"]["finished_at_s"] == pytest.approx(9 * HOUR)
+    assert t["jobs"]["b"]["preemptions"] == 0
+
+
+def test_an_unknown_policy_is_named() -> None:
+    msg = _errors(["training.policy=night_first"])
+    assert "unknown co-scheduling policy 'night_first'" in msg and "inference_first" in msg
+
+
+def test_green_hours_only_runs_jobs_in_green_hours() -> None:
+    """With training.green_hours_only, jobs run only in hours whose grid green share (Inner
+    Mongolia's, gridsim.power.profiles; no own renewables) reaches the target."""
+    start = load_scenario(HAND).horizon.start
+    green = grid_green_share("inner_mongolia", start, 24)
+    night = np.r_[np.arange(0, 8), np.arange(22, 24)]
+    target = float(np.median(green[night]))
+    sets = ["training.green_hours_only=true", f"power.green_target_share={target!r}"]
+    sc = load_scenario(HAND, sets=sets)
+    grid = build_grid(sc)
+    alone = gs.run(sc.model_copy(update={"training": None}), fidelity="flow")
+    plan = plan_training(grid, alone.timeseries)
+    ran = np.zeros(24, dtype=bool)
+    for seg in plan.schedule.segments:
+        ran[int(seg.start_s // HOUR) : int(np.ceil(seg.end_s / HOUR))] = True
+    assert ran.any()
+    assert (green[ran] >= target - 1e-12).all()
+    assert not ran[night][green[night] < target - 1e-12].any()
+    # a target no hour reaches: nothing trains
+    none = load_scenario(
+        HAND, sets=["training.green_hours_only=true", "power.green_target_share=1"]
+    )
+    assert gs.run(none, fidelity="flow").summary["training"]["card_hours_run"] == 0.0
+
+
+def test_green_hours_need_a_target() -> None:
+    assert "power.green_target_share" in _errors(["training.green_hours_only=true"])
+
+
 # --- the scheduler on hand-made lendings -------------------------------------------------
 
 
@@ -124,7 +195,8 @@ def _schedule(
     training = Training.model_validate({"jobs": jobs, **policy})
     c = np.array(carbon, dtype=float) if carbon is not None else np.full((n_h, n_p), 500.0)
     nodes = tuple(f"n{j}" for j in range(n_p))
-    return schedule_jobs(training, lend, n_h * HOUR, nodes, c, c / 1000.0, 400.0)
+    defers_by = coscheduler_factory(training.policy).defers_by
+    return schedule_jobs(training, lend, n_h * HOUR, nodes, c, c / 1000.0, 400.0, defers_by)
 
 
 def test_preemption_loses_work_since_the_last_checkpoint() -> None:

@@ -53,3 +53,34 @@ def policy_factory(name: str) -> Callable[..., Any]:
             "and the class name is right"
         ) from None
     return factory
+
+
+# Co-scheduling policies (``training.policy``): name -> "module:Class" (gridsim.training).
+BUILTIN_COSCHEDULERS: dict[str, str] = {
+    "inference_first": "gridsim.training.policies:InferenceFirst",
+    "day_night": "gridsim.training.policies:DayNight",
+    "carbon_aware": "gridsim.training.policies:CarbonAware",
+    "price_aware": "gridsim.training.policies:PriceAware",
+}
+
+
+def coscheduler_names() -> frozenset[str]:
+    """Names a scenario may give as ``training.policy`` (besides ``module:Class``)."""
+    return frozenset(BUILTIN_COSCHEDULERS)
+
+
+def coscheduler_factory(name: str) -> Callable[..., Any]:
+    """The class of co-scheduling policy ``name`` (a built-in or ``module:Class``)."""
+    target = BUILTIN_COSCHEDULERS.get(name) or (name if ":" in name else None)
+    if target is None:
+        known = ", ".join(sorted(coscheduler_names()))
+        raise ValueError(f"unknown co-scheduling policy {name!r}; known: {known}")
+    module_name, _, attr = target.partition(":")
+    try:
+        factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"co-scheduling policy {name!r} cannot be loaded ({exc}); check the module is "
+            "importable and the class name is right"
+        ) from None
+    return factory

@@ -29,12 +29,19 @@ def green_by_node(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.D
     return out.reset_index()
 
 
-def green_by_hour(result: RunTables, assumptions: Assumptions = DEFAULT) -> pd.DataFrame:
-    """Per interval of the run's series, summed over sites: energy_kwh, green_kwh, carbon_kg,
-    training_kwh, and the green share."""
+def green_by_hour(
+    result: RunTables, assumptions: Assumptions = DEFAULT, by_node: bool = False
+) -> pd.DataFrame:
+    """Per interval of the run's series (and per site with ``by_node``), summed over pools:
+    energy_kwh, green_kwh, onsite_kwh, carbon_kg, training_kwh, and the green share."""
     iv = pool_intervals(result, assumptions)
-    cols = ["energy_kwh", "green_kwh", "carbon_kg", "training_kwh"]
-    out = iv.groupby("time_s", sort=True)[[c for c in cols if c in iv]].sum().reset_index()
+    cols = ["energy_kwh", "green_kwh", "onsite_kwh", "carbon_kg", "training_kwh"]
+    keys = ["time_s"]
+    if by_node:
+        node = result.pools.set_index("pool")["node"]
+        iv = iv.assign(node=node.reindex(iv["pool"]).to_numpy())
+        keys = ["node", "time_s"]
+    out = iv.groupby(keys, sort=True)[[c for c in cols if c in iv]].sum().reset_index()
     if "green_kwh" in out:
         out["green_share"] = out["green_kwh"] / out["energy_kwh"].where(out["energy_kwh"] > 0)
     return out

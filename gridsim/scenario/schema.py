@@ -606,6 +606,15 @@ def _check_training(scenario: Scenario) -> None:
     if bad:
         path, msg = bad[0]
         raise ValueError(f"{'.'.join(str(k) for k in path)}: {msg}")
+    training, power = scenario.training, scenario.power
+    if (
+        training is not None
+        and training.green_hours_only
+        and (power is None or power.green_target_share is None)
+    ):
+        raise ValueError(
+            "training.green_hours_only needs a target: set power.green_target_share (e.g. 0.8)"
+        )
     if scenario.training is not None and (
         scenario.demand.sample_fraction != 1.0 or scenario.demand.sample_pools is not None
     ):

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from gridsim.policies.registry import coscheduler_names
 from gridsim.scenario.fields import Duration, Id, Model
-
-CoSchedulingPolicy = Literal["inference_first", "day_night", "carbon_aware", "price_aware"]
 
 
 class TrainingJob(Model):
@@ -61,12 +60,16 @@ class TrainingJob(Model):
 class Training(Model):
     """Training jobs and the co-scheduling policy that gives them cards, hour by hour."""
 
-    policy: CoSchedulingPolicy = Field(
+    policy: str = Field(
         default="inference_first",
         description="inference_first: training gets the cards inference does not need at its "
         "SLO; day_night: a share of each pool's cards trains at night whatever inference "
         "needs; carbon_aware / price_aware: as inference_first, but each job runs in the "
-        "greenest / cheapest hours that still finish it by its deadline",
+        "greenest / cheapest hours that still finish it by its deadline; or a user policy "
+        "module:Class (gridsim.training.policies.CoScheduler)",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of a user policy's class"
     )
     headroom: float = Field(
         default=0.1,
@@ -85,6 +88,11 @@ class Training(Model):
         description="carbon_aware / price_aware: a job keeps this multiple of its remaining "
         "work in chosen hours ahead of its deadline (room for preemptions)",
     )
+    green_hours_only: bool = Field(
+        default=False,
+        description="jobs run only in hours when their site's green share (own renewables "
+        "at its full draw, then the grid's) reaches power.green_target_share",
+    )
     pools: Literal["colocated"] = Field(
         default="colocated",
         description="pools that lend cards: co-located LLM pools (disaggregated pools and job "
@@ -100,6 +108,17 @@ class Training(Model):
     def nodes_of(self, job: TrainingJob) -> list[str] | None:
         """The nodes ``job`` may run at (None: every node whose pools lend)."""
         return job.nodes if job.nodes is not None else self.nodes
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, name: str) -> str:
+        if name in coscheduler_names() or ":" in name:
+            return name
+        known = ", ".join(sorted(coscheduler_names()))
+        raise ValueError(
+            f"unknown co-scheduling policy {name!r}; known: {known} (or a user class as "
+            "module:Class)"
+        )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Training:

@@ -4,12 +4,13 @@ A discrete-event schedule in hour steps (the lending changes on the hour; a job 
 inside an hour hands its cards back at that instant). Each hour, jobs are served earliest
 deadline first (then by release and name):
 
-- **Placement** (once, at its first start; a job does not migrate): among its nodes whose
-  data has arrived (``release`` + ``data_tb`` over the network's ``bandwidth_gbps`` when the
-  node is not its ``origin``), the one with the most cards free now (inference_first,
-  day_night), or the lowest mean carbon intensity (carbon_aware) or electricity price
-  (price_aware) over the hours from now to its deadline in which it could run, weighted by
-  the cards free in them.
+- **Placement** (once, at its first hour; a job does not migrate): among its nodes, each
+  from when its data is there (``release`` + ``data_tb`` over the network's
+  ``bandwidth_gbps`` when the node is not its ``origin``), less the cards of the jobs already
+  placed there: the one with the most card-hours free until its deadline (then the earliest),
+  or, for a policy that defers, the lowest mean carbon intensity (carbon_aware) or
+  electricity price (price_aware) over those hours, weighted by the cards free in them,
+  preferring nodes where it can finish.
 - **Cards**: whole replicas of the node's lending pools (of its accelerator, if it names
   one), most free first, up to ``max_cards``; it runs only on at least ``min_cards``. A job's
   cards at a node are interchangeable: only their number matters.
@@ -21,9 +22,12 @@ deadline first (then by release and name):
   the hour and lose it all. The rule reads only the past: no forecast.
 - **Growth**: when more cards are free, a running job checkpoints and restarts on them at the
   hour (elastic training): nothing is lost.
-- **Deferral** (carbon_aware, price_aware): a job runs in an hour only if the hour is among the
-  greenest (cheapest) hours before its deadline whose free cards cover ``slack`` x its
-  remaining work; otherwise it checkpoints and pauses (nothing lost). Without a deadline the
+- **Green hours** (``training.green_hours_only``): a job runs only in hours when its site's
+  green share reaches the scenario's target; otherwise it checkpoints and pauses.
+- **Deferral** (a policy's ``defers_by``: carbon_aware, price_aware): a job runs in an hour
+  only if the hour is among the greenest (cheapest) hours before its deadline whose free
+  cards (less the other jobs' at its node) cover ``slack`` x its remaining work; otherwise it
+  checkpoints and pauses (nothing lost). Without a deadline the
   window is the horizon. Where even all the window's hours fall short, it runs whenever it can.
 
 Everything here is deterministic: the same lending and jobs give the same schedule.
@@ -107,11 +111,16 @@ def schedule_jobs(
     carbon_g_per_kwh: FloatArray,
     price_cny_per_kwh: FloatArray,
     bandwidth_gbps: float,
+    defers_by: str | None = None,
+    allowed: npt.NDArray[np.bool_] | None = None,
 ) -> Schedule:
     """Run ``training.jobs`` on ``lend``'s free replicas. ``carbon_g_per_kwh`` and
-    ``price_cny_per_kwh`` are (hours, nodes) in ``node_ids``' order."""
+    ``price_cny_per_kwh`` are (hours, nodes) in ``node_ids``' order; ``defers_by`` (None,
+    "carbon" or "price": the policy's) says which of them jobs wait for low hours of;
+    ``allowed`` (hours, nodes), when given, the hours jobs may run at each node (green hours:
+    ``training.green_hours_only``)."""
     n_h, n_p = lend.replicas.shape
-    ctx = _Context(training, lend, node_ids, carbon_g_per_kwh, price_cny_per_kwh)
+    ctx = _Context(training, lend, node_ids, carbon_g_per_kwh, price_cny_per_kwh, defers_by)
     states = [JobState(job=j) for j in training.jobs]
     for st in states:
         for node in training.nodes_of(st.job) or sorted({p.node_id for p in lend.pools}):
@@ -154,7 +163,9 @@ def schedule_jobs(
             take = _take(avail, cols, ctx.cpr, st.job.max_cards)
             cards = int((take * ctx.cpr[cols]).sum()) if cols.size else 0
             runs = cards >= st.job.min_cards
-            if runs and training.policy in ("carbon_aware", "price_aware"):
+            if runs and allowed is not None:
+                runs = bool(allowed[h, ctx.node_col[st.node]])
+            if runs and ctx.defers:
                 runs = ctx.chosen_hour(st, h, committed.get(st.node, 0))
             if st.cards:  # running: keep, grow, pause or be preempted
                 if cards < st.cards:
@@ -247,13 +258,17 @@ class _Context:
         node_ids: tuple[str, ...],
         carbon: FloatArray,
         price: FloatArray,
+        defers_by: str | None,
     ) -> None:
         self.training = training
         self.lend = lend
         self.node_col = {n: i for i, n in enumerate(node_ids)}
         self.pool_node = np.array([self.node_col[p.node_id] for p in lend.pools], dtype=np.intp)
         self.cpr = np.array([p.cards_per_replica for p in lend.pools], dtype=np.int64)
-        self.intensity = price if training.policy == "price_aware" else carbon
+        if defers_by not in (None, "carbon", "price"):
+            raise ValueError(f"defers_by must be None, 'carbon' or 'price', not {defers_by!r}")
+        self.defers = defers_by is not None
+        self.intensity = price if defers_by == "price" else carbon
         self.n_h = lend.replicas.shape[0]
 
     def columns(self, st: JobState, node: str | None = None) -> IntArray:
@@ -305,7 +320,7 @@ class _Context:
             cap = self.capacity(st, node, first, max(last, first + 1), committed.get(node, 0))
             if cap.sum() <= 0:
                 continue
-            if self.training.policy in ("carbon_aware", "price_aware"):
+            if self.defers:
                 window = self.intensity[first : first + cap.size, self.node_col[node]]
                 mean = float((window * cap).sum() / cap.sum())
                 finishes = cap.sum() >= st.remaining

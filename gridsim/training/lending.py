@@ -4,6 +4,9 @@ The co-scheduling policy decides, for every hour of the horizon and every pool t
 how many of the pool's replicas training may take (``Lending.replicas``). Training is
 preemptible and inference comes first, so this is decided from inference's side:
 
+The policies are classes (``gridsim.training.policies``, named in ``training.policy``; a user
+policy is ``module:Class``). The built-ins:
+
 - **inference_first** (and carbon_aware, price_aware, which differ in when jobs run, not in
   what is free): a pool keeps the fewest replicas at which its hour's peak offered load x
   (1 + ``headroom``) still meets its SLO, the one criterion of the capacity KPIs
@@ -181,36 +184,33 @@ def lending(
     training: Training,
     busy_slots: FloatArray | None,
     slots_up: FloatArray | None,
-) -> Lending:
-    """The replicas each lending pool may lend each hour under ``training.policy``.
+) -> tuple[Lending, str | None]:
+    """The replicas each lending pool may lend each hour under ``training.policy``, and the
+    policy's ``defers_by`` (``gridsim.training.policies``).
 
     ``busy_slots`` and ``slots_up`` are (hours, pools) from an inference-only run
-    (``hourly_pool_series``); without them (day_night needs no forecast) the pools' slots at
-    the start are up all the horizon.
+    (``hourly_pool_series``); without them the pools' slots at the start are up all the
+    horizon and nothing is busy.
     """
+    from gridsim.policies.registry import coscheduler_factory
+
     pools = lending_pools(grid)
     hours = hours_of(grid)
     spr = np.array([p.slots_per_replica for p in pools], dtype=np.int64)
     if slots_up is None:
         up = np.array([grid.pools[p.index].slots for p in pools], dtype=float)
         slots_up = np.broadcast_to(up[None, :], (hours, len(pools))).copy()
+    if busy_slots is None:
+        busy_slots = np.zeros((hours, len(pools)))
     installed = np.floor(slots_up / np.maximum(spr, 1)[None, :] + 1e-9).astype(np.int64)
-    if training.policy == "day_night":
-        hour_of_day = np.arange(hours) % 24
-        a, b = training.night_start_hour, training.night_end_hour
-        night = (
-            (hour_of_day >= a) | (hour_of_day < b)
-            if a > b
-            else (hour_of_day >= a) & (hour_of_day < b)
+    policy = coscheduler_factory(training.policy)(training, **training.params)
+    lend = np.asarray(policy.lend(installed, busy_slots, spr, budget_over_hold(grid, pools)))
+    if lend.shape != installed.shape:
+        raise ValueError(
+            f"co-scheduling policy {training.policy!r} lent an array of shape {lend.shape}; "
+            f"it must be (hours, lending pools) = {installed.shape}"
         )
-        lend = np.floor(installed * training.night_share + 1e-9).astype(np.int64)
-        lend = np.where(night[:, None], lend, 0)
-    else:
-        if busy_slots is None:
-            raise ValueError(f"co-scheduling policy {training.policy!r} needs inference loads")
-        load = busy_slots * (1.0 + training.headroom)
-        need = replicas_needed(load, installed, spr, budget_over_hold(grid, pools))
-        lend = installed - need
     # a pool keeps at least one replica serving: its model stays up for the policy's routing
     lend = np.clip(lend, 0, np.maximum(installed - 1, 0)).astype(np.int64)
-    return Lending(pools=pools, installed=installed, replicas=lend, reserved=installed - lend)
+    lent = Lending(pools=pools, installed=installed, replicas=lend, reserved=installed - lend)
+    return lent, policy.defers_by

@@ -15,6 +15,8 @@ Definitions (each once; the KPI registry quotes them):
   of a card. *Inference-only* is the same over the inference-only run;
 - **training energy, electricity and carbon**: the lent cards at TDP x PUE, priced and
   weighted hour by hour as the pools' own energy (``gridsim.economics``);
+- **data moved**: the data of the jobs placed away from their origin (TB), priced at
+  ``Assumptions.network_cny_per_gb``;
 - **dedicated capex avoided**: what the card-hours done would cost on cards bought for them,
   card price / amortisation hours (``Assumptions``): the saving of training on the inference
   fleet against inference-only operation plus a training cluster.
@@ -97,6 +99,13 @@ def training_summary(
     hours_per_life = assumptions.amortisation_years * SECONDS_PER_YEAR / 3600.0
     capex_run = float(sum(h * price_cny.get(str(pool), 0.0) for pool, h in card_h_by_pool.items()))
     econ, econ0 = result.summary.get("economics", {}), inference_only.summary.get("economics", {})
+    moved_tb = float(
+        sum(
+            st.job.data_tb
+            for st in plan.schedule.jobs
+            if st.node is not None and st.job.origin is not None and st.node != st.job.origin
+        )
+    )
     return {
         "policy": sc.training.policy,
         "jobs": jobs,
@@ -122,6 +131,8 @@ def training_summary(
         "dedicated_capex_avoided_cny": capex_run / hours_per_life * (done / run_h)
         if run_h > 0
         else 0.0,
+        "data_moved_tb": moved_tb,
+        "data_transfer_cny": moved_tb * 1e3 * assumptions.network_cny_per_gb,
         "electricity_cny_inference_only": econ0.get("electricity_cny"),
         "carbon_kg_inference_only": econ0.get("carbon_kg"),
         "electricity_cny_with_training": econ.get("electricity_cny"),

@@ -148,6 +148,25 @@ def node_hourly(grid: Grid) -> NodePower:
     return node_power(grid.scenario, nodes, carbon, price, hours_of(grid))
 
 
+def green_hours(grid: Grid, power: NodePower) -> npt.NDArray[np.bool_]:
+    """(hours, nodes) whether a site's green share reaches ``power.green_target_share``: its
+    own renewables' output over its full draw (every card at TDP x PUE: the least share they
+    cover), then the grid's green share of the rest."""
+    target = grid.scenario.power.green_target_share if grid.scenario.power else None
+    if target is None:
+        raise ValueError("green hours need power.green_target_share")
+    draw_kw = np.zeros(len(power.node_ids))
+    for p in grid.pools:
+        if p.serving is not None and p.node_id in power.node_ids:
+            cards = p.simulated_replicas * p.serving.accelerators_per_replica
+            draw_kw[power.column(p.node_id)] += cards * p.serving.accelerator.tdp_w * p.pue / 1e3
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = np.where(draw_kw > 0, np.minimum(power.onsite_kw / draw_kw, 1.0), 0.0)
+    share = own + (1.0 - own) * power.grid_green_share
+    out: npt.NDArray[np.bool_] = share >= target - 1e-12
+    return out
+
+
 def plan_training(grid: Grid, inference_only: pd.DataFrame | None) -> TrainingPlan:
     """The plan of ``grid.scenario.training`` given an inference-only run's time series."""
     training = grid.scenario.training
@@ -157,10 +176,9 @@ def plan_training(grid: Grid, inference_only: pd.DataFrame | None) -> TrainingPl
     busy = up = None
     if inference_only is not None:
         busy, up = hourly_pool_series(inference_only, lending_pools(grid), hours)
-    elif training.policy != "day_night":
-        raise ValueError(f"policy {training.policy!r} needs an inference-only run")
-    pools_lend = lending(grid, training, busy, up)
+    pools_lend, defers_by = lending(grid, training, busy, up)
     power = node_hourly(grid)
+    allowed = green_hours(grid, power) if training.green_hours_only else None
     schedule = schedule_jobs(
         training,
         pools_lend,
@@ -169,6 +187,8 @@ def plan_training(grid: Grid, inference_only: pd.DataFrame | None) -> TrainingPl
         power.carbon_g_per_kwh,
         power.price_cny_per_kwh,
         grid.scenario.network.bandwidth_gbps,
+        defers_by,
+        allowed,
     )
     return TrainingPlan(pools_lend, schedule, power)
 
