@@ -41,15 +41,22 @@ def policy_factory(name: str) -> Callable[..., Any]:
     named ``module:Class``; ValueError says what is wrong and how to fix it."""
     if name in _REGISTERED:
         return _REGISTERED[name]
-    target = BUILTIN_POLICIES.get(name) or (name if ":" in name else None)
+    return _load(name, BUILTIN_POLICIES, "policy", policy_names())
+
+
+def _load(
+    name: str, builtins: dict[str, str], what: str, known: frozenset[str]
+) -> Callable[..., Any]:
+    """The class a built-in ``name`` or a ``module:Class`` names, imported now."""
+    target = builtins.get(name) or (name if ":" in name else None)
     if target is None:
-        raise ValueError(f"unknown policy {name!r}; known: {', '.join(sorted(policy_names()))}")
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(known))}")
     module_name, _, attr = target.partition(":")
     try:
         factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ValueError(
-            f"policy {name!r} cannot be loaded ({exc}); check the module is importable "
+            f"{what} {name!r} cannot be loaded ({exc}); check the module is importable "
             "and the class name is right"
         ) from None
     return factory
@@ -71,16 +78,4 @@ def coscheduler_names() -> frozenset[str]:
 
 def coscheduler_factory(name: str) -> Callable[..., Any]:
     """The class of co-scheduling policy ``name`` (a built-in or ``module:Class``)."""
-    target = BUILTIN_COSCHEDULERS.get(name) or (name if ":" in name else None)
-    if target is None:
-        known = ", ".join(sorted(coscheduler_names()))
-        raise ValueError(f"unknown co-scheduling policy {name!r}; known: {known}")
-    module_name, _, attr = target.partition(":")
-    try:
-        factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(
-            f"co-scheduling policy {name!r} cannot be loaded ({exc}); check the module is "
-            "importable and the class name is right"
-        ) from None
-    return factory
+    return _load(name, BUILTIN_COSCHEDULERS, "co-scheduling policy", coscheduler_names())

@@ -61,56 +61,47 @@ class TrainingPlan:
 
         return [(t, act(ch)) for t, ch in sorted(by_instant.items())]
 
-    def lent_cards_at(self, times_s: FloatArray) -> FloatArray:
-        """(len(times), pools) cards lent just after each instant (the step function of the
-        schedule's changes)."""
-        pools = self.lending.pools
-        cpr = np.array([p.cards_per_replica for p in pools], dtype=float)
-        out = np.zeros((len(times_s), len(pools)))
+    def _steps(self) -> list[tuple[FloatArray, FloatArray, float]]:
+        """Per lending pool: the instants its lent replicas change, the replicas lent from
+        each, and its cards per replica (the step function of the schedule's changes)."""
         changes = self.schedule.changes
-        if not changes:
-            return out
-        at = np.array([c[0] for c in changes])
+        at = np.array([c[0] for c in changes], dtype=float)
         cols = np.array([c[1] for c in changes], dtype=np.intp)
         delta = np.array([c[2] for c in changes], dtype=float)
-        for j in range(len(pools)):
+        out = []
+        for j, pool in enumerate(self.lending.pools):
             mine = cols == j
-            if not mine.any():
-                continue
-            steps = np.cumsum(delta[mine])
-            k = np.searchsorted(at[mine], times_s, side="right") - 1
-            out[:, j] = np.where(k >= 0, steps[np.maximum(k, 0)], 0.0) * cpr[j]
+            out.append((at[mine], np.cumsum(delta[mine]), float(pool.cards_per_replica)))
+        return out
+
+    def lent_cards_at(self, times_s: FloatArray) -> FloatArray:
+        """(len(times), pools) cards lent just after each instant."""
+        out = np.zeros((len(times_s), len(self.lending.pools)))
+        for j, (t, level, cards) in enumerate(self._steps()):
+            if t.size:
+                k = np.searchsorted(t, times_s, side="right") - 1
+                out[:, j] = np.where(k >= 0, level[np.maximum(k, 0)], 0.0) * cards
         return out
 
     def card_seconds(self, starts_s: FloatArray, ends_s: FloatArray) -> FloatArray:
         """(intervals, pools) card-seconds trained in each [start, end): the integral of the
         lent cards (lent replicas are all busy)."""
-        pools = self.lending.pools
-        cpr = np.array([p.cards_per_replica for p in pools], dtype=float)
-        changes = self.schedule.changes
-        out = np.zeros((len(starts_s), len(pools)))
-        if not changes:
-            return out
-        at = np.array([c[0] for c in changes])
-        cols = np.array([c[1] for c in changes], dtype=np.intp)
-        delta = np.array([c[2] for c in changes], dtype=float)
-        for j in range(len(pools)):
-            mine = cols == j
-            t, level = at[mine], np.cumsum(delta[mine])
-            if t.size == 0:
+        out = np.zeros((len(starts_s), len(self.lending.pools)))
+        for j, (t, level, cards) in enumerate(self._steps()):
+            if not t.size:
                 continue
-            # the step function's integral from 0: linear between changes
             area = np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(t))])
 
             def integral(
                 x: FloatArray, t: FloatArray = t, level: FloatArray = level, area: FloatArray = area
             ) -> FloatArray:
+                """The step function's integral from 0 to x: linear between changes."""
                 k = np.searchsorted(t, x, side="right") - 1
                 kk = np.maximum(k, 0)
                 inside: FloatArray = np.where(k >= 0, area[kk] + level[kk] * (x - t[kk]), 0.0)
                 return inside
 
-            out[:, j] = (integral(ends_s) - integral(starts_s)) * cpr[j]
+            out[:, j] = (integral(ends_s) - integral(starts_s)) * cards
         return out
 
     def series(self, interval_s: float, horizon_s: float) -> pd.DataFrame:
