@@ -300,6 +300,23 @@ def test_carbon_aware_runs_in_the_greenest_hours() -> None:
     assert slack.jobs[0].started_s == 0.0
 
 
+def test_a_deferring_job_starts_on_the_cards_free_to_its_checkpoint() -> None:
+    """Carbon low in hours 1-2, where 4 then 2 cards are free; a 6 card-hour job (2 h
+    checkpoints) chosen for both starts on 2 cards (all that stays free to 3:00), so the dip
+    never preempts it; at 3:00 it grows to 4 and finishes at 3:30. Started on 4, it would
+    have lost its first hour at 2:00."""
+    carbon = [[500.0], [100.0], [100.0], [500.0], [500.0]]
+    job = {"name": "j", "card_hours": 6, "max_cards": 4, "checkpoint_interval": 7200,
+           "deadline": 5 * HOUR}  # fmt: skip
+    s = _schedule([job], [[4], [4], [2], [4], [4]], carbon, policy="carbon_aware", slack=1.0)
+    (st,) = s.jobs
+    assert [(g.start_s / HOUR, g.cards, g.ended_by) for g in s.segments] == [
+        (1.0, 2, "resized"),
+        (3.0, 4, "finished"),
+    ]
+    assert st.preemptions == 0 and st.finished_s == pytest.approx(3.5 * HOUR)
+
+
 # --- the lending rule against Erlang C ---------------------------------------------------
 
 

@@ -26,9 +26,12 @@ deadline first (then by release and name):
   green share reaches the scenario's target; otherwise it checkpoints and pauses.
 - **Deferral** (a policy's ``defers_by``: carbon_aware, price_aware): a job runs in an hour
   only if the hour is among the greenest (cheapest) hours before its deadline whose free
-  cards (less the other jobs' at its node) cover ``slack`` x its remaining work; otherwise it
-  checkpoints and pauses (nothing lost). Without a deadline the
-  window is the horizon. Where even all the window's hours fall short, it runs whenever it can.
+  cards (less those the other jobs at its node hold now) cover ``slack`` x its remaining
+  work; otherwise it checkpoints and pauses (nothing lost). Without a deadline the window is
+  the horizon; where even all the window's hours fall short, it runs whenever it can. Such a
+  job plans from the lending ahead, so it also starts on no more cards than its node lends
+  (less those the other jobs there hold now) in every hour up to its first checkpoint; once
+  running it is preempted like any other.
 
 Everything here is deterministic: the same lending and jobs give the same schedule.
 """
@@ -150,9 +153,11 @@ def schedule_jobs(
             if st.done or t0 < st.job.release:
                 continue
             committed: dict[str, int] = defaultdict(int)  # other jobs' cards, at most
+            holding: dict[str, int] = defaultdict(int)  # ... and now
             for other in order:
                 if other is not st and other.node is not None and not other.done:
                     committed[other.node] += other.job.max_cards
+                    holding[other.node] += other.cards
             if st.node is None:
                 st.node = ctx.place(st, h, committed)
                 if st.node is None:
@@ -160,13 +165,16 @@ def schedule_jobs(
             if t0 < st.ready_s[st.node]:
                 continue
             cols = ctx.columns(st)
-            take = _take(avail, cols, ctx.cpr, st.job.max_cards)
+            most = st.job.max_cards
+            if ctx.defers and not st.cards:  # a planned start: cards free to its checkpoint
+                most = min(most, ctx.steady_cards(st, h, holding.get(st.node, 0)))
+            take = _take(avail, cols, ctx.cpr, most)
             cards = int((take * ctx.cpr[cols]).sum()) if cols.size else 0
             runs = cards >= st.job.min_cards
             if runs and allowed is not None:
                 runs = bool(allowed[h, ctx.node_col[st.node]])
             if runs and ctx.defers:
-                runs = ctx.chosen_hour(st, h, committed.get(st.node, 0))
+                runs = ctx.chosen_hour(st, h, holding.get(st.node, 0))
             if st.cards:  # running: keep, grow, pause or be preempted
                 if cards < st.cards:
                     _stop(st, t0, "preempted", segments)
@@ -301,6 +309,16 @@ class _Context:
         cols = self.columns(st)
         now, before = (self.lend.replicas[k, cols] * self.cpr[cols] for k in (h, h - 1))
         return bool(now.sum() < before.sum())
+
+    def steady_cards(self, st: JobState, h: int, taken: int) -> int:
+        """The fewest cards the job's node lends (less ``taken``) from hour ``h`` to its first
+        checkpoint: a job that plans its hours from the lending starts on no more, so that
+        the lending's own dips do not preempt it before its work is saved."""
+        assert st.node is not None
+        last = min(self.n_h, h + max(1, math.ceil(st.job.checkpoint_interval / HOUR_S - 1e-9)))
+        cols = self.columns(st)
+        cards = (self.lend.replicas[h:last][:, cols] * self.cpr[cols]).sum(axis=1) - taken
+        return int(max(cards.min(), 0)) if cards.size else 0
 
     def window_end(self, st: JobState) -> int:
         d = st.job.deadline
