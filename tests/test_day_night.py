@@ -79,7 +79,7 @@ def test_green_share_against_the_hubs_target() -> None:
 
 
 def test_every_leaf_of_the_summary_is_a_kpi_or_metadata() -> None:
-    from tests.test_kpis import _uncovered
+    from test_kpis import _uncovered
 
     assert _uncovered(run()) == []
     names = {e.kpi.name for e in entries_for(run())}

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from theory import erlang_c
 from typer.testing import CliRunner
 
 import gridsim as gs
@@ -23,8 +24,6 @@ from gridsim.scenario.training_spec import Training
 from gridsim.training.jobs import schedule_jobs
 from gridsim.training.lending import Lending, LendingPool, budget_over_hold, replicas_needed
 from gridsim.training.plan import plan_training
-from gridsim.training.policies import CoScheduler
-from tests.theory import erlang_c
 
 ROOT = Path(__file__).resolve().parents[1]
 HAND = ROOT / "scenarios" / "validation" / "day-night.yaml"
@@ -116,20 +115,11 @@ def test_a_job_that_fits_the_night_valley() -> None:
         np.testing.assert_allclose(capacity_by_hour(result), want, rtol=1e-9)
 
 
-class HalfAllDay(CoScheduler):
-    """A user policy (``module:Class``): half of every pool trains all day."""
-
-    name = "half_all_day"
-
-    def lend(self, installed, busy, slots_per_replica, budget_over_hold):  # type: ignore[no-untyped-def]
-        return installed // int(self.params.get("divisor", 2))
-
-
 def test_a_user_policy_named_module_class() -> None:
-    sets = ["training.policy=tests.test_training:HalfAllDay", "training.params={divisor: 2}"]
+    sets = ["training.policy=user_policies:HalfAllDay", "training.params={divisor: 2}"]
     result = gs.run(load_scenario(HAND, sets=sets), fidelity="flow")
     t = result.summary["training"]
-    assert t["policy"] == "tests.test_training:HalfAllDay"
+    assert t["policy"] == "user_policies:HalfAllDay"
     assert t["card_hours_available"] == pytest.approx(4 * 24)
     # b runs from 00:00 on 3 cards without a break: 27 / 3 = 9 h
     assert t["jobs"]["b"]["finished_at_s"] == pytest.approx(9 * HOUR)
