@@ -12,8 +12,11 @@ Definitions (each once; per pool and per interval of ``outputs.timeseries_interv
   up the whole interval of length ``w`` (``C = S w``) this is the usual
   ``cards x (idle x TDP + (1 - idle) x TDP x busy share) x PUE x w``, busy share ``B / C``; an
   interval a pool is partly down counts only its up time and a pool that is down (``C = 0``)
-  draws nothing;
-- **electricity cost** = energy x the node's price (x an hourly time-of-use factor);
+  draws nothing; cards lent to training (``gridsim.training``: the interval's
+  ``training_card_s``, out of ``C``) add TDP x PUE while they train;
+- **electricity cost** = energy x the node's price (x an hourly time-of-use factor: the
+  global ``Assumptions.tou_multipliers``, and with the scenario's ``power:`` block the node's
+  schedule, ``gridsim.power.sites``);
 - **capex** = accelerators x card price over ``amortisation_years`` + facility capex per MW of
   nameplate IT power over ``facility_years``, both accrued per second for the cards installed
   at each instant (``gridsim.capacity_timeline``: a build-out from its cards' arrival, ``at`` +
@@ -28,7 +31,10 @@ Definitions (each once; per pool and per interval of ``outputs.timeseries_interv
   when set, overrides it for every class); classes are those the engines ran
   (``gridsim.market.expand``: one per class, model and tier with a market); job pools earn
   nothing;
-- **carbon** = energy x the node's grid intensity;
+- **carbon** = energy drawn from the grid x the node's grid intensity (with ``power:``
+  ``hourly``, the interval's; the node's own renewables, ``power.onsite``, cover its energy
+  first and emit nothing); **green energy** (``power:`` only) = own renewables + the grid's
+  hourly green share of the rest;
 - **by model** (``by_model``): the cost of the pools serving a model (electricity, capex and
   their network cost, which is by tokens) per million of their served tokens, against the
   model's list prices blended at the run's mix of its input, cache-hit and output tokens. A
