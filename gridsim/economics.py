@@ -34,7 +34,9 @@ Definitions (each once; per pool and per interval of ``outputs.timeseries_interv
 - **carbon** = energy drawn from the grid x the node's grid intensity (with ``power:``
   ``hourly``, the interval's; the node's own renewables, ``power.onsite``, cover its energy
   first and emit nothing); **green energy** (``power:`` only) = own renewables + the grid's
-  hourly green share of the rest;
+  hourly green share of the rest. With a series interval over an hour, each interval takes
+  the mean price factor, carbon and green share of its hours (exact for a load flat within
+  it; the run's notes say so);
 - **by model** (``by_model``): the cost of the pools serving a model (electricity, capex and
   their network cost, which is by tokens) per million of their served tokens, against the
   model's list prices blended at the run's mix of its input, cache-hit and output tokens. A

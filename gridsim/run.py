@@ -91,8 +91,16 @@ def run(
     }
     if chosen == "request" and grid.sample is not None:  # demand.sample_pools: whole-grid totals
         summary = grid.sample.apply(summary)
-    if grid.notes:
-        summary["notes"] = list(grid.notes)
+    notes = list(grid.notes)
+    power = scenario.power
+    if power is not None and power.hourly and scenario.outputs.timeseries_interval > 3600.0:
+        notes.append(
+            "power.hourly with outputs.timeseries_interval over an hour: each interval is "
+            "billed at the mean price and carbon of its hours (exact for a load flat within "
+            "it); set outputs.timeseries_interval: 1h or less for hour-by-hour bills"
+        )
+    if notes:
+        summary["notes"] = notes
     # the three policy latency targets on the topology (no simulation: reads the graph)
     summary["topology"] = target_report(grid.topology)
     if grid.fleet is not None:  # the trace from the fleet inventory to the pool sizes

@@ -97,6 +97,19 @@ def test_hand_worked_day_energy_of_training() -> None:
     assert t["utilization"] > t["utilization_inference_only"]
 
 
+@pytest.mark.parametrize("interval", ["1h", "2h", "3h"])
+def test_the_lending_does_not_depend_on_the_series_interval(interval: str) -> None:
+    """Intervals of an hour or more count in every hour they span: the same card-hours lend
+    and train as with 5-minute series; over an hour, the run notes that bills are averaged."""
+    sc = load_scenario(HAND, sets=[f"outputs.timeseries_interval={interval}"])
+    s = gs.run(sc, fidelity="flow").summary
+    want = hand_run("flow").summary["training"]
+    for key in ("card_hours_available", "card_hours_done", "card_hours_lost", "preemptions"):
+        assert s["training"][key] == pytest.approx(want[key]), key
+    averaged = any("billed at the mean price" in n for n in s.get("notes", []))
+    assert averaged == (interval != "1h")
+
+
 def test_same_seed_same_training() -> None:
     again = gs.run(load_scenario(HAND), fidelity="flow")
     assert again.summary["training"] == hand_run("flow").summary["training"]

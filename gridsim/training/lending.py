@@ -109,8 +109,9 @@ def hourly_pool_series(
     timeseries: pd.DataFrame, pools: tuple[LendingPool, ...], hours: int
 ) -> tuple[FloatArray, FloatArray]:
     """(hours, pools) peak offered load (busy slots: busy slot-seconds per second, the largest
-    interval of the hour) and the fewest slots up in any interval of the hour, from a run's
-    time series (interval at most an hour: coarser intervals count as their mean)."""
+    of the intervals that overlap the hour) and the fewest slots up in any of them, from a
+    run's time series (an interval longer than an hour counts in every hour it spans, at its
+    mean)."""
     names = [p.name for p in pools]
     ts = timeseries[
         (timeseries["entity_kind"] == "pool")
@@ -121,16 +122,25 @@ def hourly_pool_series(
         index=["time_s", "entity_id"], columns="metric", values="value", aggfunc="sum"
     ).reset_index()
     times = np.sort(wide["time_s"].unique())
-    width = np.diff(np.append(times, np.inf))
-    width[-1] = width[-2] if width.size > 1 else HOUR_S
-    width_of = dict(zip(times, width, strict=True))
-    w = wide["time_s"].map(width_of).to_numpy(dtype=float)
-    h = np.minimum((wide["time_s"].to_numpy(dtype=float) // HOUR_S).astype(np.intp), hours - 1)
+    ends = np.append(times[1:], np.inf)
+    ends[-1] = min(ends[-1], times[-1] + (times[-1] - times[-2] if times.size > 1 else HOUR_S))
+    end_of = dict(zip(times, ends, strict=True))
+    t0 = wide["time_s"].to_numpy(dtype=float)
+    t1 = wide["time_s"].map(end_of).to_numpy(dtype=float)
+    width = t1 - t0
+    # each interval counts in every hour it overlaps (intervals of an hour or more span hours)
+    first = np.minimum((t0 // HOUR_S).astype(np.intp), hours - 1)
+    last = np.minimum(np.ceil(t1 / HOUR_S - 1e-9).astype(np.intp), hours)
+    n = np.maximum(last - first, 1)
+    rows = np.repeat(np.arange(len(wide)), n)
+    h = first[rows] + (np.arange(rows.size) - np.repeat(np.cumsum(n) - n, n))
     col = wide["entity_id"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.intp)
     busy = np.zeros((hours, len(pools)))
     slots_up = np.full((hours, len(pools)), np.inf)
-    np.maximum.at(busy, (h, col), wide["busy_slot_s"].fillna(0.0).to_numpy() / w)
-    np.minimum.at(slots_up, (h, col), wide["capacity_slot_s"].fillna(0.0).to_numpy() / w)
+    busy_rate = wide["busy_slot_s"].fillna(0.0).to_numpy() / width
+    up_rate = wide["capacity_slot_s"].fillna(0.0).to_numpy() / width
+    np.maximum.at(busy, (h, col[rows]), busy_rate[rows])
+    np.minimum.at(slots_up, (h, col[rows]), up_rate[rows])
     slots_up[~np.isfinite(slots_up)] = 0.0
     return busy, slots_up
 
