@@ -368,6 +368,15 @@ def test_min_cards_above_max_cards() -> None:
     assert "min_cards (5) exceeds max_cards (3)" in msg
 
 
+def test_training_needs_a_pool_that_lends() -> None:
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(
+            ROOT / "scenarios" / "validation" / "mmc.yaml",
+            sets=["training={jobs: [{name: j, card_hours: 10}]}"],
+        )
+    assert "no pool can lend cards" in str(err.value)
+
+
 def test_training_needs_the_whole_grid() -> None:
     assert "sample_fraction: 1" in _errors(["demand.sample_fraction=0.5"])
 

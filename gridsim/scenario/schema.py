@@ -615,6 +615,14 @@ def _check_training(scenario: Scenario) -> None:
         raise ValueError(
             "training.green_hours_only needs a target: set power.green_target_share (e.g. 0.8)"
         )
+    lenders = [
+        p for n in scenario.nodes for p in n.pools if p.is_llm and p.deployment.mode == "colocated"
+    ]
+    if training is not None and not lenders:
+        raise ValueError(
+            "training: no pool can lend cards to it; jobs train on co-located LLM pools "
+            "(a model on an accelerator, deployment.mode: colocated); add one or remove training:"
+        )
     if scenario.training is not None and (
         scenario.demand.sample_fraction != 1.0 or scenario.demand.sample_pools is not None
     ):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gridsim.policies.registry import coscheduler_names
-from gridsim.scenario.fields import Duration, Id, Model
+from gridsim.scenario.fields import AcceleratorRef, Duration, Id, Model
 
 
 class TrainingJob(Model):
@@ -34,8 +34,8 @@ class TrainingJob(Model):
     nodes: list[str] | None = Field(
         default=None, description="nodes it may run at (default: every node with LLM pools)"
     )
-    accelerator: str | None = Field(
-        default=None, description="only cards of this accelerator (default: any)"
+    accelerator: AcceleratorRef = Field(
+        default=None, description="only cards of this catalogue accelerator (default: any)"
     )
     origin: str | None = Field(
         default=None,

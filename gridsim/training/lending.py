@@ -121,6 +121,8 @@ def hourly_pool_series(
     wide = ts.pivot_table(
         index=["time_s", "entity_id"], columns="metric", values="value", aggfunc="sum"
     ).reset_index()
+    if wide.empty:  # no series of these pools: nothing known busy, nothing known up
+        return np.zeros((hours, len(pools))), np.zeros((hours, len(pools)))
     times = np.sort(wide["time_s"].unique())
     ends = np.append(times[1:], np.inf)
     ends[-1] = min(ends[-1], times[-1] + (times[-1] - times[-2] if times.size > 1 else HOUR_S))
