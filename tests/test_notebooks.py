@@ -290,11 +290,12 @@ def _kernel_available() -> str | None:
     return None
 
 
-def test_the_three_notebooks_are_there() -> None:
+def test_the_four_notebooks_are_there() -> None:
     assert [p.name for p in PATHS] == [
         "01-quickstart.py",
         "02-growth-and-shortfall.py",
         "03-east-west.py",
+        "04-day-night.py",
     ]
     for path in PATHS:
         text = path.read_text("utf-8")

@@ -10,7 +10,7 @@ deadline first (then by release and name):
   placed there: the one with the most card-hours free until its deadline (then the earliest),
   or, for a policy that defers, the lowest mean carbon intensity (carbon_aware) or
   electricity price (price_aware) over those hours, weighted by the cards free in them,
-  preferring nodes where it can finish.
+  preferring nodes whose free card-hours cover ``slack`` x its remaining work.
 - **Cards**: whole replicas of the node's lending pools (of its accelerator, if it names
   one), most free first, up to ``max_cards``; it runs only on at least ``min_cards``. A job's
   cards at a node are interchangeable: only their number matters.
@@ -341,7 +341,7 @@ class _Context:
             if self.defers:
                 window = self.intensity[first : first + cap.size, self.node_col[node]]
                 mean = float((window * cap).sum() / cap.sum())
-                finishes = cap.sum() >= st.remaining
+                finishes = cap.sum() >= st.remaining * self.training.slack
                 score: tuple[float, ...] = (0.0 if finishes else 1.0, mean, float(k))
             else:  # the most card-hours it could have by its deadline, the earliest start
                 score = (-float(cap.sum()), float(first), float(k))
