@@ -153,7 +153,9 @@ def training_plan(
 def _inference_only(scenario: Scenario, seed: int) -> Result:
     """The scenario without its training, at flow fidelity: the hour-by-hour inference load
     the co-scheduler plans on, and the inference-only operation a run is compared with."""
-    alone = scenario.model_copy(update={"training": None, "fidelity": "flow"})
+    # its SLA attainment, series and economics are read; latency distributions are not
+    outputs = scenario.outputs.model_copy(update={"latency_statistics": False})
+    alone = scenario.model_copy(update={"training": None, "fidelity": "flow", "outputs": outputs})
     return run(alone, seed=seed, fidelity="flow")
 
 
