@@ -2,9 +2,8 @@
 
 The co-scheduling policy decides, for every hour of the horizon and every pool that lends,
 how many of the pool's replicas training may take (``Lending.replicas``). Training is
-preemptible and inference comes first, so this is decided from inference's side:
-
-The policies are classes (``gridsim.training.policies``, named in ``training.policy``; a user
+preemptible and inference comes first, so this is decided from inference's side. The
+policies are classes (``gridsim.training.policies``, named in ``training.policy``; a user
 policy is ``module:Class``). The built-ins:
 
 - **inference_first** (and carbon_aware, price_aware, which differ in when jobs run, not in
@@ -13,7 +12,7 @@ policy is ``module:Class``). The built-ins:
   (``gridsim.engine.capacity.slo_load``: as an M/M/c queue with the mean hold of its work,
   95 % of requests start within the strictest TTFT SLO of its classes); the rest can train.
   The offered load is the pool's busy slot-seconds per second in an inference-only flow run
-  of the same scenario (``gridsim.training.run``): the operator's forecast of the hour, read
+  of the same scenario (``gridsim.run.training_plan``): the operator's forecast of the hour, read
   here as perfect. A pool loaded beyond its slots at the SLO lends nothing.
 - **day_night**: ``night_share`` of each pool's replicas trains from ``night_start_hour`` to
   ``night_end_hour`` (China time) whatever inference needs; inference has the rest.
