@@ -184,7 +184,7 @@ def _lending(free_replicas: list[list[int]], cards_per_replica: int = 1) -> Lend
         for j in range(rep.shape[1])
     )
     installed = rep + 1
-    return Lending(pools, installed, rep, installed - rep)
+    return Lending(pools, installed, rep)
 
 
 def _schedule(

@@ -203,19 +203,7 @@ class CapacityTracker:
         pos = np.full(n_p, -1, dtype=np.intp)
         pos[self.entries] = np.arange(self.entries.size)
         self.entry_pos = pos[self.entry_of]  # each station's pool, as a column of entries
-        # per station, the start budget of the classes its pool may serve: the strictest TTFT
-        # SLO, else end-to-end SLO (inf: none bounds the start)
-        classes = scenario.demand.classes
-        serves = np.asarray(grid.serves)[:, self.entry_of]  # (C, P): classes of each station
-        budgets = np.array([_budget_s(c.slo.ttft, c.slo.e2e) for c in classes])
-        self.budget_s = np.where(serves, budgets[:, None], np.inf).min(axis=0, initial=np.inf)
-        # the hold of an idle station: its classes' holds, weighted by national request rates
-        rates = demand.mean_rates(np.array([0.0, 3600.0]))[0].sum(axis=0)  # (C,)
-        weights = np.where(serves, np.maximum(rates, 1e-300)[:, None], 0.0)
-        svc = np.asarray(svc_mean, dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            held = (weights * svc).sum(axis=0) / weights.sum(axis=0)
-        self.hold_static_s = np.where(np.isfinite(held) & (held > 0), held, 1.0)
+        self.budget_s, self.hold_static_s = start_budgets_and_holds(grid, svc_mean)
         # models and hubs of the pools (entry stations)
         self.models = sorted({pools[p].model or JOBS for p in self.entries})
         nodes = {n.id: n for n in scenario.nodes}
@@ -532,6 +520,25 @@ class CapacityTracker:
 
     def _when(self, t_s: float | None) -> str | None:
         return None if t_s is None else (self.start + dt.timedelta(seconds=t_s)).isoformat()
+
+
+def start_budgets_and_holds(grid: Grid, svc_mean: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per station: the start budget of the classes its pool may serve (the strictest TTFT
+    SLO, else end-to-end SLO; inf: none bounds the start), and the hold of the station when
+    idle: its classes' mean holds ``svc_mean`` (classes, stations), weighted by national
+    request rates (1 s where it holds none)."""
+    entry_of = np.asarray(grid.service.entry, dtype=np.intp)
+    serves = np.asarray(grid.serves)[:, entry_of]  # (C, P): classes of each station
+    classes = grid.scenario.demand.classes
+    budgets = np.array([_budget_s(c.slo.ttft, c.slo.e2e) for c in classes])
+    budget_s: FloatArray = np.where(serves, budgets[:, None], np.inf).min(axis=0, initial=np.inf)
+    rates = grid.demand.mean_rates(np.array([0.0, 3600.0]))[0].sum(axis=0)  # (C,)
+    weights = np.where(serves, np.maximum(rates, 1e-300)[:, None], 0.0)
+    svc = np.asarray(svc_mean, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        held = (weights * svc).sum(axis=0) / weights.sum(axis=0)
+    hold_s: FloatArray = np.where(np.isfinite(held) & (held > 0), held, 1.0)
+    return budget_s, hold_s
 
 
 def _budget_s(ttft_s: float | None, e2e_s: float | None) -> float:

@@ -96,13 +96,11 @@ class Segment:
 
 @dataclass(frozen=True)
 class Schedule:
-    """The outcome: per job its state, the segments run, and per hour and lending pool the
-    replicas lent and the card-seconds trained (lent replicas are all busy: whole replicas)."""
+    """The outcome: per job its state, the segments run, and the changes of the replicas each
+    lending pool lends (lent replicas are all busy: whole replicas)."""
 
     jobs: tuple[JobState, ...]
     segments: tuple[Segment, ...]
-    lent: IntArray  # (hours, pools) replicas lent at the start of each hour
-    card_s: FloatArray  # (hours, pools) card-seconds trained
     changes: tuple[tuple[float, int, int], ...]  # (instant, pool column, change in replicas)
 
 
@@ -139,8 +137,7 @@ def schedule_jobs(
             s.job.name,
         ),
     )
-    lent = np.zeros((n_h, n_p), dtype=np.int64)
-    card_s = np.zeros((n_h, n_p))
+    lent = np.zeros((n_h, n_p), dtype=np.int64)  # replicas lent at the start of each hour
     segments: list[Segment] = []
     changes: list[tuple[float, int, int]] = []
     current = np.zeros(n_p, dtype=np.int64)  # replicas lent right now
@@ -194,7 +191,6 @@ def schedule_jobs(
             for c, r in st.holding.items():
                 avail[c] -= r
                 lent[h, c] += r
-                card_s[h, c] += r * ctx.cpr[c] * (end - t0)
             st.work += st.cards * (end - t0) / HOUR_S
             st.run_card_hours += st.cards * (end - t0) / HOUR_S
             _checkpoint(st, end)
@@ -213,7 +209,7 @@ def schedule_jobs(
         if st.cards:
             _stop(st, horizon_s, "horizon", segments)
     changes.sort(key=lambda c: (c[0], c[1]))
-    return Schedule(tuple(states), tuple(segments), lent, card_s, tuple(changes))
+    return Schedule(tuple(states), tuple(segments), tuple(changes))
 
 
 def _take(avail: IntArray, cols: IntArray, cpr: IntArray, max_cards: int) -> IntArray:

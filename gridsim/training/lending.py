@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from gridsim.engine.capacity import slo_load
+from gridsim.engine.capacity import slo_load, start_budgets_and_holds
 from gridsim.grid import Grid
 from gridsim.scenario.training_spec import Training
 
@@ -63,7 +63,6 @@ class Lending:
     pools: tuple[LendingPool, ...]
     installed: IntArray
     replicas: IntArray
-    reserved: IntArray  # replicas inference keeps (installed - replicas)
 
     @property
     def hours(self) -> int:
@@ -147,22 +146,11 @@ def hourly_pool_series(
 
 
 def budget_over_hold(grid: Grid, pools: tuple[LendingPool, ...]) -> FloatArray:
-    """Per lending pool, its start budget (strictest TTFT, else end-to-end SLO of the classes
-    it serves) over the mean hold of its work (classes weighted by national request rates),
-    as the capacity KPIs read a pool (``gridsim.engine.capacity.CapacityTracker``)."""
-    from gridsim.engine.capacity import _budget_s  # one budget definition
-
-    classes = grid.scenario.demand.classes
+    """Per lending pool, its start budget over the mean hold of its work, as the capacity KPIs
+    read a pool (``gridsim.engine.capacity.start_budgets_and_holds``)."""
+    budget_s, hold_s = start_budgets_and_holds(grid, grid.service.station_holds(len(grid.pools)))
     idx = np.array([p.index for p in pools], dtype=np.intp)
-    serves = np.asarray(grid.serves)[:, idx]
-    budgets = np.array([_budget_s(c.slo.ttft, c.slo.e2e) for c in classes])
-    budget = np.where(serves, budgets[:, None], np.inf).min(axis=0, initial=np.inf)
-    holds = grid.service.station_holds(len(grid.pools))[:, idx]
-    rates = grid.demand.mean_rates(np.array([0.0, HOUR_S]))[0].sum(axis=0)
-    weights = np.where(serves, np.maximum(rates, 1e-300)[:, None], 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        hold = (weights * holds).sum(axis=0) / weights.sum(axis=0)
-        out: FloatArray = budget / np.where(np.isfinite(hold) & (hold > 0), hold, 1.0)
+    out: FloatArray = budget_s[idx] / hold_s[idx]
     return out
 
 
@@ -223,5 +211,5 @@ def lending(
         )
     # a pool keeps at least one replica serving: its model stays up for the policy's routing
     lend = np.clip(lend, 0, np.maximum(installed - 1, 0)).astype(np.int64)
-    lent = Lending(pools=pools, installed=installed, replicas=lend, reserved=installed - lend)
+    lent = Lending(pools=pools, installed=installed, replicas=lend)
     return lent, policy.defers_by

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from gridsim.economics import DEFAULT, SECONDS_PER_YEAR, Assumptions, RunTables, pool_intervals
 from gridsim.training.plan import TrainingPlan
@@ -147,10 +146,3 @@ def _card_price_by_pool(result: RunTables) -> dict[str, float]:
     return dict(
         zip(pools["pool"], pools["accelerator_price_cny"].astype(float).fillna(0.0), strict=True)
     )
-
-
-def segments_table(plan: TrainingPlan) -> pd.DataFrame:
-    """One row per stretch a job ran: job, node, start_s, end_s, cards, ended_by."""
-    rows = [s.__dict__ for s in plan.schedule.segments]
-    cols = ["job", "node", "start_s", "end_s", "cards", "ended_by"]
-    return pd.DataFrame(rows, columns=cols)

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from gridsim.engine.events import Action, Changeable
 from gridsim.grid import Grid
 from gridsim.metrics.recorder import series_frame
 from gridsim.power.sites import NodePower, node_power
@@ -33,7 +34,6 @@ from gridsim.training.lending import (
 )
 
 FloatArray = npt.NDArray[np.float64]
-Action = tuple[float, Callable[[float], None]]
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,15 @@ class TrainingPlan:
     schedule: Schedule
     power: NodePower
 
-    def actions(self, engine: object) -> list[Action]:
+    def actions(self, engine: Changeable) -> list[Action]:
         """Engine actions: at each instant the lending changes, each pool's slots shrink by
-        the replicas lent (and grow by those handed back). ``engine`` has ``add_slots``."""
+        the replicas lent (and grow by those handed back)."""
         by_instant: dict[float, list[tuple[int, int]]] = defaultdict(list)
         pools = self.lending.pools
         for t, col, replicas in self.schedule.changes:
             if replicas:
                 by_instant[t].append((pools[col].index, -replicas * pools[col].slots_per_replica))
-        add_slots = engine.add_slots  # type: ignore[attr-defined]
+        add_slots = engine.add_slots
 
         def act(changes: list[tuple[int, int]]) -> Callable[[float], None]:
             def apply(t: float) -> None:
@@ -61,33 +61,17 @@ class TrainingPlan:
 
         return [(t, act(ch)) for t, ch in sorted(by_instant.items())]
 
-    def _steps(self) -> list[tuple[FloatArray, FloatArray, float]]:
-        """Per lending pool: the instants its lent replicas change, the replicas lent from
-        each, and its cards per replica (the step function of the schedule's changes)."""
+    def card_seconds(self, starts_s: FloatArray, ends_s: FloatArray) -> FloatArray:
+        """(intervals, pools) card-seconds trained in each [start, end): the integral of the
+        cards lent, a step function of the schedule's changes (lent replicas are all busy)."""
         changes = self.schedule.changes
         at = np.array([c[0] for c in changes], dtype=float)
         cols = np.array([c[1] for c in changes], dtype=np.intp)
         delta = np.array([c[2] for c in changes], dtype=float)
-        out = []
+        out = np.zeros((len(starts_s), len(self.lending.pools)))
         for j, pool in enumerate(self.lending.pools):
             mine = cols == j
-            out.append((at[mine], np.cumsum(delta[mine]), float(pool.cards_per_replica)))
-        return out
-
-    def lent_cards_at(self, times_s: FloatArray) -> FloatArray:
-        """(len(times), pools) cards lent just after each instant."""
-        out = np.zeros((len(times_s), len(self.lending.pools)))
-        for j, (t, level, cards) in enumerate(self._steps()):
-            if t.size:
-                k = np.searchsorted(t, times_s, side="right") - 1
-                out[:, j] = np.where(k >= 0, level[np.maximum(k, 0)], 0.0) * cards
-        return out
-
-    def card_seconds(self, starts_s: FloatArray, ends_s: FloatArray) -> FloatArray:
-        """(intervals, pools) card-seconds trained in each [start, end): the integral of the
-        lent cards (lent replicas are all busy)."""
-        out = np.zeros((len(starts_s), len(self.lending.pools)))
-        for j, (t, level, cards) in enumerate(self._steps()):
+            t, level = at[mine], np.cumsum(delta[mine])  # replicas lent from each change on
             if not t.size:
                 continue
             area = np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(t))])
@@ -101,17 +85,16 @@ class TrainingPlan:
                 inside: FloatArray = np.where(k >= 0, area[kk] + level[kk] * (x - t[kk]), 0.0)
                 return inside
 
-            out[:, j] = (integral(ends_s) - integral(starts_s)) * cards
+            out[:, j] = (integral(ends_s) - integral(starts_s)) * pool.cards_per_replica
         return out
 
     def series(self, interval_s: float, horizon_s: float) -> pd.DataFrame:
         """Tidy rows: per lending pool and interval of the run's series, ``training_card_s``
-        (card-seconds trained), ``training_cards`` (cards lent at the interval's start) and
-        ``lendable_cards`` (cards the policy leaves free for training then)."""
+        (card-seconds trained) and ``lendable_cards`` (cards the policy leaves free for training
+        at the interval's start)."""
         starts = np.arange(0.0, horizon_s, interval_s)
         ends = np.minimum(starts + interval_s, horizon_s)
         card_s = self.card_seconds(starts, ends)
-        cards = self.lent_cards_at(starts)
         # the cards the policy leaves free, at each interval's start (hourly)
         hour = np.minimum((starts // HOUR_S).astype(np.intp), self.lending.hours - 1)
         free = self.lending.cards()[hour]
@@ -119,10 +102,10 @@ class TrainingPlan:
         for j, pool in enumerate(self.lending.pools):
             if free[:, j].any():
                 frames.append(series_frame(starts, "pool", pool.name, "lendable_cards", free[:, j]))
-            if not card_s[:, j].any():
-                continue
-            frames.append(series_frame(starts, "pool", pool.name, "training_card_s", card_s[:, j]))
-            frames.append(series_frame(starts, "pool", pool.name, "training_cards", cards[:, j]))
+            if card_s[:, j].any():
+                frames.append(
+                    series_frame(starts, "pool", pool.name, "training_card_s", card_s[:, j])
+                )
         if not frames:
             return series_frame([], "pool", [], "training_card_s", [])
         return pd.concat(frames, ignore_index=True)
