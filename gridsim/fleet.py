@@ -77,6 +77,9 @@ class Inventory:
     name: str
     shipments: tuple[Shipment, ...]
     uses: dict[tuple[str, str], Figure]  # (accelerator, use) -> share of its cards
+    # cards a year that can still be bought, per accelerator and dated window (an export ban
+    # is 0); years no row covers are unknown (``supply_cards`` gives None)
+    supplies: tuple[Shipment, ...] = ()
 
     @property
     def accelerators(self) -> tuple[str, ...]:
@@ -89,6 +92,19 @@ class Inventory:
             for s in self.shipments
             if s.accelerator == accelerator
         )
+
+    def supply_cards(self, accelerator: str, year: int, case: Case) -> float | None:
+        """Cards of ``accelerator`` that can be bought in calendar ``year``: each supply row's
+        yearly rate x the share of the year its window covers; None when no row covers it."""
+        first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+        total, covered = 0.0, False
+        for s in self.supplies:
+            if s.accelerator != accelerator or s.end < first or s.start > last:
+                continue
+            days = (min(s.end, last) - max(s.start, first)).days + 1
+            total += s.cards.at(case) * days / ((last - first).days + 1)
+            covered = True
+        return total if covered else None
 
     def use_share(self, accelerator: str, use: str, case: Case) -> float:
         figure = self.uses.get((accelerator, use))
@@ -108,6 +124,7 @@ def _csv_text() -> str:
 def inventories() -> dict[str, Inventory]:
     """The packaged inventories by name."""
     shipments: dict[str, list[Shipment]] = {}
+    supplies: dict[str, list[Shipment]] = {}
     uses: dict[str, dict[tuple[str, str], Figure]] = {}
     for row in csv.DictReader(io.StringIO(_csv_text())):
         figure = Figure(
@@ -122,8 +139,8 @@ def inventories() -> dict[str, Inventory]:
                 f"fleet.csv: {row['accelerator']} {row['kind']}: low <= central <= high"
             )
         name, kind = row["inventory"], row["kind"]
-        if kind == "shipped":
-            shipments.setdefault(name, []).append(
+        if kind in ("shipped", "supply"):
+            (shipments if kind == "shipped" else supplies).setdefault(name, []).append(
                 Shipment(
                     row["accelerator"],
                     dt.date.fromisoformat(row["period_start"]),
@@ -135,7 +152,10 @@ def inventories() -> dict[str, Inventory]:
             uses.setdefault(name, {})[(row["accelerator"], kind[4:])] = figure
         else:
             raise ValueError(f"fleet.csv: unknown kind {kind!r}")
-    return {n: Inventory(n, tuple(s), uses.get(n, {})) for n, s in shipments.items()}
+    return {
+        n: Inventory(n, tuple(s), uses.get(n, {}), tuple(supplies.get(n, ())))
+        for n, s in shipments.items()
+    }
 
 
 def inventory_table() -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,19 @@ def test_china_inventory_central_by_hand() -> None:
     assert inv.cards("h20", mid, "central") == pytest.approx(700_000 * 182 / 366)
     assert inv.use_share("h20", "serving", "central") == 0.6
     assert inv.use_share("ascend-910b", "serving", "high") == 0.7
+
+
+def test_supply_rows_pro_rata_by_year_and_unknown_years() -> None:
+    inv = inventory("china")
+    # the April 2025 export ban: no H20 can be ordered afterwards
+    assert inv.supply_cards("h20", 2026, "high") == 0.0
+    assert inv.supply_cards("h20", 2024, "central") is None  # before the ban: no supply row
+    assert inv.supply_cards("ascend-910b", 2026, "central") is None  # no sourced figure
+    # a window covering part of a year counts that part of its yearly rate
+    row = Shipment("x", dt.date(2027, 7, 2), dt.date(2030, 12, 31), Figure(365, 365, 365, "", ""))
+    part = replace(inv, supplies=(row,))
+    assert part.supply_cards("x", 2027, "central") == pytest.approx(183)  # Jul 2 - Dec 31
+    assert part.supply_cards("x", 2028, "central") == pytest.approx(365)
 
 
 def _flows(tmp_path: Path, pools: str, fleet: str = "fleet: {inventory: china}") -> Path:

@@ -60,6 +60,7 @@ from gridsim.scenario.fields import (
     check_ref,
 )
 from gridsim.scenario.market_spec import Market, Plan
+from gridsim.scenario.plan_spec import PlanSpec, check_plan_names
 from gridsim.scenario.training_spec import Power, Training, check_training_nodes
 from gridsim.scenario.uncertainty_spec import Uncertainty, check_paths
 from gridsim.scenario.units import format_duration
@@ -519,6 +520,11 @@ class Scenario(Model):
         description="hour-by-hour power: hourly carbon and green share, time-of-use prices, own "
         "renewables (gridsim.power)",
     )
+    plan: PlanSpec | None = Field(
+        default=None,
+        description="capacity expansion: what gridsim plan may build and under which limits "
+        "(gridsim.planner)",
+    )
     outputs: Outputs = Outputs()
     sweep: SweepSpec | None = Field(default=None, description="axes x seeds for gridsim sweep")
     uncertainty: Uncertainty | None = Field(
@@ -571,6 +577,7 @@ class Scenario(Model):
         _check_fleet(self)
         _check_market(self, info)
         _check_training(self)
+        _check_plan(self, info)
         total_share = sum(c.share for c in self.demand.classes)
         if total_share > 1 + 1e-9:
             raise ValueError(f"class shares add up to {total_share:g}; they must not exceed 1")
@@ -630,6 +637,20 @@ def _check_training(scenario: Scenario) -> None:
             "training: jobs are sized in the whole grid's cards; set demand.sample_fraction: 1 "
             "and remove demand.sample_pools (or remove training:)"
         )
+
+
+def _check_plan(scenario: Scenario, info: ValidationInfo) -> None:
+    """The plan block names nodes, classes and accelerators that exist."""
+    catalog = (info.context or {}).get("catalog")
+    accelerators = set(catalog.accelerators) if catalog is not None else set()
+    bad = check_plan_names(
+        scenario.plan,
+        {n.id for n in scenario.nodes},
+        {c.name for c in scenario.demand.classes},
+        accelerators or {k for k in (scenario.plan.lead_time if scenario.plan else {})},
+    )
+    if bad:
+        raise ValueError(bad[0])
 
 
 def _check_market(scenario: Scenario, info: ValidationInfo) -> None:
