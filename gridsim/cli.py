@@ -562,7 +562,7 @@ def _register_extensions() -> None:
     """Commands that live in their own modules (each defines ``register(app)``)."""
     import importlib
 
-    for name in ("gridsim.sweep_cli", "gridsim.fit_cli", "gridsim.serving_cli"):
+    for name in ("gridsim.sweep_cli", "gridsim.fit_cli", "gridsim.serving_cli", "gridsim.plan_cli"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -29,6 +29,7 @@ import os
 import secrets
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -41,6 +42,7 @@ from gridsim.scenario.resolved import dump_resolved
 
 RESULTS_ROOT = Path("results")
 RUN_KIND = "gridsim run"  # manifest.json "kind": what marks a folder as gridsim's own
+PLAN_KIND = "gridsim plan"  # a plan folder (gridsim.planner.outputs)
 # Everything a run or a sweep writes into a run folder; a folder holding anything else is not
 # replaced, whatever its manifest says.
 RUN_FILES = frozenset(
@@ -57,6 +59,13 @@ RUN_FILES = frozenset(
         "draws.parquet",  # gridsim run --draws: one row per Monte Carlo draw
         "market_plans.parquet",  # a token market: one row per plan (gridsim.market.outputs)
         "market_models.parquet",  # a token market: one row per model
+        # gridsim plan (gridsim.planner.outputs): the plan as a scenario, its build-outs, the
+        # plans compared, the capacity-added figure
+        "plan.yaml",
+        "builds.parquet",
+        "builds.csv",
+        "comparison.csv",
+        "capacity_added.png",
     }
 )
 _LOCK = ".gridsim-lock"
@@ -95,7 +104,7 @@ def is_gridsim_run(folder: Path) -> bool:
         return False
     # Runs written before the "kind" marker carry the version and input hashes.
     ours = isinstance(data, dict) and (
-        data.get("kind") == RUN_KIND or {"gridsim", "inputs_sha256"} <= data.keys()
+        data.get("kind") in (RUN_KIND, PLAN_KIND) or {"gridsim", "inputs_sha256"} <= data.keys()
     )
     return ours and (folder / "summary.json").is_file()
 
@@ -138,13 +147,18 @@ class RunSlot:
 
     def write(self, result: Result) -> Path:
         """Write ``result`` to a temporary sibling, then put it in place; release the claim."""
+        return self.write_with(lambda tmp: _write_contents(result, tmp))
+
+    def write_with(self, fill: Callable[[Path], None]) -> Path:
+        """Have ``fill`` write the folder's files into a temporary sibling, then put it in
+        place; release the claim. On any error (or Ctrl-C) nothing is left behind."""
         if self._lock is None:
             raise RuntimeError("this output folder was already written or released")
         target = self.target
         tmp = target.parent / f".{target.name}{_TMP}{owner_token()}-{secrets.token_hex(4)}"
         try:
             tmp.mkdir()
-            _write_contents(result, tmp)
+            fill(tmp)
             _check_place(target, self.overwrite)  # still as it was claimed?
             if target.exists():
                 old = target.parent / f".{target.name}{_OLD}{owner_token()}-{secrets.token_hex(4)}"
@@ -385,6 +399,7 @@ def _dump_json(path: Path, data: Any) -> None:
 
 
 __all__ = [
+    "PLAN_KIND",
     "OutputError",
     "RunSlot",
     "claim_out_dir",
