@@ -223,6 +223,14 @@ def _serving(
     tpot_target_s: float | None = None,
 ) -> ServingModel:
     params = deployment_params(accelerator, deployment, tpot_target_s)
+    if cards is None and deployment.efficiency_scale != 1.0:
+        # The replica is sized at the calibrated efficiency; the scale says how fast that
+        # replica runs. Sized at the scaled one, a draw a few % faster could pick a smaller
+        # group with far fewer slots a card (DeepSeek-V3 on the 910B: 64 cards and 9.3 slots a
+        # card at 1.03, 32 cards and 3.8 at 1.04), so capacity would fall as efficiency rose.
+        calibrated = deployment.model_copy(update={"efficiency_scale": 1.0})
+        base = deployment_params(accelerator, calibrated, tpot_target_s)
+        cards = serving_model(accelerator, model, base).accelerators_per_replica
     return serving_model(accelerator, model, params, cards=cards)
 
 

@@ -195,6 +195,21 @@ def test_baseline_capacity_traces_to_the_inventory() -> None:
         assert row["replicas"] == math.floor(row["cards"] / row["cards_per_replica"] + 1e-6)
 
 
+def test_efficiency_scale_keeps_the_replica_and_raises_capacity() -> None:
+    # the Monte Carlo's serving.efficiency_scale (0.85-1.15): a faster draw serves more from
+    # the same cards; it never re-sizes the replica (it once picked 32-card replicas above
+    # 1.035 here, with 62 % less throughput a card)
+    per_card = []
+    for scale in (0.85, 1.0, 1.03, 1.04, 1.1, 1.15):
+        grid = build_grid(gs.load_scenario(BASELINE, sets=[f"serving.efficiency_scale={scale}"]))
+        i = grid.pool_index("qingyang", "llm")
+        pool = grid.pools[i]
+        assert pool.serving is not None and pool.serving.accelerators_per_replica == 64
+        hold = grid.service.station_holds(len(grid.pools))[0, i]
+        per_card.append(pool.slots_per_replica / hold / pool.serving.accelerators_per_replica)
+    assert per_card == sorted(per_card) and per_card[0] < per_card[-1]
+
+
 def test_efficiency_scale_scales_the_calibrated_shares(tmp_path: Path) -> None:
     from gridsim.catalog import builtin_catalog
     from gridsim.scenario.schema import Deployment
