@@ -184,6 +184,37 @@ def test_outage_moves_demand_and_the_failed_node_serves_nothing() -> None:
     assert chat_hit > chat_calm
 
 
+CUT_OFF = """
+name: cut-off
+fidelity: flow
+horizon: {start: 2026-03-02, duration: 60min}
+regions: [{id: r0, lat: 20, lon: 100}]
+network: {generate: full_mesh}
+nodes:
+  - {id: n0, kind: data_centre, lat: 20.0, lon: 100.0, pools: [{id: p0, accelerator: h100,
+     model: qwen3-32b, replicas: 1, deployment: {mode: disaggregated}}]}
+demand:
+  tokens_per_day: 1
+  region_weights: equal
+  classes:
+    - {name: c0, rate_per_s: 0.08695, input_tokens: {dist: exponential, mean: 300.0},
+       output_tokens: {dist: exponential, mean: 19160.0}}
+events: [{kind: link_outage, a: "region:r0", b: "node:n0", at: 1s}]
+admission: {queue_limit: 0}
+policy: {name: nearest, on_failure: drop}
+outputs: {figures: false}
+"""
+
+
+def test_a_block_with_no_reachable_pair_still_closes() -> None:
+    # hypothesis's find: the only link cut one second in leaves no (class, pool) pair to
+    # reduce waits over; the block must close with nothing rather than fail to reshape
+    result = gs.run(gs.load_scenario_text(CUT_OFF), fidelity="flow")
+    r = result.summary["requests"]
+    assert r["arrived"] == r["served"] + r["dropped"] + r["abandoned"] + r["lost"] + r["in_flight"]
+    assert r["dropped"] > 0.9 * r["arrived"]  # nothing reaches n0 after the first second
+
+
 def test_build_out_raises_capacity_at_its_date() -> None:
     event = (
         "events=[{kind: build_out, node: guian, pool: batch, replicas: 4, "

@@ -1504,17 +1504,23 @@ class _Block:
         n_pairs = self._pairs.size
         # indexed by class and pool: a part may be a transposed view (no copy of it first)
         cls, pool = np.divmod(rows, self._pairs.shape[1])
-        parts_v = [part[cls, pool].reshape(rows.size, -1) for part in self._values]
-        parts_w = [part[cls, pool].reshape(rows.size, -1) for part in self._weights]
+        parts_v = [_by_row(part[cls, pool]) for part in self._values]
+        parts_w = [_by_row(part[cls, pool]) for part in self._weights]
         if self._ticks:
             tick_v = np.zeros((rows.size, self.n_t, WAIT_POINTS))
             tick_w = np.zeros((rows.size, self.n_t, WAIT_POINTS))
             for i, (v, w) in self._ticks.items():
                 tick_v[:, i] = v.reshape(n_pairs, -1)[rows]
                 tick_w[:, i] = w.reshape(n_pairs, -1)[rows]
-            parts_v.append(tick_v.reshape(rows.size, -1))
-            parts_w.append(tick_w.reshape(rows.size, -1))
+            parts_v.append(_by_row(tick_v))
+            parts_w.append(_by_row(tick_w))
         return np.concatenate(parts_v, axis=1), np.concatenate(parts_w, axis=1)
+
+
+def _by_row(a: FloatArray) -> FloatArray:
+    """``a`` as one row per leading index (``reshape(n, -1)``, which cannot infer the width
+    of no rows: a block in which no pair is reachable, e.g. its only link cut)."""
+    return a.reshape(a.shape[0], int(np.prod(a.shape[1:], dtype=np.int64)))
 
 
 @overload
