@@ -2,7 +2,8 @@
 
 The public API: ``load_scenario`` (a validated ``Scenario``), ``run`` (a ``Result`` with
 ``.summary``, ``.timeseries``, ``.requests``, ``.flows`` and ``.pools``), ``sweep`` (axes x
-seeds, locally or on a Dask cluster), and ``ScenarioError``, which carries every problem found
+seeds, locally or on a Dask cluster), ``plan`` (least-cost build-outs, checked by simulation:
+``gridsim.planner``), and ``ScenarioError``, which carries every problem found
 in a scenario.
 
 The names are loaded on first use, so ``import gridsim`` (and the command line's start, which
@@ -18,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gridsim.planner import plan
     from gridsim.run import Result, run
     from gridsim.scenario import Scenario, ScenarioError, load_scenario, load_scenario_text
     from gridsim.sweep import sweep
@@ -35,6 +37,7 @@ _PUBLIC = {
     "load_scenario": "gridsim.scenario",
     "load_scenario_text": "gridsim.scenario",
     "sweep": "gridsim.sweep",
+    "plan": "gridsim.planner",
 }
 
 
@@ -70,6 +73,7 @@ __all__ = [
     "__version__",
     "load_scenario",
     "load_scenario_text",
+    "plan",
     "run",
     "sweep",
 ]

@@ -830,6 +830,8 @@ PROJECT = [
     ("validation/disaggregated.yaml", []),
     ("validation/mmc.yaml", []),
     ("validation/overload.yaml", []),
+    # gridsim plan's hand-worked case: job pools under growth, its first month
+    ("validation/plan-hand.yaml", ["horizon.duration=30d"]),
 ]
 
 

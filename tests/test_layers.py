@@ -91,6 +91,9 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.export", 10),
     ("gridsim.montecarlo", 10),  # draws of a scenario's uncertain inputs, on the sweep
     ("gridsim.fit", 10),
+    # capacity expansion: a program over the grid and economics, checked by simulated runs
+    ("gridsim.planner", 10),
+    ("gridsim.planner.*", 10),
     # 11: the command line
     ("gridsim.console", 11),
     ("gridsim.cli", 11),
@@ -98,6 +101,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("gridsim.fit_cli", 11),
     ("gridsim.serving_cli", 11),
     ("gridsim.montecarlo_cli", 11),
+    ("gridsim.plan_cli", 11),
     ("gridsim._entry", 11),
 )
 ROOT = "gridsim"  # the facade: exempt (see the module docstring)
