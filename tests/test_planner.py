@@ -154,18 +154,53 @@ def test_banned_accelerator_is_never_built_and_binds_when_needed() -> None:
 
 
 def test_tightening_raises_the_margin_on_breached_pools() -> None:
-    from gridsim.planner.verify import breached_units, tighten
+    from gridsim.planner.verify import Check, breached_units, tighten
 
     problem = hand_problem(lead_time={})  # orders arrive at once: Q1 can grow too
     solution = solve(problem)
     near = [u.name for u in problem.units].index("near/jobs")
-    assert breached_units(problem, solution, ["interactive"]) == [near]
+    check = Check({"interactive": 0.5, "batch": 1.0}, {}, 0.0, 0.95, 0.0, 0.0, 0.0, 0.0)
+    assert breached_units(problem, solution, [check]) == [near]  # where the plan sends it
     tighten(problem, [near])
     assert problem.utilisation.tolist() == pytest.approx([0.75, 0.8])
     # a tighter cap at near needs more slots there: 600 x G / 0.75 in each quarter
     q1 = 600 * G_Q1 / 0.75 - 1000
     q2 = 600 * G_Q2 / 0.75 - 600 * G_Q1 / 0.75
     assert solve(problem).builds[near].tolist() == [math.ceil(q1), math.ceil(q2)]
+
+
+def test_a_breach_found_by_simulation_is_tightened_away(tmp_path: Path) -> None:
+    # flat demand planned to fill its slots to 0.999: the program sees no problem, the
+    # simulation (Erlang C at the peak) queues interactive work past its 2 s TTFT at both pools
+    # (least_loaded spreads it); the second round, 0.05 lower at both, holds the SLO
+    flat = HAND.read_text()
+    for old, new in (
+        ("growth: {law: exponential, rate_per_month: 0.10}", "growth: {law: none}"),
+        ("utilisation: 0.8", "utilisation: 0.999"),
+        ("slo: {ttft: 10s}", "slo: {ttft: 2s}"),
+        ("slots: 1000}", "slots: 100}"),
+        ("slots: 10000}", "slots: 6000}"),
+        ("lead_time: {jobs: 30d}", "lead_time: {jobs: 0s}"),
+    ):
+        assert old in flat
+        flat = flat.replace(old, new)
+    path = tmp_path / "flat.yaml"
+    path.write_text(flat[: flat.index("uncertainty:")])  # its growth rate is gone
+    outcome = workflow.make_plan(workflow.prepare(path), workers=1, compare=False)
+    first, final = outcome.first, outcome.final
+    assert len(outcome.rounds) == 2
+    assert not first.check.met and first.check.breached == ["interactive"]
+    assert first.check.breached_pools == ["far/jobs", "near/jobs"]
+    assert final.check.met and final.utilisation.tolist() == pytest.approx([0.949, 0.949])
+    # 600 and 6,000 Erlangs over the caps, less the slots there (100 and 6,000)
+    assert first.solution.builds.sum(axis=1).tolist() == [
+        math.ceil(600 / 0.999 - 100),
+        math.ceil(6000 / 0.999 - 6000),
+    ]
+    assert final.solution.builds.sum(axis=1).tolist() == [
+        math.ceil(600 / 0.949 - 100),
+        math.ceil(6000 / 0.949 - 6000),
+    ]
 
 
 def test_plan_is_verified_by_simulation_and_beats_the_naive_plans() -> None:

@@ -35,6 +35,7 @@ class Check:
     """What a simulation of a plan shows."""
 
     sla_by_class: dict[str, float]
+    sla_by_pool: dict[str, float]  # pools (stations) that served anything
     shed_share: float  # dropped + abandoned over arrived, all classes
     target: float
     cost_cny: float  # economics: electricity + capex (+ network) over the horizon
@@ -47,6 +48,13 @@ class Check:
         """Classes below the SLO target, worst first."""
         low = [(v, c) for c, v in self.sla_by_class.items() if v < self.target - 1e-12]
         return [c for _, c in sorted(low)]
+
+    @property
+    def breached_pools(self) -> list[str]:
+        """Pools (``node/pool``, a station's stage dropped) whose requests fell below the
+        target: where the simulation queued."""
+        low = {p.split(":")[0] for p, v in self.sla_by_pool.items() if v < self.target - 1e-12}
+        return sorted(low)
 
     @property
     def met(self) -> bool:
@@ -63,6 +71,7 @@ class Check:
             "target": self.target,
             "sla_attainment_by_class": self.sla_by_class,
             "breached": self.breached,
+            "breached_pools": self.breached_pools,
             "shed_share": self.shed_share,
             "cost_cny": self.cost_cny,
             "capex_cny": self.capex_cny,
@@ -135,12 +144,18 @@ def simulate(text: str, target: float) -> Check:
 def check(summary: dict[str, Any], target: float, wall_s: float = 0.0) -> Check:
     by_class = summary.get("by_class", {})
     sla = {c: float(v.get("sla_attainment") or 0.0) for c, v in by_class.items()}
+    by_pool = {
+        p: float(v["sla_attainment"])
+        for p, v in summary.get("by_pool", {}).items()
+        if v.get("sla_attainment") is not None and (v.get("requests") or {}).get("arrived")
+    }
     req = summary.get("requests", {})
     arrived = float(req.get("arrived") or 0.0)
     shed = float(req.get("dropped") or 0.0) + float(req.get("abandoned") or 0.0)
     econ = summary.get("economics", {})
     return Check(
         sla_by_class=sla,
+        sla_by_pool=by_pool,
         shed_share=shed / arrived if arrived > 0 else 0.0,
         target=target,
         cost_cny=float(econ.get("cost_cny") or 0.0),
@@ -186,8 +201,14 @@ def _as_completed(futures: Any) -> Any:
     return as_completed(futures)
 
 
-def breached_units(problem: Problem, solution: Solution, classes: Sequence[str]) -> list[int]:
-    """Units the plan sends any work of ``classes`` to (where a margin helps)."""
+def breached_units(problem: Problem, solution: Solution, checks: Sequence[Check]) -> list[int]:
+    """Units to take a margin off: the pools where the simulation fell short (its own
+    routing), else every pool the plan sends the short classes' work to."""
+    names = {p for ch in checks for p in ch.breached_pools}
+    found = [u for u, unit in enumerate(problem.units) if unit.name in names]
+    if found:
+        return found
+    classes = {c for ch in checks for c in ch.breached}
     idx = {problem.classes.index(c) for c in classes if c in problem.classes}
     return sorted({u for (u, c), load in solution.load.items() if c in idx and load > 0})
 

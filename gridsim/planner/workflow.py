@@ -2,9 +2,10 @@
 against a quantile of the Monte Carlo demand bands and check the plan on every draw.
 
 1. The scenario's problem (``gridsim.planner.problem``) is solved (``model.solve``).
-2. Its build-outs are simulated (flow engine). A class below ``plan.slo_attainment`` (queueing
-   at the peak, which the linear model does not see) takes ``plan.margin_step`` off the
-   utilisation cap of every pool the plan sends it to; solve and simulate again, up to
+2. Its build-outs are simulated (flow engine). Below ``plan.slo_attainment`` for a class
+   (queueing at the peak, which the linear model does not see), every pool whose requests fell
+   short in the simulation (else every pool the plan sends the class to) takes
+   ``plan.margin_step`` off its utilisation cap; solve and simulate again, up to
    ``plan.iterations`` rounds. The first and the final round are both reported.
 3. Two naive plans, sized and timed by the same program but placed by a rule, are simulated
    too: ``demand`` (each region's demand of a model grows its nearest pool that can grow, in
@@ -285,7 +286,7 @@ def _rounds(
         if result.met:
             break
         if number < spec.iterations:
-            tighten(problem, breached_units(problem, solution, result.breached))
+            tighten(problem, breached_units(problem, solution, [result]))
     return rounds
 
 
@@ -585,8 +586,7 @@ def _robust_rounds(
         tell(f"robust check {attempt}: {share:.0%} of draws meet the SLO")
         if share >= robust.quantile - 1e-9 or attempt == spec.iterations:
             return
-        breached = sorted({c for ch in checks for c in ch.breached})
-        tighten(problem, breached_units(problem, rounds[-1].solution, breached))
+        tighten(problem, breached_units(problem, rounds[-1].solution, checks))
         solution = _solve_or_stop(problem, rounds, tell)
         if solution is None:
             return
