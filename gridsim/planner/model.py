@@ -32,6 +32,7 @@ size. The slacks left say which limit binds, where, when and by how much.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -42,9 +43,9 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from gridsim.economics import SECONDS_PER_YEAR
+from gridsim.economics import J_PER_KWH, SECONDS_PER_YEAR
 from gridsim.numbers import human
-from gridsim.planner.problem import DAY_HOURS, J_PER_KWH, Problem
+from gridsim.planner.problem import DAY_HOURS, Problem
 
 FloatArray = npt.NDArray[np.float64]
 DEMAND_FIRST = 1e12  # explanations list work nothing can serve before the limits that bind
@@ -231,7 +232,7 @@ def _demand_binding(
     elif not any(problem.can_build(u, t) for u in elig):
         leads = sorted({float(problem.lead_s[u]) for u in elig})
         start = problem.scenario.horizon.start
-        first = start + _days(problem.orders_from_s)
+        first = start + dt.timedelta(seconds=problem.orders_from_s)
         why = (
             f"its pools cannot grow by {periods.start_date[t]} (orders from {first} with a lead "
             f"time of {', '.join(f'{x / 86400:g} d' for x in leads)}), nor can their existing "
@@ -253,12 +254,6 @@ def _demand_binding(
         "requests/s",
         text,
     )
-
-
-def _days(seconds: float) -> Any:
-    import datetime as dt
-
-    return dt.timedelta(seconds=seconds)
 
 
 def _status(res: Any) -> str:
@@ -480,7 +475,6 @@ def _green_row(
 ) -> tuple[list[int], list[float], float, float]:
     units = problem.units
     green = problem.green_share
-    _, _, _ = unit_rates(problem)
     idle_kwh_s = np.array([u.power_w * u.idle_fraction * u.pue / J_PER_KWH for u in units])
     row_c: list[int] = []
     row_v: list[float] = []

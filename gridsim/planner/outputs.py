@@ -173,7 +173,9 @@ def summary(outcome: PlanOutcome) -> dict[str, Any]:
     problem = outcome.problem
     final, first = outcome.final, outcome.first
     table = builds_table(problem, final.solution)
-    cards = table.groupby("accelerator")["cards"].sum() if not table.empty else pd.Series()
+    cards = (
+        table.groupby("accelerator")["cards"].sum() if not table.empty else pd.Series(dtype=float)
+    )
     out: dict[str, Any] = {
         "scenario": outcome.scenario.name,
         "file": str(outcome.file),

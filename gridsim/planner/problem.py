@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridsim.capacity_timeline import pool_steps, values_at
+from gridsim.demand.growth import HOUR_S
 from gridsim.economics import DEFAULT as DEFAULT_ASSUMPTIONS
 from gridsim.economics import Assumptions
 from gridsim.grid import Grid, build_grid
@@ -44,9 +45,7 @@ from gridsim.scenario import Scenario
 from gridsim.scenario.plan_spec import PlanSpec
 
 FloatArray = npt.NDArray[np.float64]
-HOUR_S = 3600.0
 DAY_HOURS = 24
-J_PER_KWH = 3.6e6
 DEFAULT_BUDGET_MS: dict[str, float | None] = {"high": REGION_MS, "medium": HUB_MS, "low": None}
 JOBS = "jobs"  # lead_time and supply key of job pools
 
@@ -81,7 +80,6 @@ class Unit:
     station_slots: tuple[float, ...]  # simulated slots a unit adds at each station
     station_power_w: tuple[float, ...]  # simulated IT power a unit adds at each station
     cards: float  # whole cards of a unit (budget, supply)
-    sim_cards: float  # simulated cards of a unit (capex, as economics counts it)
     cash_cny: float  # whole capex of a unit: cards and facility
     capex_cny_per_year: float  # simulated share, amortised: cards and facility
     idle_fraction: float
@@ -203,7 +201,7 @@ def build_problem(
         units = [replace(u, buildable=u.buildable and allow(u)) for u in units]
     n_st = len(grid.pools)
     hold = grid.service.station_holds(n_st)
-    existing_slots, existing_power = _existing(grid, periods)
+    existing_slots, existing_power = _existing(grid, periods, assumptions)
     lead = np.array([float(spec.lead_time.get(u.supply_key, 0.0)) for u in units], dtype=np.float64)
     orders_from = 0.0
     if spec.orders_from is not None:
@@ -269,7 +267,7 @@ def _budget_ms(spec: PlanSpec, name: str, sensitivity: str) -> float | None:
 
 
 def _units(grid: Grid, spec: PlanSpec, a: Assumptions) -> list[Unit]:
-    nodes = {n.id: n for n in grid.scenario.nodes}
+    """One unit per scenario pool: its stations' slots and power, cards and what it costs."""
     facility_cny_per_w = a.facility_capex_usd_per_mw * a.cny_per_usd / 1e6
     out: list[Unit] = []
     for entry in (p for p in grid.pools if p.is_entry):
@@ -297,7 +295,6 @@ def _units(grid: Grid, spec: PlanSpec, a: Assumptions) -> list[Unit]:
         sim_w = float(sum(power))
         unit_price = price * (cards if entry.kind == "llm" else 1.0)
         sim_price = price * (sim_cards if entry.kind == "llm" else entry.share)
-        node = nodes[entry.node_id]
         buildable = (spec.max_pue is None or entry.pue <= spec.max_pue) and (
             spec.build_at is None or entry.node_id in spec.build_at
         )
@@ -316,18 +313,17 @@ def _units(grid: Grid, spec: PlanSpec, a: Assumptions) -> list[Unit]:
                 station_slots=tuple(slots),
                 station_power_w=tuple(power),
                 cards=cards,
-                sim_cards=sim_cards,
                 cash_cny=unit_price + whole * facility_cny_per_w,
                 capex_cny_per_year=sim_price / a.amortisation_years
                 + sim_w * facility_cny_per_w / a.facility_years,
                 idle_fraction=idle,
-                buildable=buildable and node is not None,
+                buildable=buildable,
             )
         )
     return out
 
 
-def _existing(grid: Grid, periods: Periods) -> tuple[FloatArray, FloatArray]:
+def _existing(grid: Grid, periods: Periods, a: Assumptions) -> tuple[FloatArray, FloatArray]:
     """(stations, periods): the least slots each station has within each period, and the IT
     power of the cards (job slots) behind them."""
     table = grid.pools_table()
@@ -336,7 +332,8 @@ def _existing(grid: Grid, periods: Periods) -> tuple[FloatArray, FloatArray]:
     slots = np.zeros((n, len(periods)))
     power = np.zeros((n, len(periods)))
     names = [p.name for p in grid.pools]
-    a = DEFAULT_ASSUMPTIONS
+    tdp = table["accelerator_tdp_w"].to_numpy(dtype=float)
+    job = (table["kind"] == "job").to_numpy()
     for t in range(len(periods)):
         lo, hi = periods.start_s[t], periods.end_s[t]
         inside = steps["time_s"].to_numpy(dtype=float)
@@ -347,8 +344,6 @@ def _existing(grid: Grid, periods: Periods) -> tuple[FloatArray, FloatArray]:
         rows = np.arange(n)
         slots[:, t] = np.nan_to_num(s_at[rows, worst])
         cards = np.nan_to_num(c_at[rows, worst])
-        tdp = table["accelerator_tdp_w"].to_numpy(dtype=float)
-        job = (table["kind"] == "job").to_numpy()
         power[:, t] = np.where(job, slots[:, t] * a.job_slot_power_w, cards * tdp)
     return slots, power
 

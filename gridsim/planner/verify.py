@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,18 +187,12 @@ def simulate_many(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(simulate, text, target): i for i, text in enumerate(texts)}
-        for future in _as_completed(futures):
+        for future in as_completed(futures):
             i = futures[future]
             results[i] = future.result()
             if on_done:
                 on_done(i)
     return [r for r in results if r is not None]
-
-
-def _as_completed(futures: Any) -> Any:
-    from concurrent.futures import as_completed
-
-    return as_completed(futures)
 
 
 def breached_units(problem: Problem, solution: Solution, checks: Sequence[Check]) -> list[int]:

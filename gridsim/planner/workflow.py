@@ -17,7 +17,7 @@ against a quantile of the Monte Carlo demand bands and check the plan on every d
    problem's demand is scaled, per period and model, by the largest ratio among the draws
    within the quantile (their envelope, so that each of them is covered everywhere). The final
    plan is simulated on every draw and the share of draws meeting the SLO reported; below the
-   quantile, the pools of the breached classes are tightened and the draws run again (within
+   quantile, the pools the draws found short are tightened and the draws run again (within
    ``plan.iterations``).
 """
 
@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import yaml
 
-from gridsim.montecarlo import draw_values
+from gridsim.montecarlo import plan_draws
 from gridsim.numbers import human_money_cny
 from gridsim.planner.model import Infeasible, Solution, solve
 from gridsim.planner.problem import JOBS, Problem, Unit, build_problem
@@ -49,9 +50,7 @@ from gridsim.planner.verify import (
     with_events,
 )
 from gridsim.scenario import ScenarioError, resolve_file, validate
-from gridsim.scenario.errors import Mark
-from gridsim.scenario.errors import Problem as InputProblem
-from gridsim.scenario.merging import Locator, PathError, parse_path, resolve_path, set_path
+from gridsim.scenario.merging import Locator
 from gridsim.scenario.plan_spec import PlanSpec
 from gridsim.scenario.schema import Scenario
 
@@ -235,7 +234,7 @@ def make_plan(
     draw_data: list[dict[str, Any]] = []
     if options["quantile"] is not None:
         robust_plan, draw_data = _robust_factors(
-            problem, data, locator, scenario, options["quantile"], options["draws"], tell
+            problem, prepared, options["quantile"], options["draws"], tell
         )
         _scale_demand(problem, robust_plan)
     rounds = _rounds(problem, data, locator, workers, tell)
@@ -468,66 +467,18 @@ def pressure(problem: Problem) -> tuple[tuple[str, ...], FloatArray]:
     return models, out
 
 
-def _draw_data(
-    data: dict[str, Any], locator: Locator, scenario: Scenario, draws: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Each draw's values and merged data (validated), as ``gridsim run --draws`` draws them."""
-    assert scenario.uncertainty is not None
-    block = scenario.uncertainty
-    seed = scenario.seed if block.seed is None else block.seed
-    values, out, problems = [], [], []
-    for i in range(draws):
-        drawn = draw_values(block.parameters, seed, i)
-        d = copy.deepcopy(data)
-        try:
-            for path, value in drawn.items():
-                target = resolve_path(d, parse_path(path))
-                current = _get(d, target)
-                set_path(
-                    d,
-                    target,
-                    round(value)
-                    if isinstance(current, int)
-                    and not isinstance(current, bool)
-                    and isinstance(value, float)
-                    else value,
-                )
-            validate(d, locator)
-        except (PathError, ScenarioError) as exc:
-            problems.append(InputProblem((), f"draw {i}: {exc}", Mark("uncertainty")))
-            continue
-        values.append(drawn)
-        out.append(d)
-    if problems:
-        raise ScenarioError(problems)
-    return values, out
-
-
-def _get(data: Any, path: Sequence[Any]) -> Any:
-    node = data
-    for part in path:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return node
-
-
 def _robust_factors(
-    problem: Problem,
-    data: dict[str, Any],
-    locator: Locator,
-    scenario: Scenario,
-    quantile: float,
-    draws: int,
-    tell: Say,
+    problem: Problem, prepared: Prepared, quantile: float, draws: int, tell: Say
 ) -> tuple[Robust, list[dict[str, Any]]]:
-    values, draw_data = _draw_data(data, locator, scenario, draws)
+    """The draws (as ``gridsim run --draws`` makes them: each a validated, resolved scenario)
+    and the demand factors the plan is made for."""
+    mc = plan_draws(prepared.file, draws, prepared.scenarios, prepared.sets)
+    values = mc.values
+    draw_data = [yaml.safe_load(task.text or "") for task in mc.plan.tasks]
     models, central = pressure(problem)
     per_draw = []
     for d in draw_data:
-        sc = validate(d, locator)
-        per_draw.append(pressure(build_problem(sc, problem.spec))[1])
+        per_draw.append(pressure(build_problem(validate(d), problem.spec))[1])
     stacked = np.stack(per_draw)  # (draws, periods, models)
     ratio = np.divide(stacked, central, out=np.ones_like(stacked), where=central > 0)
     # a draw is covered when every period and model is: rank draws by their largest ratio and
@@ -577,7 +528,7 @@ def _robust_rounds(
     spec = problem.spec
     for attempt in range(1, spec.iterations + 1):
         events = rounds[-1].events
-        texts = [verification_text(with_events(d, events), locator) for d in draw_data]
+        texts = [verification_text(with_events(d, events), None) for d in draw_data]
         tell(f"robust check {attempt}: simulating the plan on {len(texts)} draws")
         checks = simulate_many(texts, spec.slo_attainment, workers, _counter(len(texts), tell))
         robust.checks = checks
