@@ -191,7 +191,7 @@ def _binding(problem: Problem, kind: str, key: Any, s: float, scale: float) -> B
         node, t = key
         cap = problem.site_power_w[node]
         text = (
-            f"site power at {node} from {periods.label[t]}: its cards need {human(cap + s, 'W')} "
+            f"site power at {node} from {periods.label[t]}: its pools need {human(cap + s, 'W')} "
             f"(nameplate IT x PUE); plan.site_power_mw[{node}] allows {human(cap, 'W')} (short "
             f"by {human(s, 'W')})"
         )
