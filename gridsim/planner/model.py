@@ -86,8 +86,8 @@ class Solution:
     cash_cny: float  # what the new units cost to buy and house
     energy_cny: float  # new units' idle energy and every routed request's busy energy
     existing_cny: float  # existing cards: amortised capex and idle energy (same in every plan)
-    carbon_t: float
-    carbon_cny: float
+    carbon_t: float  # of energy_cny's energy
+    carbon_cny: float  # the carbon price on carbon_t
     status: str
     solve_s: float
     variables: int
@@ -283,14 +283,18 @@ def _run(prog: _Program, time_limit_s: float) -> Any:
     )
 
 
-def unit_rates(problem: Problem) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Per unit: capex CNY a second of service, idle cost and idle carbon (kg) a second."""
-    cp = problem.spec.carbon_price_cny_per_t
+def unit_rates(problem: Problem) -> tuple[FloatArray, FloatArray]:
+    """Per unit: capex (CNY) and idle energy (kWh, x PUE) per second of service."""
     capex = np.array([u.capex_cny_per_year / SECONDS_PER_YEAR for u in problem.units])
-    idle_kwh = np.array([u.power_w * u.idle_fraction * u.pue / J_PER_KWH for u in problem.units])
-    price = np.array([u.price_cny_per_kwh for u in problem.units])
-    carbon = np.array([u.carbon_g_per_kwh for u in problem.units]) / 1e3  # kg per kWh
-    return capex, idle_kwh * (price + cp * carbon / 1e3), idle_kwh * carbon
+    idle = np.array([u.power_w * u.idle_fraction * u.pue / J_PER_KWH for u in problem.units])
+    return capex, idle
+
+
+def energy_price(problem: Problem, u: int) -> float:
+    """CNY per kWh at unit ``u``: the node's price plus the carbon price on its intensity."""
+    unit = problem.units[u]
+    cp = problem.spec.carbon_price_cny_per_t
+    return unit.price_cny_per_kwh + cp * unit.carbon_g_per_kwh / 1e6
 
 
 def busy_kwh(problem: Problem, c: int, u: int) -> float:
@@ -309,7 +313,7 @@ def busy_kwh(problem: Problem, c: int, u: int) -> float:
 def _program(problem: Problem, elastic: bool, split: dict[int, FloatArray] | None) -> _Program:
     units, periods = problem.units, problem.periods
     n_t = len(periods)
-    capex_s, idle_cost_s, _ = unit_rates(problem)
+    capex_s, idle_kwh_s = unit_rates(problem)
     cost: list[float] = []
     lb: list[float] = []
     ub: list[float] = []
@@ -321,7 +325,7 @@ def _program(problem: Problem, elastic: bool, split: dict[int, FloatArray] | Non
                 continue
             b_index[(u, t)] = len(cost)
             in_service = problem.in_service_s(t)
-            cost.append((capex_s[u] + idle_cost_s[u]) * in_service)
+            cost.append((capex_s[u] + idle_kwh_s[u] * energy_price(problem, u)) * in_service)
             lb.append(0.0)
             ub.append(np.inf)
             integer.append(1 if unit.kind == "llm" and split is None else 0)
@@ -340,8 +344,7 @@ def _program(problem: Problem, elastic: bool, split: dict[int, FloatArray] | Non
     # routing columns and the demand rows
     x_start = len(cost)
     x_cols: list[tuple[int, int, int, int, int]] = []
-    cp = problem.spec.carbon_price_cny_per_t
-    busy = {}
+    busy: dict[tuple[int, int], float] = {}  # (class, unit) -> CNY a request
     # load terms per (t, h, station): (columns, holds)
     load: dict[tuple[int, int, int], tuple[list[int], list[float]]] = {}
     for t in range(n_t):
@@ -356,11 +359,7 @@ def _program(problem: Problem, elastic: bool, split: dict[int, FloatArray] | Non
                     for u in elig:
                         key = (c, u)
                         if key not in busy:
-                            kwh = busy_kwh(problem, c, u)
-                            unit = units[u]
-                            busy[key] = kwh * (
-                                unit.price_cny_per_kwh + cp * unit.carbon_g_per_kwh / 1e6
-                            )
+                            busy[key] = busy_kwh(problem, c, u) * energy_price(problem, u)
                         col = len(cost)
                         cost.append(busy[key] * float(problem.energy_s[t, c]))
                         lb.append(0.0)
@@ -410,13 +409,10 @@ def _program(problem: Problem, elastic: bool, split: dict[int, FloatArray] | Non
             )
             row_c, row_v = [], []
             for u in mine:
-                whole = units[u].power_w / max(
-                    problem.grid.pools[units[u].stations[0]].share, 1e-12
-                )
                 for t2 in range(t + 1):
                     if (u, t2) in b_index:
                         row_c.append(b_index[(u, t2)])
-                        row_v.append(whole * units[u].pue)
+                        row_v.append(units[u].whole_power_w * units[u].pue)
             if elastic:
                 row_c.append(slack("power", (node, t), cap))
                 row_v.append(-1.0)
@@ -473,9 +469,8 @@ def _green_row(
     elastic: bool,
     slack: Any,
 ) -> tuple[list[int], list[float], float, float]:
-    units = problem.units
     green = problem.green_share
-    idle_kwh_s = np.array([u.power_w * u.idle_fraction * u.pue / J_PER_KWH for u in units])
+    idle_kwh_s = unit_rates(problem)[1]
     row_c: list[int] = []
     row_v: list[float] = []
     for (u, t), col in b_index.items():
@@ -547,7 +542,7 @@ def _solution(
         value = float(v[col])
         whole = units[u].kind == "llm" and not whole_up
         builds[u, t] = max(round(value) if whole else math.ceil(value - 1e-6), 0) + 0.0
-    capex_s = unit_rates(problem)[0]
+    capex_s, idle_kwh_s = unit_rates(problem)
     cp = problem.spec.carbon_price_cny_per_t
     capex = cash = energy = carbon_kg = 0.0
     for u in range(len(units)):
@@ -558,9 +553,9 @@ def _solution(
             service = problem.in_service_s(t)
             capex += n * capex_s[u] * service
             cash += n * units[u].cash_cny
-            idle_kwh = n * units[u].power_w * units[u].idle_fraction * units[u].pue * service
-            energy += idle_kwh / J_PER_KWH * units[u].price_cny_per_kwh
-            carbon_kg += idle_kwh / J_PER_KWH * units[u].carbon_g_per_kwh / 1e3
+            idle_kwh = n * idle_kwh_s[u] * service
+            energy += idle_kwh * units[u].price_cny_per_kwh
+            carbon_kg += idle_kwh * units[u].carbon_g_per_kwh / 1e3
     load: dict[tuple[int, int], float] = {}
     for i, (t, _h, c, _g, u) in enumerate(prog.x_cols):
         rate = float(v[prog.x_start + i])
@@ -569,7 +564,7 @@ def _solution(
         kwh = busy_kwh(problem, c, u) * rate * float(problem.energy_s[t, c])
         energy += kwh * units[u].price_cny_per_kwh
         carbon_kg += kwh * units[u].carbon_g_per_kwh / 1e3
-        hold = sum(float(problem.hold_s[c, s]) for s in units[u].stations[:1])
+        hold = float(problem.hold_s[c, units[u].stations[0]])  # at the pool's entry
         load[(u, c)] = max(load.get((u, c), 0.0), rate * hold)
     existing = _existing_cost(problem)
     return Solution(

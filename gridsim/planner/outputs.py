@@ -34,15 +34,6 @@ from gridsim.planner.verify import Check
 from gridsim.planner.workflow import PlanOutcome
 
 OPTIMAL = "optimal"
-PLAN_FILES = (
-    "plan.yaml",
-    "builds.parquet",
-    "builds.csv",
-    "comparison.csv",
-    "capacity_added.png",
-    "summary.json",
-    "manifest.json",
-)
 
 
 def builds_table(problem: Problem, solution: Solution, plan: str = OPTIMAL) -> pd.DataFrame:
@@ -54,7 +45,6 @@ def builds_table(problem: Problem, solution: Solution, plan: str = OPTIMAL) -> p
             n = float(solution.builds[u, t])
             if n <= 0:
                 continue
-            share = problem.grid.pools[unit.stations[0]].share
             rows.append(
                 {
                     "plan": plan,
@@ -70,7 +60,7 @@ def builds_table(problem: Problem, solution: Solution, plan: str = OPTIMAL) -> p
                     "slots": n if unit.kind == "job" else 0.0,
                     "cards": n * unit.cards,
                     "capex_paid_cny": n * unit.cash_cny,
-                    "facility_power_mw": n * unit.power_w / max(share, 1e-12) * unit.pue / 1e6,
+                    "facility_power_mw": n * unit.whole_power_w * unit.pue / 1e6,
                 }
             )
     columns = [
@@ -282,8 +272,7 @@ def write_plan(outcome: PlanOutcome, folder: Path, final_dir: Path) -> None:
     tables = [builds_table(problem, outcome.final.solution)]
     for alt in outcome.alternatives:
         if alt.solution is not None:
-            variant = alt.problem if alt.problem is not None else problem
-            tables.append(builds_table(variant, alt.solution, alt.name))
+            tables.append(builds_table(alt.problem, alt.solution, alt.name))
     builds = pd.concat(tables, ignore_index=True)
     builds.to_parquet(folder / "builds.parquet", index=False)
     builds.to_csv(folder / "builds.csv", index=False)

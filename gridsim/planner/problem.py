@@ -43,6 +43,7 @@ from gridsim.grid import Grid, build_grid
 from gridsim.latency_targets import HUB_MS, REGION_MS
 from gridsim.scenario import Scenario
 from gridsim.scenario.plan_spec import PlanSpec
+from gridsim.scenario.schema import DemandShock
 
 FloatArray = npt.NDArray[np.float64]
 DAY_HOURS = 24
@@ -79,6 +80,7 @@ class Unit:
     stations: tuple[int, ...]  # grid station indices, entry first
     station_slots: tuple[float, ...]  # simulated slots a unit adds at each station
     station_power_w: tuple[float, ...]  # simulated IT power a unit adds at each station
+    whole_power_w: float  # nameplate IT power of a whole unit (site power counts it all)
     cards: float  # whole cards of a unit (budget, supply)
     cash_cny: float  # whole capex of a unit: cards and facility
     capex_cny_per_year: float  # simulated share, amortised: cards and facility
@@ -125,7 +127,7 @@ class Problem:
     supply: dict[tuple[str, int], float]  # (accelerator or jobs, year) -> cards
     site_power_w: dict[str, float]  # node -> facility W
     green_share: FloatArray  # per unit: share of its energy that is green
-    growable: npt.NDArray[np.bool_]  # per unit: can grow in some period (build, lead, supply)
+    growable: npt.NDArray[np.bool_]  # per unit: can grow in some period (``can_grow``)
     assumptions: Assumptions = DEFAULT_ASSUMPTIONS
     notes: list[str] = field(default_factory=list)
 
@@ -143,6 +145,12 @@ class Problem:
     def order_date(self, u: int, t: int) -> dt.date:
         start = self.scenario.horizon.start
         return start + dt.timedelta(seconds=self.order_s(u, t))
+
+    def can_grow(self, u: int, t: int) -> bool:
+        """Whether unit ``u`` may be built for period ``t`` and its accelerator can be bought
+        in the year of the order (a supply of 0 is a ban)."""
+        key = (self.units[u].supply_key, self.order_date(u, t).year)
+        return self.can_build(u, t) and self.supply.get(key, 1.0) > 0
 
     def in_service_s(self, t: int) -> float:
         return self.horizon_s - float(self.periods.start_s[t])
@@ -194,7 +202,7 @@ def build_problem(
     grid = grid or build_grid(scenario)
     periods = make_periods(scenario, spec.period)
     notes: list[str] = []
-    if any(type(e).__name__ == "DemandShock" for e in scenario.events):
+    if any(isinstance(e, DemandShock) for e in scenario.events):
         notes.append("demand_shock events are not planned for (the plan sees the growth law)")
     units = _units(grid, spec, assumptions)
     if allow is not None:
@@ -206,31 +214,7 @@ def build_problem(
     orders_from = 0.0
     if spec.orders_from is not None:
         orders_from = (spec.orders_from - scenario.horizon.start).days * 86400.0
-    rates = _hourly_rates(grid)
-    peak, energy_s = _peaks(rates, periods)
-    supply = _supply(grid, spec, periods)
-    growable = np.array(
-        [
-            any(
-                u.buildable
-                and periods.start_s[t] - lead[i] >= orders_from - 1e-6
-                and supply.get((u.supply_key, _year(scenario, periods.start_s[t] - lead[i])), 1.0)
-                > 0
-                for t in range(len(periods))
-            )
-            for i, u in enumerate(units)
-        ],
-        dtype=bool,
-    )
-    budgets = [_budget_ms(spec, c.name, c.latency_sensitivity) for c in grid.classes]
-    groups, eligible = _eligibility(grid, units, budgets, growable)
-    peak_grouped = [
-        [
-            np.stack([p[:, list(g), c].sum(axis=1) for g in groups[c]], axis=1)
-            for c in range(len(groups))
-        ]
-        for p in peak
-    ]
+    peak, energy_s = _peaks(_hourly_rates(grid), periods)
     problem = Problem(
         scenario=scenario,
         spec=spec,
@@ -238,9 +222,9 @@ def build_problem(
         periods=periods,
         units=units,
         classes=grid.class_names,
-        groups=groups,
-        eligible=eligible,
-        peak=peak_grouped,
+        groups=[],
+        eligible=[],
+        peak=[],
         energy_s=energy_s,
         hold_s=hold,
         existing_slots=existing_slots,
@@ -248,13 +232,28 @@ def build_problem(
         utilisation=np.full(len(units), spec.utilisation),
         lead_s=lead,
         orders_from_s=orders_from,
-        supply=supply,
+        supply=_supply(grid, spec, periods),
         site_power_w={n: mw * 1e6 for n, mw in spec.site_power_mw.items()},
         green_share=_green_shares(scenario, units),
-        growable=growable,
+        growable=np.zeros(len(units), dtype=bool),
         assumptions=assumptions,
         notes=notes,
     )
+    # eligibility needs what can grow (a region with no pool within budget that can grow may
+    # use its nearest that can), which needs the problem's orders and supply
+    problem.growable = np.array(
+        [any(problem.can_grow(u, t) for t in range(len(periods))) for u in range(len(units))],
+        dtype=bool,
+    )
+    budgets = [_budget_ms(spec, c.name, c.latency_sensitivity) for c in grid.classes]
+    problem.groups, problem.eligible = _eligibility(grid, units, budgets, problem.growable)
+    problem.peak = [
+        [
+            np.stack([p[:, list(g), c].sum(axis=1) for g in problem.groups[c]], axis=1)
+            for c in range(len(problem.groups))
+        ]
+        for p in peak
+    ]
     return problem
 
 
@@ -312,6 +311,7 @@ def _units(grid: Grid, spec: PlanSpec, a: Assumptions) -> list[Unit]:
                 stations=stations,
                 station_slots=tuple(slots),
                 station_power_w=tuple(power),
+                whole_power_w=whole,
                 cards=cards,
                 cash_cny=unit_price + whole * facility_cny_per_w,
                 capex_cny_per_year=sim_price / a.amortisation_years
@@ -334,9 +334,9 @@ def _existing(grid: Grid, periods: Periods, a: Assumptions) -> tuple[FloatArray,
     names = [p.name for p in grid.pools]
     tdp = table["accelerator_tdp_w"].to_numpy(dtype=float)
     job = (table["kind"] == "job").to_numpy()
+    inside = steps["time_s"].to_numpy(dtype=float)
     for t in range(len(periods)):
         lo, hi = periods.start_s[t], periods.end_s[t]
-        inside = steps["time_s"].to_numpy(dtype=float)
         times = np.unique(np.concatenate([[lo], inside[(inside > lo) & (inside < hi)]]))
         s_at = values_at(steps, "slots", times).reindex(names).to_numpy(dtype=float)
         c_at = values_at(steps, "accelerators", times).reindex(names).to_numpy(dtype=float)
@@ -376,10 +376,6 @@ def _peaks(rates: FloatArray, periods: Periods) -> tuple[list[FloatArray], Float
         ratio = np.divide(national_mean, snapshot_mean, out=np.zeros(n_c), where=snapshot_mean > 0)
         energy[t] = (periods.end_s[t] - periods.start_s[t]) / DAY_HOURS * ratio
     return peaks, energy
-
-
-def _year(scenario: Scenario, t_s: float) -> int:
-    return (scenario.horizon.start + dt.timedelta(seconds=float(t_s))).year
 
 
 def _eligibility(

@@ -38,7 +38,7 @@ import yaml
 from gridsim.montecarlo import plan_draws
 from gridsim.numbers import human_money_cny
 from gridsim.planner.model import Infeasible, Solution, solve
-from gridsim.planner.problem import JOBS, Problem, Unit, build_problem
+from gridsim.planner.problem import DAY_HOURS, JOBS, Problem, Unit, build_problem
 from gridsim.planner.verify import (
     Check,
     breached_units,
@@ -89,10 +89,10 @@ class Alternative:
 
     name: str
     rule: str
+    problem: Problem  # the variant it was solved on
     solution: Solution | None
-    check: Check | None
+    check: Check | None = None
     reasons: list[str] = field(default_factory=list)
-    problem: Problem | None = None  # the variant it was solved on
 
 
 @dataclass
@@ -269,14 +269,8 @@ def _rounds(
         solution = _solve_or_stop(problem, rounds, tell)
         if solution is None:
             break
-        events = build_events(problem, solution)
-        tell(
-            f"round {number}: {solution.status} in {solution.solve_s:.1f} s, "
-            f"{len(events)} build-outs, {human_money_cny(solution.cash_cny)} of capex; simulating"
-        )
-        text = verification_text(with_events(data, events), locator)
-        (result,) = simulate_many([text], spec.slo_attainment, workers=1)
-        rounds.append(Round(number, problem.utilisation.copy(), solution, events, result))
+        rounds.append(_simulated_round(problem, data, locator, number, solution, tell))
+        result = rounds[-1].check
         worst, value = result.worst_class
         tell(
             f"round {number}: SLO {'met' if result.met else 'breached'} "
@@ -287,6 +281,25 @@ def _rounds(
         if number < spec.iterations:
             tighten(problem, breached_units(problem, solution, [result]))
     return rounds
+
+
+def _simulated_round(
+    problem: Problem,
+    data: dict[str, Any],
+    locator: Locator,
+    number: int,
+    solution: Solution,
+    tell: Say,
+) -> Round:
+    """A solution's build-outs, simulated on the scenario (the central path)."""
+    events = build_events(problem, solution)
+    tell(
+        f"round {number}: {solution.status} in {solution.solve_s:.1f} s, "
+        f"{len(events)} build-outs, {human_money_cny(solution.cash_cny)} of capex; simulating"
+    )
+    text = verification_text(with_events(data, events), locator)
+    (check,) = simulate_many([text], problem.spec.slo_attainment, workers=1)
+    return Round(number, problem.utilisation.copy(), solution, events, check)
 
 
 def _solve_or_stop(problem: Problem, rounds: list[Round], tell: Say) -> Solution | None:
@@ -340,10 +353,10 @@ def _alternatives(
         try:
             solution = solve(variant, split=split)
         except Infeasible as exc:
-            out.append(Alternative(name, rule, None, None, exc.reasons, variant))
+            out.append(Alternative(name, rule, variant, None, reasons=exc.reasons))
             tell(f"naive plan {name!r}: cannot meet the demand ({exc.reasons[0]})")
             continue
-        out.append(Alternative(name, rule, solution, None, [], variant))
+        out.append(Alternative(name, rule, variant, solution))
         texts.append(verification_text(with_events(data, build_events(variant, solution)), locator))
     if texts:
         tell(f"simulating the {len(texts)} other plans")
@@ -450,7 +463,7 @@ def pressure(problem: Problem) -> tuple[tuple[str, ...], FloatArray]:
     cls_model = _class_models(problem)
     out = np.zeros((len(problem.periods), len(models)))
     for t in range(len(problem.periods)):
-        erlangs = np.zeros((24, len(models)))
+        erlangs = np.zeros((DAY_HOURS, len(models)))
         for c, key in enumerate(cls_model):
             entries = {problem.units[u].stations[0] for e in problem.eligible[c] for u in e}
             holds = [problem.hold_s[c, s] for s in entries if problem.hold_s[c, s] > 0]
@@ -541,7 +554,4 @@ def _robust_rounds(
         solution = _solve_or_stop(problem, rounds, tell)
         if solution is None:
             return
-        events = build_events(problem, solution)
-        text = verification_text(with_events(data, events), locator)
-        (check,) = simulate_many([text], spec.slo_attainment, workers=1)
-        rounds.append(Round(len(rounds) + 1, problem.utilisation.copy(), solution, events, check))
+        rounds.append(_simulated_round(problem, data, locator, len(rounds) + 1, solution, tell))
