@@ -7,6 +7,8 @@ the nodes and accelerators it names exist.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from gridsim.scenario.fields import AcceleratorRef, Date, Duration, Model
@@ -26,7 +28,7 @@ class Supply(Model):
 class PlanSpec(Model):
     """Capacity expansion (``gridsim plan``): decisions, limits and the verification target."""
 
-    period: str = Field(
+    period: Literal["quarter", "month"] = Field(
         default="quarter", description="planning period: quarter or month (--period overrides)"
     )
     utilisation: float = Field(
@@ -94,13 +96,6 @@ class PlanSpec(Model):
     )
     time_limit_s: float = Field(default=120.0, gt=0, le=86400, description="solver time limit")
 
-    @field_validator("period")
-    @classmethod
-    def _period(cls, value: str) -> str:
-        if value not in ("quarter", "month"):
-            raise ValueError(f"plan.period {value!r}: use quarter or month")
-        return value
-
     @field_validator("latency_budget_ms")
     @classmethod
     def _budgets(cls, value: dict[str, float | None]) -> dict[str, float | None]:
@@ -119,9 +114,10 @@ class PlanSpec(Model):
 
 
 def check_plan_names(
-    plan: PlanSpec | None, nodes: set[str], classes: set[str], accelerators: set[str]
+    plan: PlanSpec | None, nodes: set[str], classes: set[str], accelerators: set[str] | None
 ) -> list[str]:
-    """What the plan block names that the scenario does not have (messages)."""
+    """What the plan block names that the scenario does not have (messages); accelerators are
+    checked against the catalogue when one is given."""
     if plan is None:
         return []
     out = []
@@ -136,7 +132,7 @@ def check_plan_names(
                 f"latency_sensitivity ({', '.join(SENSITIVITIES)})"
             )
     for key in plan.lead_time:
-        if key != "jobs" and key not in accelerators:
+        if accelerators is not None and key != "jobs" and key not in accelerators:
             out.append(
                 f"plan.lead_time: unknown accelerator {key!r}; use a catalogue accelerator id "
                 "or 'jobs'"

@@ -642,12 +642,11 @@ def _check_training(scenario: Scenario) -> None:
 def _check_plan(scenario: Scenario, info: ValidationInfo) -> None:
     """The plan block names nodes, classes and accelerators that exist."""
     catalog = (info.context or {}).get("catalog")
-    accelerators = set(catalog.accelerators) if catalog is not None else set()
     bad = check_plan_names(
         scenario.plan,
         {n.id for n in scenario.nodes},
         {c.name for c in scenario.demand.classes},
-        accelerators or {k for k in (scenario.plan.lead_time if scenario.plan else {})},
+        set(catalog.accelerators) if catalog is not None else None,
     )
     if bad:
         raise ValueError(bad[0])
