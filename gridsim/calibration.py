@@ -5,12 +5,19 @@ accelerator, deployment, workload, the figure converted per card) and a ``split`
 ``fit`` rows set the efficiency factors, ``holdout`` rows only check them. The split was fixed
 before fitting: per source, the row closest to the source's headline configuration is ``fit``;
 its other configurations (prompt lengths, batch sizes, TPOT targets, MTP depths) are held out.
+One exception, for the fixed time of a forward pass, which only two batch sizes of one
+deployment separate from the per-sequence costs: where a source publishes a batch sweep of its
+headline deployment ([ANT]: EP16 at batch 8 and 32 a card), the sweep's smallest batch is
+``fit`` too.
 
-`fit_efficiency` fits (prefill_mfu, decode_mfu, mem_bw_util) by least squares on log(model /
-published) over the ``fit`` rows only, in three levels each shrunk towards the one above (a
-weak prior, so a level with too few rows to pin all three factors keeps the others at the
-parent's value): global (accelerator ``*``), per accelerator, and per (accelerator, framework)
-where an accelerator has rows from more than one framework. ``python -m gridsim.calibration``
+`fit_efficiency` fits (prefill_mfu, decode_mfu, mem_bw_util, forward_overhead_ms) by least
+squares on log(model / published) over the ``fit`` rows only, in three levels each shrunk
+towards the one above (a weak prior, so a level with too few rows to pin the shares of peak keeps
+the others at the parent's value): global (accelerator ``*``), per accelerator, and per
+(accelerator, framework) where an accelerator has rows from more than one framework. The fixed
+time of a forward pass is free (no prior) only at a level whose rows identify it (decode rows of
+one deployment at two batch sizes, `identifies_overhead`); elsewhere it is the parent's, and the
+global level's is 0 (the rooflines alone). ``python -m gridsim.calibration``
 rewrites ``gridsim/catalog/data/efficiency.csv``; `calibration_table` adds the model's figure
 and the ratio to every row.
 """
@@ -32,6 +39,7 @@ from scipy.optimize import least_squares
 
 from gridsim.catalog import Catalog, builtin_catalog
 from gridsim.serving import (
+    Efficiency,
     ServingParams,
     efficiency_for,
     loaded_replica,
@@ -40,13 +48,17 @@ from gridsim.serving import (
     with_efficiency,
 )
 
-Efficiency = tuple[float, float, float]
-FACTORS = ("prefill_mfu", "decode_mfu", "mem_bw_util")
-PRIOR: Efficiency = (0.4, 0.3, 0.8)  # only anchors the global level (weight below)
+FACTORS = ("prefill_mfu", "decode_mfu", "mem_bw_util", "forward_overhead_ms")
+# Only anchors the global level (weight below). No fixed overhead at the global level.
+PRIOR: Efficiency = (0.4, 0.3, 0.8, 0.0)
 PRIOR_WEIGHT = {"global": 0.05, "accelerator": 0.3, "framework": 0.3}
 # Physical ranges: MFU up to 0.9 of peak; HBM up to 0.92 of the datasheet bandwidth (FlashMLA
-# reaches 3.0 of 3.35 TB/s on H800 = 0.9).
-BOUNDS = (np.log([0.02, 0.02, 0.3]), np.log([0.9, 0.9, 0.92]))
+# reaches 3.0 of 3.35 TB/s on H800 = 0.9); overhead 0 to 20 ms a forward pass (fitted in ms on
+# a linear scale: it may be 0).
+BOUNDS = (
+    np.array([*np.log([0.02, 0.02, 0.3]), 0.0]),
+    np.array([*np.log([0.9, 0.9, 0.92]), 20.0]),
+)
 DATA = resources.files("gridsim.catalog") / "data"
 
 
@@ -152,20 +164,44 @@ def _lookup(
     return efficiency_for("*")
 
 
-def _solve(rows: pd.DataFrame, prior: Efficiency, weight: float) -> Efficiency:
-    """Least squares on log(model / published) over ``rows`` + weight x log(factor / prior)."""
-    x0 = np.log(np.asarray(prior))
+def _to_x(eff: Efficiency) -> np.ndarray[Any, Any]:
+    """Fit coordinates: log shares of peak, overhead in ms."""
+    return np.array([*np.log(eff[:3]), eff[3] * 1e3])
+
+
+def _from_x(x: np.ndarray[Any, Any]) -> Efficiency:
+    return (float(np.exp(x[0])), float(np.exp(x[1])), float(np.exp(x[2])), float(x[3]) / 1e3)
+
+
+def identifies_overhead(rows: pd.DataFrame) -> bool:
+    """Whether ``rows`` separate the fixed time of a forward pass from the per-sequence costs:
+    decode rows of one deployment (model, cards per replica, MTP depth) at two batch sizes."""
+    decode = rows[(rows["mode"] == "decode") & rows["batch_per_card"].notna()]
+    keys = ["model", "cards_per_replica", "speculative_tokens"]
+    return bool((decode.groupby(keys, dropna=False)["batch_per_card"].nunique() >= 2).any())
+
+
+def _solve(
+    rows: pd.DataFrame, prior: Efficiency, weight: float, fit_overhead: bool = False
+) -> Efficiency:
+    """Least squares on log(model / published) over ``rows`` + weight x log(share / prior) for
+    the shares of peak. The overhead is free (no prior) when ``fit_overhead``, else the
+    prior's."""
+    x0 = _to_x(prior)
+    n = 4 if fit_overhead else 3
+
+    def full(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return x if fit_overhead else np.append(x, x0[3])
 
     def residuals(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        eff = (float(np.exp(x[0])), float(np.exp(x[1])), float(np.exp(x[2])))
+        eff = _from_x(full(x))
         res = [math.log(model_value(r, eff) / float(r["value"])) for _, r in rows.iterrows()]
-        return np.concatenate([np.asarray(res), weight * (x - x0)])
+        return np.concatenate([np.asarray(res), weight * (x[:3] - x0[:3])])
 
-    sol = least_squares(
-        residuals, x0, bounds=BOUNDS, x_scale=1.0, diff_step=1e-4, xtol=1e-12, ftol=1e-12
-    )
-    e = np.exp(sol.x)
-    return (float(e[0]), float(e[1]), float(e[2]))
+    bounds = (BOUNDS[0][:n], BOUNDS[1][:n])
+    start = np.clip(x0[:n], *bounds)
+    sol = least_squares(residuals, start, bounds=bounds, diff_step=1e-4, xtol=1e-12, ftol=1e-12)
+    return _from_x(full(sol.x))
 
 
 def fit_efficiency(table: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -179,21 +215,24 @@ def fit_efficiency(table: pd.DataFrame | None = None) -> pd.DataFrame:
     out: list[dict[str, Any]] = []
 
     def emit(acc: str, fw: str, eff: Efficiency, rows: pd.DataFrame, note: str) -> None:
+        stored = (*eff[:3], eff[3] * 1e3)  # the overhead is stored in ms
         out.append(
             {
                 "accelerator": acc,
                 "framework": fw,
-                **{k: round(v, 8) for k, v in zip(FACTORS, eff, strict=True)},
+                **{k: round(v, 8) for k, v in zip(FACTORS, stored, strict=True)},
                 "fitted_on": " ".join(rows["id"]),
                 "note": note,
             }
         )
 
+    # The overhead is a serving stack's: fitted where an accelerator's (framework's) rows
+    # identify it, else inherited (the global level keeps the prior's 0: rooflines alone).
     glob = _solve(fit, PRIOR, PRIOR_WEIGHT["global"])
     emit("*", "", glob, fit, "global default: all fit rows (accelerators without calibration)")
     for acc in sorted(set(fit["accelerator"])):
         rows = fit[fit["accelerator"] == acc]
-        acc_eff = _solve(rows, glob, PRIOR_WEIGHT["accelerator"])
+        acc_eff = _solve(rows, glob, PRIOR_WEIGHT["accelerator"], identifies_overhead(rows))
         frameworks = sorted(set(df[df["accelerator"] == acc]["framework"]))
         emit(
             acc,
@@ -206,7 +245,7 @@ def fit_efficiency(table: pd.DataFrame | None = None) -> pd.DataFrame:
             for fw in frameworks:
                 sub = rows[rows["framework"] == fw]
                 if len(sub):
-                    eff = _solve(sub, acc_eff, PRIOR_WEIGHT["framework"])
+                    eff = _solve(sub, acc_eff, PRIOR_WEIGHT["framework"], identifies_overhead(sub))
                     emit(acc, fw, eff, sub, f"{acc} with {fw}, shrunk towards the {acc} default")
     return pd.DataFrame(out)
 

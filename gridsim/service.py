@@ -206,12 +206,13 @@ def deployment_params(
     scale = deployment.efficiency_scale
     if scale == 1.0:
         return params
-    # a share of peak cannot pass the peak
+    # a share of peak cannot pass the peak; a faster stack also passes its fixed costs faster
     return replace(
         params,
         prefill_mfu=min(params.prefill_mfu * scale, 1.0),
         decode_mfu=min(params.decode_mfu * scale, 1.0),
         mem_bw_util=min(params.mem_bw_util * scale, 1.0),
+        forward_overhead_s=params.forward_overhead_s / scale,
     )
 
 

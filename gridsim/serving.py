@@ -11,10 +11,13 @@ traffic):
 * a decode step: the weight GEMMs of ``batch x (1 + speculative_tokens)`` positions against the
   weights the batch touches, plus attention of every position over its context against the KV
   cache read once per sequence; multi-server replicas add the expert-parallel (EP) all-to-all
-  cost. With multi-token prediction a step yields ``1 + a + a^2 + ... + a^k`` tokens.
+  latency (DeepEP's by EP size, or the fabric's). With multi-token prediction (k drafts) the
+  step adds k draft passes of the one-layer MTP module and yields ``1 + a + ... + a^k``
+  tokens; each of its 1 + k forward passes pays a fixed overhead (fitted, see below).
 
-Achieved fractions of peak (`prefill_mfu`, `decode_mfu`, `mem_bw_util`) are fitted per
-accelerator (and framework where sources differ) on the ``fit`` rows of the calibration table
+Achieved fractions of peak (`prefill_mfu`, `decode_mfu`, `mem_bw_util`) and the fixed time of
+a decode forward pass (`forward_overhead_s`) are fitted per accelerator (and framework where
+sources differ) on the ``fit`` rows of the calibration table
 ``gridsim/catalog/data/calibration.csv`` by ``python -m gridsim.calibration``, which writes
 ``gridsim/catalog/data/efficiency.csv``; `serving_params` reads it. The per-row ratios of model
 to published figures, held-out rows included, are computed and printed by
@@ -32,20 +35,24 @@ Sources (calibration rows cite theirs in calibration.csv):
 [ANT] Ant Group + SGLang, DeepSeek-R1 on H20-96G — lm-sys/lm-sys.github.io
       blog/2025-09-26-sglang-ant-group.md (TP8 prefill, DP16/EP16 decode, FP8 MLA, MTP accept
       length 1.8-1.9 with one draft token, EPLB balance > 70 %).
-[CM]  Serving Large Language Models on Huawei CloudMatrix384, arXiv 2506.12708 (2025).
+[CM]  Serving Large Language Models on Huawei CloudMatrix384, arXiv 2506.12708 (2025); its
+      evaluation's configuration (batch per NPU, MTP acceptance, FusedDispatch latency over UB)
+      as redrawn from its sec. 4 in a public reading of v3 (calibration.csv says which).
 [TRT] NVIDIA/TensorRT-LLM docs/source/developer-guide/perf-overview.md @ 03e27c7d5ff0c6e8.
 [GS]  GPUStack performance lab, docs.gpustack.ai/latest/performance-lab/ (Qwen3 on A100,
       H100, Ascend 910B).
-[EP]  DeepEP README: low-latency dispatch 118 us + combine 195 us per layer at EP16, H800 —
-      github.com/deepseek-ai/DeepEP README.md.
+[EP]  DeepEP README (V1 low-latency kernels, H800 + CX7 400 Gb/s, 128 tokens a batch):
+      dispatch + combine 77 + 114 us at EP8, 118 + 195 at EP16, 155 + 273 at EP32, 173 + 314
+      at EP64, 192 + 369 at EP128, 194 + 360 at EP256 — github.com/deepseek-ai/DeepEP
+      README.md (docs/legacy.md in V2).
 [FM]  FlashMLA README: up to 3000 GB/s memory-bound and 580 TFLOPS BF16 compute-bound on H800
       SXM5 (0.59 of the 989 TFLOPS peak) — github.com/deepseek-ai/FlashMLA.
 [V3]  DeepSeek-V3 config.json (huggingface.co/deepseek-ai/DeepSeek-V3): 128 heads, MLA
       kv_lora_rank 512 + rope 64, qk_nope 128, v_head 128, 256 routed experts, 8 per token.
 
 Not modelled: queueing, load below capacity (a production average such as [DS] is fitted as
-capacity, so the H800 efficiencies carry DeepSeek's real utilisation), the MTP draft module's
-own FLOPs (one layer of 62), network contention between replicas.
+capacity, so the H800 efficiencies carry DeepSeek's real utilisation), the split of all-to-all
+traffic between NVLink and RDMA within an EP group, network contention between replicas.
 """
 
 from __future__ import annotations
@@ -88,6 +95,41 @@ class AttentionShape:
     q_heads: int
     head_dim: int = 128
     routed_share: float = 1.0
+
+
+# Expert-parallel all-to-all per MoE layer in decode (dispatch + combine), seconds, by EP size:
+# DeepEP's low-latency kernels over RDMA on NVIDIA Hopper [EP] (77 + 114 us at EP8 ... 194 + 360
+# us at EP256); the held-out EP32 rows of [ANT] check the growth with EP size.
+DEEPEP_LAYER_LATENCY_S: dict[int, float] = {
+    8: 191e-6,
+    16: 313e-6,
+    32: 428e-6,
+    64: 487e-6,
+    128: 561e-6,
+    256: 554e-6,
+}
+DEEPEP_VENDOR = "NVIDIA"
+# Elsewhere, one latency whatever the EP size. CloudMatrix384's UB fabric: FusedDispatch 152 us
+# at EP256 [CM]; ASSUMPTION: combine as long as dispatch (the paper gives combine only at EP8,
+# 118 us against DeepEP's 318 us there). Other accelerators (Ascend 910B/910C over RoCE):
+# ASSUMPTION, DeepEP's EP16 figure (313 us) at every EP size, as before this table; no Ascend
+# all-to-all latency by EP size is sourced here, and DeepSeek-V3 on 64 x 910B at a 50 ms TPOT is
+# sensitive to it (its fixed step time is then near the target).
+FABRIC_LAYER_LATENCY_S: dict[str, float] = {"ascend-910c-cm384": 2 * 152e-6}
+OTHER_LAYER_LATENCY_S = 313e-6
+
+
+def ep_layer_latency_s(accelerator: Accelerator, ep_size: int) -> float:
+    """All-to-all latency per MoE layer of a decode step over ``ep_size`` cards: the fabric's
+    where listed; DeepEP's over RDMA for NVIDIA cards, interpolated in log2(EP) (flat beyond
+    the table); else `OTHER_LAYER_LATENCY_S`."""
+    if accelerator.id in FABRIC_LAYER_LATENCY_S:
+        return FABRIC_LAYER_LATENCY_S[accelerator.id]
+    if accelerator.vendor != DEEPEP_VENDOR:
+        return OTHER_LAYER_LATENCY_S
+    sizes = sorted(DEEPEP_LAYER_LATENCY_S)
+    x = np.log2(np.clip(ep_size, sizes[0], sizes[-1]))
+    return float(np.interp(x, np.log2(sizes), [DEEPEP_LAYER_LATENCY_S[n] for n in sizes]))
 
 
 # LLMModel has no head counts or expert counts; until it does, the catalogue's models are listed
@@ -181,10 +223,9 @@ class ServingParams:
     kv_bytes_per_element: float = 2.0
     # Expert-parallel replicas (DP attention): routed-expert time x factor (expert load
     # imbalance; EPLB keeps balance > 70 % [ANT]) + layers x all-to-all latency not hidden by
-    # micro-batch overlap
-    # (DeepEP low-latency dispatch + combine, 313 us per layer at EP16 [EP]).
+    # micro-batch overlap (`ep_layer_latency_s`: by EP size, or this when set).
     multi_server_overhead: float = 1.2
-    multi_server_layer_latency_s: float = 3.1e-4
+    multi_server_layer_latency_s: float | None = None
     # At a tight TPOT, reading all weights each step (plus EP latency) can starve the smallest
     # replica (DeepSeek on 16 x 910B), as operators know — DeepSeek decodes on EP144 [DS]. Use
     # the smallest of 1, 2, 4, 8 x the minimal fit whose decode tok/s per card is within this
@@ -200,6 +241,11 @@ class ServingParams:
     # Attention data-parallel with expert-parallel MoE (each card holds the dense weights and
     # its own sequences' KV) [DS, LM, ANT]; None: for MoE replicas spanning servers.
     attention_dp: bool | None = None
+    # Fixed time of each decode forward pass (the verify pass and every MTP draft pass) that no
+    # roofline term carries: kernel launches, scheduling, the batch-size exchange of DP
+    # attention. Fitted with the efficiency (calibration.csv rows at two batch sizes of one
+    # deployment identify it: [ANT] batch 8 and 32 on EP16).
+    forward_overhead_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -215,6 +261,8 @@ class ServingParams:
                 raise ValueError(f"{name} must be in (0, 1]")
         if min(self.tpot_target_s, self.avg_context_tokens, self.low_precision_speedup) <= 0:
             raise ValueError("tpot_target_s, avg_context_tokens, low_precision_speedup must be > 0")
+        if (self.multi_server_layer_latency_s or 0.0) < 0:
+            raise ValueError("multi_server_layer_latency_s must be >= 0")
         if min(self.multi_server_overhead, self.replica_growth_gain) < 1:
             raise ValueError("multi_server_overhead and replica_growth_gain must be >= 1")
         if self.typical_prompt_tokens < 0 or self.typical_output_tokens < 1:
@@ -223,6 +271,8 @@ class ServingParams:
             raise ValueError("speculative_tokens must be >= 0 and acceptance_rate in [0, 1]")
         if self.speculative_tokens == 0 and self.acceptance_rate > 0:
             raise ValueError("acceptance_rate needs speculative_tokens >= 1")
+        if self.forward_overhead_s < 0:
+            raise ValueError("forward_overhead_s must be >= 0")
         if self.kv_bytes_per_element not in (1.0, 2.0):
             raise ValueError("kv_bytes_per_element must be 1 (8-bit) or 2 (BF16)")
 
@@ -239,29 +289,36 @@ def _efficiency_rows() -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+# (prefill_mfu, decode_mfu, mem_bw_util, forward_overhead_s): what calibration fits.
+Efficiency = tuple[float, float, float, float]
+
+
 @cache
-def efficiency_table() -> dict[tuple[str, str], tuple[float, float, float]]:
-    """(accelerator, framework) -> (prefill_mfu, decode_mfu, mem_bw_util) from the packaged
-    efficiency.csv; framework "" is the accelerator's default, accelerator "*" the global."""
-    out: dict[tuple[str, str], tuple[float, float, float]] = {}
+def efficiency_table() -> dict[tuple[str, str], Efficiency]:
+    """(accelerator, framework) -> (prefill_mfu, decode_mfu, mem_bw_util, forward_overhead_s)
+    from the packaged efficiency.csv (the overhead is stored in ms); framework "" is the
+    accelerator's default, accelerator "*" the global."""
+    out: dict[tuple[str, str], Efficiency] = {}
     for row in _efficiency_rows():
         key = (row["accelerator"].strip(), row["framework"].strip())
         out[key] = (
             float(row["prefill_mfu"]),
             float(row["decode_mfu"]),
             float(row["mem_bw_util"]),
+            float(row["forward_overhead_ms"]) / 1e3,
         )
     return out
 
 
-def efficiency_for(accelerator_id: str, framework: str | None = None) -> tuple[float, float, float]:
-    """Calibrated (prefill_mfu, decode_mfu, mem_bw_util): the (accelerator, framework) row, else
-    the accelerator's default row, else the global default."""
+def efficiency_for(accelerator_id: str, framework: str | None = None) -> Efficiency:
+    """Calibrated (prefill_mfu, decode_mfu, mem_bw_util, forward_overhead_s): the (accelerator,
+    framework) row, else the accelerator's default row, else the global default."""
     table = efficiency_table()
     for key in ((accelerator_id, framework or ""), (accelerator_id, ""), ("*", "")):
         if key in table:
             return table[key]
-    return (ServingParams.prefill_mfu, ServingParams.decode_mfu, ServingParams.mem_bw_util)
+    p = ServingParams
+    return (p.prefill_mfu, p.decode_mfu, p.mem_bw_util, p.forward_overhead_s)
 
 
 def serving_params(
@@ -273,11 +330,12 @@ def serving_params(
     tpot_target_s: float = 0.05,
 ) -> ServingParams:
     """Parameters with the calibrated efficiency of ``accelerator`` (and ``framework``)."""
-    prefill, decode, bw = efficiency_for(accelerator.id, framework)
+    prefill, decode, bw, overhead = efficiency_for(accelerator.id, framework)
     return ServingParams(
         prefill_mfu=prefill,
         decode_mfu=decode,
         mem_bw_util=bw,
+        forward_overhead_s=overhead,
         framework=framework,
         speculative_tokens=speculative_tokens,
         acceptance_rate=acceptance_rate,
@@ -360,6 +418,13 @@ class ServingModel:
         free = usable * self.accelerators_per_replica - self.stored_weight_bytes
         return max(0.0, free * self.params.kv_share_of_free)
 
+    @property
+    def ep_layer_latency_s(self) -> float:
+        """All-to-all latency per MoE layer (expert-parallel replicas; see `ep_layer_latency_s`)."""
+        if self.params.multi_server_layer_latency_s is not None:
+            return self.params.multi_server_layer_latency_s
+        return ep_layer_latency_s(self.accelerator, self.accelerators_per_replica)
+
     # --- compute --------------------------------------------------------------------------------
     @property
     def peak_flops(self) -> float:
@@ -426,16 +491,31 @@ class ServingModel:
     ) -> float | FloatArray:
         """One decode step of `batch` sequences of `context_tokens` (default: average) each.
 
-        A sum of rooflines, each max(compute, HBM traffic): the dense weight GEMMs and the
-        routed-expert GEMMs of batch x (1 + k) positions (k speculative drafts verified per
-        step), and attention (KV read once per sequence, FLOPs in the KV precision).
-        Expert-parallel (DP attention) replicas: x expert imbalance + layers x the all-to-all
-        latency micro-batch overlap does not hide [EP] (over RDMA and, as CloudMatrix's 15 ms
-        TPOT figure needs, over its UB fabric too [CM]).
+        The verify pass over batch x (1 + k) positions (k speculative drafts, see
+        `_pass_time_s`), then k draft passes of the MTP module, each one decoder layer over one
+        position a sequence (DeepSeek-V3's MTP module is one transformer block sharing the
+        embedding and output head [V3]), and a fixed ``forward_overhead_s`` for each of the
+        1 + k forward passes.
         """
         b = np.asarray(batch, dtype=float)
         ctx = self.params.avg_context_tokens if context_tokens is None else context_tokens
-        tokens = b * (1 + self.params.speculative_tokens)
+        k = self.params.speculative_tokens
+        t = self._pass_time_s(b, 1 + k, ctx)
+        if k:
+            t = t + k * self._pass_time_s(b, 1, ctx) / self.model.layers
+        return _out(t + (1 + k) * self.params.forward_overhead_s)
+
+    def _pass_time_s(self, b: FloatArray, positions: int, ctx: float) -> FloatArray:
+        """Roofline of one forward pass of all layers over ``positions`` positions of each of
+        ``b`` sequences.
+
+        A sum of rooflines, each max(compute, HBM traffic): the dense weight GEMMs and the
+        routed-expert GEMMs of b x positions tokens, and attention (KV read once per sequence,
+        FLOPs in the KV precision). Expert-parallel (DP attention) replicas: x expert imbalance
+        + layers x the all-to-all latency micro-batch overlap does not hide [EP] (over RDMA and
+        over CloudMatrix's UB fabric alike [CM]).
+        """
+        tokens = b * positions
         gemm_rate = self.peak_flops * self.params.decode_mfu
         ep = self.attention_dp
         # Dense part (attention projections, shared experts, dense layers, LM head): every
@@ -455,17 +535,12 @@ class ServingModel:
         kv_read = b * ctx * self.kv_bytes_per_token / self.bandwidth
         attn_flops = tokens * ctx * attention_flops_per_context(self.model, "decode")
         t_attn = np.maximum(kv_read, attn_flops / self.attention_flops_rate)
-        if ep:  # expert-parallel all-to-all: imbalance + latency overlap does not hide
-            t_routed = t_routed * self.params.multi_server_overhead
-            t = (
-                t_dense
-                + t_routed
-                + t_attn
-                + (self.model.layers * self.params.multi_server_layer_latency_s)
-            )
-        else:
-            t = t_dense + t_routed + t_attn
-        return _out(t)
+        if not ep:
+            return np.asarray(t_dense + t_routed + t_attn, dtype=float)
+        # expert-parallel all-to-all: imbalance + latency overlap does not hide
+        latency = self.model.layers * self.ep_layer_latency_s
+        t_routed = t_routed * self.params.multi_server_overhead
+        return np.asarray(t_dense + t_routed + t_attn + latency, dtype=float)
 
     def tpot_at(self, batch: float, context_tokens: float | None = None) -> float:
         """Time per output token at ``batch`` sequences (a step / tokens per step)."""
@@ -711,7 +786,9 @@ def loaded_replica(
     return LoadedReplica(slots=lo, tpot_s=tpot_eff(lo), prefill_s_per_token=per_token)
 
 
-def with_efficiency(params: ServingParams, efficiency: tuple[float, float, float]) -> ServingParams:
-    """``params`` with (prefill_mfu, decode_mfu, mem_bw_util) replaced."""
-    pre, dec, bw = efficiency
-    return replace(params, prefill_mfu=pre, decode_mfu=dec, mem_bw_util=bw)
+def with_efficiency(params: ServingParams, efficiency: Efficiency) -> ServingParams:
+    """``params`` with (prefill_mfu, decode_mfu, mem_bw_util, forward_overhead_s) replaced."""
+    pre, dec, bw, overhead = efficiency
+    return replace(
+        params, prefill_mfu=pre, decode_mfu=dec, mem_bw_util=bw, forward_overhead_s=overhead
+    )

@@ -27,15 +27,9 @@ from gridsim.serving import (
 TOLERANCE = 0.15
 CAT = builtin_catalog()
 # Held-out rows the model misses, with why (kept visible: xfail is strict, so a fix shows up).
-KNOWN_MISSES = {
-    # Ant's InferX Max (batch 12, two MTP drafts) decodes ~15 ms per step slower than its Pro
-    # and Base rows imply for one draft: a per-draft-step cost this roofline does not have.
-    "ant-h20-decode-max": "second MTP draft step costs more than a roofline step share",
-    # CloudMatrix's 15 ms row needs ~22 ms of fixed per-step cost, the model has ~26 ms (EP
-    # latency measured on RDMA [EP] applied to the UB fabric; the paper's UB latency was not
-    # retrievable here).
-    "cm-910c-decode-15ms": "EP all-to-all latency over UB taken equal to DeepEP's over RDMA",
-}
+# None since the CloudMatrix rows carry the paper's batches and MTP acceptance, the decode step
+# its draft passes and per-pass overhead, and the all-to-all its EP size.
+KNOWN_MISSES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -115,15 +109,24 @@ def test_serving_params_reads_efficiency_by_framework() -> None:
     h100 = CAT.accelerators["h100"]
     packaged = calibration.fit_efficiency()
     by_key = {
-        (r.accelerator, r.framework): (r.prefill_mfu, r.decode_mfu, r.mem_bw_util)
+        (r.accelerator, r.framework): (
+            r.prefill_mfu,
+            r.decode_mfu,
+            r.mem_bw_util,
+            r.forward_overhead_ms / 1e3,
+        )
         for r in packaged.itertuples()
     }
     for fw in ("sglang", "trtllm"):
         p = serving_params(h100, framework=fw)
-        assert (p.prefill_mfu, p.decode_mfu, p.mem_bw_util) == pytest.approx(by_key["h100", fw])
+        assert (p.prefill_mfu, p.decode_mfu, p.mem_bw_util, p.forward_overhead_s) == pytest.approx(
+            by_key["h100", fw]
+        )
         assert p.framework == fw
     p = serving_params(h100, framework="unknown-fw")  # falls back to the accelerator default
-    assert (p.prefill_mfu, p.decode_mfu, p.mem_bw_util) == pytest.approx(by_key["h100", ""])
+    assert (p.prefill_mfu, p.decode_mfu, p.mem_bw_util, p.forward_overhead_s) == pytest.approx(
+        by_key["h100", ""]
+    )
     uncalibrated = CAT.accelerators["ascend-910c"]
     assert efficiency_for(uncalibrated.id) == pytest.approx(by_key["*", ""])
     p = serving_params(h100, speculative_tokens=2, acceptance_rate=0.5, tpot_target_s=0.03)
@@ -217,3 +220,19 @@ def test_deepseek_h800_headline_figures() -> None:
     assert 14_800 * 0.85 <= decode_node <= 14_800 * 1.3  # 50 ms is looser than 20-22 tok/s
     assert 73_700 * 0.85 <= prefill_node <= 73_700 * 1.15
     assert math.isfinite(decode_node)
+
+
+def test_forward_overhead_is_fitted_only_where_two_batches_identify_it() -> None:
+    df = calibration.read_calibration()
+    fit = df[df["split"] == "fit"]
+    # Ant's EP16 decode at batch 8 and 32 a card identifies it; one decode row does not.
+    assert calibration.identifies_overhead(fit[fit["accelerator"] == "h20"])
+    assert not calibration.identifies_overhead(fit[fit["accelerator"] == "h800"])
+    table = calibration.fit_efficiency().set_index(["accelerator", "framework"])
+    overhead = table["forward_overhead_ms"]
+    assert overhead["h20", ""] > 0.5  # ms: the two H20 batches call for a fixed cost
+    assert (overhead.drop(index=("h20", "")) == 0).all()  # elsewhere the global prior's 0
+    # Without the batch-8 row the H20 overhead is no longer free: it stays at the global 0.
+    no_sweep = df[df["id"] != "ant-h20-decode-bs8-ep16"]
+    refit = calibration.fit_efficiency(no_sweep).set_index(["accelerator", "framework"])
+    assert refit.loc[("h20", ""), "forward_overhead_ms"] == 0

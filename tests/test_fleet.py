@@ -221,6 +221,8 @@ def test_efficiency_scale_scales_the_calibrated_shares(tmp_path: Path) -> None:
     assert scaled.prefill_mfu == pytest.approx(0.8 * base.prefill_mfu)
     assert scaled.decode_mfu == pytest.approx(0.8 * base.decode_mfu)
     assert scaled.mem_bw_util == pytest.approx(0.8 * base.mem_bw_util)
+    assert base.forward_overhead_s > 0  # H20 / SGLang: fitted on two batch sizes
+    assert scaled.forward_overhead_s == pytest.approx(base.forward_overhead_s / 0.8)
     capped = deployment_params(h20, Deployment(efficiency_scale=2.0))
     assert capped.mem_bw_util == min(2 * base.mem_bw_util, 1.0)  # no share above the peak
     # The scenario-wide scale acts as every pool's own: slower serving, longer holds

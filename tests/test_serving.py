@@ -102,6 +102,48 @@ def test_moe_batch_of_one_reads_only_active_weights() -> None:
     assert s.decode_step_time_s(200.0, 0.0) >= s.weight_bytes / bw
 
 
+def test_speculative_step_adds_draft_passes_and_forward_overheads() -> None:
+    # Qwen3-235B on one H100 server, batch 1, no context: every pass is weight reads. The verify
+    # pass over 1 + k = 3 positions touches 1 - (1 - 8/128)^3 of the routed weights; each of the
+    # k = 2 draft passes is one of the 94 layers over one position (1 - 120/128 of the routed
+    # weights); each of the 3 forward passes pays the fixed overhead.
+    from dataclasses import replace
+
+    base = serving_model(H100, QWEN3_235B)
+    params = replace(
+        base.params, speculative_tokens=2, acceptance_rate=0.5, forward_overhead_s=0.002
+    )
+    s = serving_model(H100, QWEN3_235B, params, cards=base.accelerators_per_replica)
+    bw = 3.35e12 * params.mem_bw_util * s.accelerators_per_replica
+    dense = 7.8e9  # active = D + R x 8/128 with total = D + R (235B total, 22B active)
+    routed = 235e9 - dense
+    verify = (dense + routed * (1 - (120 / 128) ** 3)) / bw
+    draft = (dense + routed * (8 / 128)) / bw / 94
+    by_hand = verify + 2 * draft + 3 * 0.002
+    assert s.decode_step_time_s(1.0, 0.0) == pytest.approx(by_hand, rel=1e-4)
+
+
+def test_expert_parallel_latency_follows_deepep_by_size() -> None:
+    from gridsim.serving import ep_layer_latency_s
+
+    h800 = H800.model_copy(update={"vendor": "NVIDIA"})
+    cm384 = ASCEND_910B.model_copy(update={"id": "ascend-910c-cm384", "vendor": "Huawei"})
+    ascend = ASCEND_910B.model_copy(update={"vendor": "Huawei"})
+    # DeepEP README (low latency, H800): dispatch + combine, 118 + 195 us at EP16, 194 + 360
+    # at EP256; EP24 halfway in log2 between EP16 and EP32 (155 + 273 us) is not a table row.
+    assert ep_layer_latency_s(h800, 16) == pytest.approx(313e-6)
+    assert ep_layer_latency_s(h800, 256) == pytest.approx(554e-6)
+    log_share = math.log2(24) - 4  # 0.585 of the way from 16 to 32
+    assert ep_layer_latency_s(h800, 24) == pytest.approx(313e-6 + log_share * 115e-6)
+    assert ep_layer_latency_s(h800, 1024) == pytest.approx(554e-6)  # flat beyond the table
+    assert ep_layer_latency_s(cm384, 160) == pytest.approx(304e-6)  # UB: 2 x 152 us [CM]
+    assert ep_layer_latency_s(ascend, 64) == pytest.approx(313e-6)  # not DeepEP's: one figure
+    # A DeepSeek replica over two 8-card H20 servers pays 61 layers of the EP16 latency.
+    s = serving_model(H20.model_copy(update={"vendor": "NVIDIA"}), DEEPSEEK_V3)
+    assert s.attention_dp and s.accelerators_per_replica == 16
+    assert s.ep_layer_latency_s == pytest.approx(313e-6)
+
+
 @pytest.mark.parametrize("m", MODELS, ids=lambda m: m.id)
 def test_max_batch_shrinks_as_tpot_tightens(m: LLMModel) -> None:
     # Same replica throughout (the automatic sizing may pick larger replicas at tight TPOT).

@@ -189,7 +189,8 @@ class Deployment(Model):
         gt=0,
         le=2,
         description="multiplies the calibrated efficiency (achieved shares of peak FLOP/s and "
-        "HBM bandwidth, capped at 1): 1 is the calibration; see also serving.efficiency_scale",
+        "HBM bandwidth, capped at 1; divides the fixed time of a decode forward pass): 1 is the "
+        "calibration; see also serving.efficiency_scale",
     )
     framework: str | None = Field(
         default=None,
