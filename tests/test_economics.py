@@ -508,15 +508,18 @@ def test_timeline_agrees_with_both_engines(fidelity: str) -> None:
     cap = ts[(ts["entity_kind"] == "pool") & (ts["metric"] == "capacity_slot_s")]
     got = cap.pivot_table(index="time_s", columns="entity_id", values="value")
     t = got.index.to_numpy()
-    # by hand: a has 150 slots a replica (2 -> 4 replicas), b 21 (4 -> 3)
+    # by hand: a has S_a slots a replica (2 -> 4 replicas), b S_b (4 -> 3); S from the serving
+    # model (the grid's pool table)
     pools = r.pools.set_index("pool")
-    assert pools.loc["solo/a", "station_slots_per_replica"] == 150
-    assert pools.loc["solo/b", "station_slots_per_replica"] == 21
-    want_a = np.where(t >= 45 * 60, 600, 300) * 300.0
-    want_b = np.where(t >= 90 * 60, 63, 84) * 300.0
+    s_a = int(pools.loc["solo/a", "station_slots_per_replica"])
+    s_b = int(pools.loc["solo/b", "station_slots_per_replica"])
+    assert s_a > s_b > 0
+    want_a = np.where(t >= 45 * 60, 4 * s_a, 2 * s_a) * 300.0
+    want_b = np.where(t >= 90 * 60, 3 * s_b, 4 * s_b) * 300.0
     assert np.allclose(got["solo/a"].to_numpy(), want_a)
     assert np.allclose(got["solo/b"].to_numpy(), want_b)
-    assert pools.loc["solo/a", "slots_end"] == 600 and pools.loc["solo/b", "slots_end"] == 63
+    assert pools.loc["solo/a", "slots_end"] == 4 * s_a
+    assert pools.loc["solo/b", "slots_end"] == 3 * s_b
 
 
 def test_a_pool_built_from_nothing_draws_power_and_costs_from_its_arrival() -> None:

@@ -64,8 +64,9 @@ def test_a_colocated_pool_is_one_station_holding_prefill_then_decode() -> None:
 
 def test_stage_times_of_one_disaggregated_pool_by_hand() -> None:
     """Prefill on a prefill replica, KV over the fabric, decode on a decode replica: each
-    stage's coefficients from the serving model's figures, composed here by hand."""
-    sc = load_scenario(DISAGG)
+    stage's coefficients from the serving model's figures, composed here by hand (prefill
+    sized by the keep-up rule: the scenario's own ratio set aside)."""
+    sc = load_scenario(DISAGG, sets=["nodes[yrd].pools[chat].deployment.prefill_ratio=null"])
     grid = build_grid(sc)
     p = grid.pool_index("yrd", "chat")
     prefill_st, decode_st = grid.stations_of(p)
@@ -97,6 +98,10 @@ def test_stage_times_of_one_disaggregated_pool_by_hand() -> None:
     ratio = decode.slots / (mean_out * decode.tpot_s) * (1 - h) * mean_in * per_token
     assert grid.pools[prefill_st].replicas == int(np.ceil(ratio))
     assert grid.pools[decode_st].slots == decode.slots
+    # the scenario's ratio: two 1-card prefill replicas per 1-card decode replica
+    ratio_grid = build_grid(load_scenario(DISAGG))
+    prefill_st, decode_st = ratio_grid.stations_of(ratio_grid.pool_index("yrd", "chat"))
+    assert ratio_grid.pools[prefill_st].replicas == 2 * ratio_grid.pools[decode_st].replicas
 
 
 def test_one_request_at_a_time_through_a_disaggregated_pool() -> None:
@@ -162,7 +167,7 @@ def test_a_decode_bound_pool_queues_at_decode_in_both_engines() -> None:
     the first token, which decode waits do not delay."""
     sets = [
         "nodes[yrd].pools[chat].deployment.prefill_ratio=6",
-        "demand.tokens_per_day=2.2e9",
+        "demand.tokens_per_day=2.45e9",
         "horizon.duration=6h",
     ]
     sc = load_scenario(DISAGG, sets=sets)

@@ -28,7 +28,15 @@ from gridsim.training.plan import plan_training
 ROOT = Path(__file__).resolve().parents[1]
 HAND = ROOT / "scenarios" / "validation" / "day-night.yaml"
 HOUR = 3600.0
-SLOTS_PER_REPLICA = 58  # Qwen3-32B on one H100 (the scenario's header)
+
+
+@cache
+def slots_per_replica() -> int:
+    """S of the scenario's header: Qwen3-32B on one H100, the serving model's decode slots."""
+    grid = build_grid(load_scenario(HAND))
+    (pool,) = grid.pools
+    assert pool.serving is not None and pool.serving.accelerators_per_replica == 1
+    return int(pool.slots_per_replica)
 
 
 @cache
@@ -67,7 +75,7 @@ def test_hand_worked_day_jobs(fidelity: str) -> None:
 def test_hand_worked_day_inference_capacity(fidelity: str) -> None:
     """The engines serve inference on what the jobs leave: 4 replicas at night, 8 by day,
     and b's 3 cards back at 23:30."""
-    want = np.array([4] * 8 + [8] * 14 + [4] + [4 + 3 * 0.5]) * SLOTS_PER_REPLICA
+    want = np.array([4] * 8 + [8] * 14 + [4] + [4 + 3 * 0.5]) * slots_per_replica()
     np.testing.assert_allclose(capacity_by_hour(hand_run(fidelity)), want, rtol=1e-9)
 
 
@@ -124,7 +132,7 @@ def test_a_job_that_fits_the_night_valley() -> None:
         b = result.summary["training"]["jobs"]["b"]
         assert b["finished_at_s"] == pytest.approx(6 * HOUR)
         assert b["preemptions"] == 0 and b["card_hours_lost"] == 0.0
-        want = np.array([4] * 6 + [7] * 2 + [8] * 14 + [7] * 2) * SLOTS_PER_REPLICA
+        want = np.array([4] * 6 + [7] * 2 + [8] * 14 + [7] * 2) * slots_per_replica()
         np.testing.assert_allclose(capacity_by_hour(result), want, rtol=1e-9)
 
 
