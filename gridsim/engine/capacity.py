@@ -441,7 +441,10 @@ class CapacityTracker:
             "gap_cards": sum(row["cards_to_add"] for row in gap),
             "headroom": {
                 "mean": _finite(np.average(headroom, weights=width) if width.sum() else math.nan),
-                "min": _finite(np.nanmin(headroom) if headroom.size else math.nan),
+                # no interval with capacity up (an outage all along): no minimum, no warning
+                "min": _finite(
+                    float(np.min(up)) if (up := headroom[capacity > 0]).size else math.nan
+                ),
             },
             "unserved_tokens": max(0, round(demanded - served)),
         }
