@@ -44,7 +44,7 @@ Sources (calibration rows cite theirs in calibration.csv):
 [EP]  DeepEP README (V1 low-latency kernels, H800 + CX7 400 Gb/s, 128 tokens a batch):
       dispatch + combine 77 + 114 us at EP8, 118 + 195 at EP16, 155 + 273 at EP32, 173 + 314
       at EP64, 192 + 369 at EP128, 194 + 360 at EP256 — github.com/deepseek-ai/DeepEP
-      README.md (docs/legacy.md in V2).
+      README.md (docs/legacy.md in V2) [S:deepep-readme].
 [FM]  FlashMLA README: up to 3000 GB/s memory-bound and 580 TFLOPS BF16 compute-bound on H800
       SXM5 (0.59 of the 989 TFLOPS peak) — github.com/deepseek-ai/FlashMLA.
 [V3]  DeepSeek-V3 config.json (huggingface.co/deepseek-ai/DeepSeek-V3): 128 heads, MLA
