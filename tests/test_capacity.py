@@ -320,31 +320,12 @@ def test_headroom_of_a_run_with_no_capacity_up_is_none_without_a_warning() -> No
     mean or minimum (None in summary.json), and numpy's all-NaN warning does not leak out."""
     import warnings
 
-    text = """
-name: all-down
-fidelity: flow
-horizon: {duration: 1h}
-regions:
-  - {id: here, lat: 30.0, lon: 110.0}
-nodes:
-  - id: solo
-    kind: intelligent_computing
-    lat: 30.0
-    lon: 110.0
-    region: here
-    pools:
-      - {id: llm, model: qwen3-32b, accelerator: h100, replicas: 1}
-network: {generate: full_mesh, per_hop_ms: 0}
-demand:
-  tokens_per_day: 1
-  region_weights: equal
-  classes:
-    - {name: chat, model: qwen3-32b, rate_per_s: 1.0,
-       input_tokens: {dist: constant, value: 1000}, output_tokens: {dist: constant, value: 200}}
-policy: {name: nearest}
-events:
-  - {kind: node_outage, at: 0s, duration: 2h, node: solo}
-"""
+    from test_economics import ONE_NODE  # one node, one H20 pool, one chat class
+
+    text = (
+        ONE_NODE.replace("name: one-node", "name: all-down\nfidelity: flow")
+        + "events:\n  - {kind: node_outage, at: 0s, duration: 2h, node: solo}\n"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         result = gs.run(gs.load_scenario_text(text))
