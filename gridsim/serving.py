@@ -223,9 +223,8 @@ class ServingParams:
     kv_bytes_per_element: float = 2.0
     # Expert-parallel replicas (DP attention): routed-expert time x factor (expert load
     # imbalance; EPLB keeps balance > 70 % [ANT]) + layers x all-to-all latency not hidden by
-    # micro-batch overlap (`ep_layer_latency_s`: by EP size, or this when set).
+    # micro-batch overlap (`ep_layer_latency_s`, by EP size).
     multi_server_overhead: float = 1.2
-    multi_server_layer_latency_s: float | None = None
     # At a tight TPOT, reading all weights each step (plus EP latency) can starve the smallest
     # replica (DeepSeek on 16 x 910B), as operators know — DeepSeek decodes on EP144 [DS]. Use
     # the smallest of 1, 2, 4, 8 x the minimal fit whose decode tok/s per card is within this
@@ -261,8 +260,6 @@ class ServingParams:
                 raise ValueError(f"{name} must be in (0, 1]")
         if min(self.tpot_target_s, self.avg_context_tokens, self.low_precision_speedup) <= 0:
             raise ValueError("tpot_target_s, avg_context_tokens, low_precision_speedup must be > 0")
-        if (self.multi_server_layer_latency_s or 0.0) < 0:
-            raise ValueError("multi_server_layer_latency_s must be >= 0")
         if min(self.multi_server_overhead, self.replica_growth_gain) < 1:
             raise ValueError("multi_server_overhead and replica_growth_gain must be >= 1")
         if self.typical_prompt_tokens < 0 or self.typical_output_tokens < 1:
@@ -421,8 +418,6 @@ class ServingModel:
     @property
     def ep_layer_latency_s(self) -> float:
         """All-to-all latency per MoE layer (expert-parallel replicas; see `ep_layer_latency_s`)."""
-        if self.params.multi_server_layer_latency_s is not None:
-            return self.params.multi_server_layer_latency_s
         return ep_layer_latency_s(self.accelerator, self.accelerators_per_replica)
 
     # --- compute --------------------------------------------------------------------------------
