@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,16 +375,22 @@ def _caps_by_name(source: Problem, target: Problem, caps: FloatArray) -> FloatAr
 def west_fallback(problem: Problem) -> set[str]:
     """Pools the west rule may grow outside the western hubs: for each class and region whose
     latency budget reaches no western pool that can grow, its nearest pool that can."""
+    return {problem.units[u].name for _, _, u in _nearest_growable(problem, True)}
+
+
+def _nearest_growable(
+    problem: Problem, only_without_west: bool = False
+) -> Iterator[tuple[int, int, int]]:
+    """(class, region, unit): each region's nearest pool that can grow among those its class
+    may use (``only_without_west``: only where none of them is a western pool)."""
     units, latency = problem.units, problem.grid.latency_s
-    out: set[str] = set()
     for c in range(len(problem.classes)):
         for g, elig in enumerate(problem.eligible[c]):
             grow = [u for u in elig if problem.growable[u]]
-            if not grow or any(units[u].hub_role == WEST for u in grow):
+            if not grow or (only_without_west and any(units[u].hub_role == WEST for u in grow)):
                 continue
             for r in problem.groups[c][g]:
-                out.add(units[min(grow, key=lambda u: latency[r, units[u].stations[0]])].name)
-    return out
+                yield c, r, min(grow, key=lambda u: latency[r, units[u].stations[0]])
 
 
 def west_split(problem: Problem) -> dict[int, FloatArray]:
@@ -410,18 +416,10 @@ def _nearest_weights(problem: Problem, only_without_west: bool = False) -> Float
     """Per unit: Erlangs (base rates x entry hold) of the regions whose nearest growable
     eligible pool it is (``only_without_west``: of the region groups that reach no western
     pool that can grow)."""
-    units = problem.units
     base = problem.grid.demand.base_rates  # (regions, classes): shape of demand by region
-    latency = problem.grid.latency_s
-    weight = np.zeros(len(units))
-    for c in range(len(problem.classes)):
-        for g, elig in enumerate(problem.eligible[c]):
-            grow = [u for u in elig if problem.growable[u]]
-            if not grow or (only_without_west and any(units[u].hub_role == WEST for u in grow)):
-                continue
-            for r in problem.groups[c][g]:
-                n = min(grow, key=lambda u: latency[r, units[u].stations[0]])
-                weight[n] += base[r, c] * problem.hold_s[c, units[n].stations[0]]
+    weight = np.zeros(len(problem.units))
+    for c, r, n in _nearest_growable(problem, only_without_west):
+        weight[n] += base[r, c] * problem.hold_s[c, problem.units[n].stations[0]]
     return weight
 
 
