@@ -177,6 +177,15 @@ def test_baseline_split_is_the_demand_work_split() -> None:
                 node,
                 model,
             )
+    # the header's percentages are this split, to the 0.1 %
+    models = ("deepseek-v3", "kimi-k2.5", "qwen3-235b-a22b")
+    pct = {a: [f"{100 * work[a][m] / sum(work[a].values()):.1f}" for m in models] for a in work}
+    header = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    h20, ascend = pct["h20"], pct["ascend-910b"]
+    assert (
+        f"H20 {h20[0]} % DeepSeek-V3 (chat, coding) / {h20[1]} % Kimi-K2.5 (agent) / "
+        f"{h20[2]} % Qwen3-235B (batch); Ascend {' / '.join(ascend)} %"
+    ) in header
 
 
 def test_baseline_capacity_traces_to_the_inventory() -> None:
