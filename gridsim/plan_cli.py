@@ -58,7 +58,7 @@ def plan_command(
         typer.Option("--workers", min=1, help="Simulations in parallel (default: one per CPU)"),
     ] = None,
     compare: Annotated[
-        bool, typer.Option(help="Also plan and simulate the two naive plans")
+        bool, typer.Option(help="Also plan and simulate the naive plans and the unbudgeted one")
     ] = True,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Plan folder (default results/<scenario>/plan-...)")
